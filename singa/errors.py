@@ -1,0 +1,21 @@
+"""Errors that say what went wrong, what was expected, what was received and how to fix it."""
+
+
+class SingaError(Exception):
+    """Base class of every error singa raises on purpose."""
+
+
+class ConfigError(SingaError, ValueError):
+    """A value in a job configuration or an API call is not acceptable."""
+
+
+class DataError(SingaError, IOError):
+    """A data, record or checkpoint file is missing, empty, truncated or corrupt."""
+
+
+def invalid(name, expected, received, hint=None, cls=ConfigError):
+    """Build the project's standard message: Invalid value for `name`. Expected ... Received: ..."""
+    msg = "Invalid value for `%s`. Expected %s. Received: %r" % (name, expected, received)
+    if hint:
+        msg += "\nhelp: " + hint
+    return cls(msg)

@@ -1,0 +1,103 @@
+"""The runtime layer contract and the registry from LayerType to implementation.
+
+A runtime layer is built from its LayerProto and a Backend, then
+
+* ``setup(src_shapes)`` gets the output shapes of its source layers (batch first) and
+  returns its own output shape; it creates its params with ``make_param``;
+* ``forward(flag, srcs)`` reads ``src.data`` (and ``src.aux``, the labels of a data layer),
+  stores and returns ``self.data``;
+* ``backward(flag, srcs, grad)`` gets the gradient w.r.t. ``self.data`` (None for loss
+  layers, which start back-propagation), writes ``param.grad`` for its params and
+  returns one gradient per source (None where the source needs none);
+* ``metrics()`` (loss and accuracy layers) returns this batch's metrics as floats.
+
+``flag`` is a Phase value (kTrain, kVal, kTest). Layers use ``self.xp`` for math, so the
+same code runs on NumPy and CuPy, and ``self.dtype`` (float32 unless a test asks for float64).
+"""
+import numpy
+
+from singa.errors import ConfigError
+from singa.param import Param
+from singa.proto import job_pb2
+
+LAYERS = {}
+
+
+def register(*layer_types):
+    """Class decorator: implement these LayerType values."""
+    def deco(cls):
+        for t in layer_types:
+            LAYERS[t] = cls
+        cls.layer_types = layer_types
+        return cls
+    return deco
+
+
+def type_name(t):
+    try:
+        return job_pb2.LayerType.Name(t)
+    except ValueError:
+        return str(t)
+
+
+def create_layer(conf, backend, dtype=numpy.float32):
+    """The runtime layer for a LayerProto, or a ConfigError naming the layer and its type."""
+    cls = LAYERS.get(conf.type)
+    if cls is None:
+        known = ", ".join(sorted(type_name(t) for t in LAYERS))
+        raise ConfigError(
+            "Invalid value for `type` of layer '%s'. Expected a layer type this engine implements (%s). "
+            "Received: %s%s" % (conf.name, known, type_name(conf.type),
+                                " (user_type %r)" % conf.user_type if conf.user_type else ""))
+    return cls(conf, backend, dtype)
+
+
+class Layer:
+    is_data = False    # produces batches from a store (has next_batch)
+    is_loss = False    # starts back-propagation; has metrics()
+    has_metrics = False
+
+    def __init__(self, conf, backend, dtype=numpy.float32):
+        self.conf = conf
+        self.name = conf.name
+        self.backend = backend
+        self.xp = backend.xp
+        self.dtype = numpy.dtype(dtype)
+        self.params = []
+        self.data = None
+        self.aux = None
+        self.rng = None     # numpy Generator, set by NeuralNet for layers that draw random numbers
+        self.out_shape = None
+
+    # -- to implement -----------------------------------------------------------
+    def setup(self, src_shapes):
+        raise NotImplementedError
+
+    def forward(self, flag, srcs):
+        raise NotImplementedError
+
+    def backward(self, flag, srcs, grad):
+        raise NotImplementedError
+
+    def metrics(self):
+        return {}
+
+    # -- helpers ----------------------------------------------------------------
+    def make_param(self, index, shape, role):
+        """Create the index-th param (``role`` 'weight' or 'bias' for messages) from conf.param."""
+        if index >= len(self.conf.param):
+            raise ConfigError(
+                "layer '%s' (%s) needs a `param` entry for its %s (param #%d); it has %d.\nhelp: add "
+                "`param { name: \"w1\" init { type: kGaussian std: 0.01 } }` (weight first, then bias)"
+                % (self.name, type_name(self.conf.type), role, index, len(self.conf.param)))
+        p = Param(self.conf.param[index], shape, self.backend, self.dtype, layer_name=self.name)
+        self.params.append(p)
+        return p
+
+    def expect_srcs(self, src_shapes, n):
+        if len(src_shapes) != n:
+            raise ConfigError("Invalid value for `srclayers` of layer '%s' (%s). Expected %d source layer(s). "
+                              "Received: %d" % (self.name, type_name(self.conf.type), n, len(src_shapes)))
+
+    def __repr__(self):
+        return "%s(%r, out=%s)" % (type(self).__name__, self.name, self.out_shape)

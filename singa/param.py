@@ -1,0 +1,116 @@
+"""Runtime parameters (SINGA's Param): values, gradients, sharing and initialisation.
+
+A Param is created by a layer's ``setup`` from its ParamProto. A param with ``share_from``
+is a *share*: its ``data`` is the owner's array, and its gradient is summed into the owner's
+and averaged over the shares (SINGA's grad_scale = 1/num_shares, SINGA-V0.md 3.4, 6.8).
+"""
+import math
+
+import numpy
+
+from singa.errors import ConfigError, invalid
+from singa.proto import job_pb2
+
+
+class Param:
+    def __init__(self, proto, shape, backend, dtype=numpy.float32, layer_name=None):
+        self.proto = proto
+        self.name = proto.name
+        self.shape = tuple(int(s) for s in shape)
+        self.backend = backend
+        self.dtype = numpy.dtype(dtype)
+        self.layer_name = layer_name
+        self.owner = None          # the owner Param for a share, else None
+        self.shares = [self]       # for an owner: itself and every share of it
+        self.version = 0           # number of updates applied (+ start step); 0 = not loaded
+        xp = backend.xp
+        self.data = xp.zeros(self.shape, dtype=self.dtype)
+        self.grad = xp.zeros(self.shape, dtype=self.dtype)
+
+    @property
+    def size(self):
+        return int(numpy.prod(self.shape)) if self.shape else 1
+
+    @property
+    def is_owner(self):
+        return self.owner is None
+
+    @property
+    def lr_scale(self):
+        return (self.owner or self).proto.lr_scale
+
+    @property
+    def wd_scale(self):
+        return (self.owner or self).proto.wd_scale
+
+    def share_from(self, owner):
+        """Make this param a share of ``owner``: same values, gradient contributed to owner."""
+        if owner.shape != self.shape:
+            raise ConfigError(
+                "Invalid value for `share_from` of param '%s' (layer %s). Expected an owner of shape %s. "
+                "Received: '%s' of shape %s (layer %s).\nhelp: shared params must have the same shape; for a "
+                "tied decoder weight set `transpose: true` on the decoder's innerproduct_conf"
+                % (self.name, self.layer_name, self.shape, owner.name, owner.shape, owner.layer_name))
+        self.owner = owner
+        owner.shares.append(self)
+        self.data = owner.data
+
+    def owner_grad(self):
+        """The gradient the updater applies to an owner: the mean over its shares' gradients."""
+        if len(self.shares) == 1:
+            return self.grad
+        g = self.shares[0].grad.copy()
+        for s in self.shares[1:]:
+            g += s.grad
+        g *= 1.0 / len(self.shares)
+        return g
+
+    def init_values(self, rng):
+        """Fill ``data`` from the ParamGenProto (SINGA-V0.md 6.9) using numpy Generator ``rng``."""
+        host = fill(self.proto.init if self.proto.HasField("init") else None, self.shape, rng,
+                    name=self.name, dtype=self.dtype)
+        self.set_values(host)
+
+    def set_values(self, host_array):
+        a = numpy.asarray(host_array, dtype=self.dtype)
+        if a.size != self.size:
+            raise ConfigError("Invalid value for param '%s'. Expected %d values (shape %s). Received: %d values "
+                              "(shape %s)" % (self.name, self.size, self.shape, a.size, a.shape))
+        self.data[...] = self.backend.asarray(a.reshape(self.shape), dtype=self.dtype)
+
+    def __repr__(self):
+        return "Param(%r, shape=%s%s)" % (self.name, self.shape,
+                                           "" if self.owner is None else ", share_from=%r" % self.owner.name)
+
+
+def fill(gen, shape, rng, name="?", dtype=numpy.float32):
+    """Values of a ParamGenProto ``gen`` for ``shape``, drawn from Generator ``rng`` (host array)."""
+    if gen is None:
+        raise ConfigError(
+            "param '%s' has no `init` and was not loaded from a checkpoint.\nhelp: give it an init, e.g. "
+            "`init { type: kUniform low: -0.05 high: 0.05 }`, or list a checkpoint that holds it in "
+            "`checkpoint_path`" % name)
+    t = gen.type
+    fan_ok = len(shape) == 2
+    if t == job_pb2.kConstant:
+        return numpy.full(shape, gen.value, dtype=dtype)
+    if t in (job_pb2.kGaussian, job_pb2.kGaussianSqrtFanIn):
+        v = rng.normal(gen.mean, gen.std, size=shape)
+    elif t in (job_pb2.kUniform, job_pb2.kUniformSqrtFanIn, job_pb2.kUniformSqrtFanInOut):
+        v = rng.uniform(gen.low, gen.high, size=shape)
+    else:
+        raise invalid("init.type of param '%s'" % name,
+                      "one of kConstant, kGaussian, kUniform, kGaussianSqrtFanIn, kUniformSqrtFanIn, "
+                      "kUniformSqrtFanInOut", job_pb2.InitMethod.Name(t) if t in job_pb2.InitMethod.values() else t)
+    if t in (job_pb2.kGaussianSqrtFanIn, job_pb2.kUniformSqrtFanIn, job_pb2.kUniformSqrtFanInOut) and not fan_ok:
+        raise ConfigError("param '%s': fan-in initialisation needs a 2-D param. Received shape %s" % (name, shape))
+    # SINGA uses shape[1] (columns) as fan-in (SINGA-58).
+    if t == job_pb2.kGaussianSqrtFanIn:
+        v /= math.sqrt(shape[1])
+    elif t == job_pb2.kUniformSqrtFanIn:
+        v /= math.sqrt(shape[1] / 3.0)
+    elif t == job_pb2.kUniformSqrtFanInOut:
+        v /= math.sqrt(shape[0] + shape[1])
+    if gen.value != 1:
+        v *= gen.value
+    return v.astype(dtype)

@@ -1,0 +1,96 @@
+"""SINGA v0.3 protocol messages (JobProto, BlobProtos, RecordProto, SingaProto) and job.conf IO.
+
+The ``*_pb2`` modules are generated from the ``.proto`` files beside them with
+``python -m grpc_tools.protoc -I. --python_out=. job.proto common.proto singa.proto``
+(run inside this folder); ``tests/test_proto.py`` checks they are in sync.
+"""
+import os
+
+from google.protobuf import text_format
+
+from singa.errors import ConfigError
+from singa.proto import common_pb2, job_pb2, singa_pb2
+
+JobProto = job_pb2.JobProto
+LayerProto = job_pb2.LayerProto
+ParamProto = job_pb2.ParamProto
+BlobProto = common_pb2.BlobProto
+BlobProtos = common_pb2.BlobProtos
+RecordProto = common_pb2.RecordProto
+
+
+class JobConfError(ConfigError):
+    """A job.conf file (protobuf text format) could not be read; names the file, line and column."""
+
+    def __init__(self, source, message, line=None, column=None, hint=None):
+        where = source if line is None else "%s:%d:%d" % (source, line, column or 0)
+        text = "%s: %s" % (where, message)
+        if hint:
+            text += "\nhelp: " + hint
+        super().__init__(text)
+        self.source, self.line, self.column = source, line, column
+
+
+def parse_job_conf(text, source="<string>", message=None):
+    """Parse protobuf text (a job.conf) into a JobProto (or into ``message`` if given).
+
+    Raises JobConfError naming ``source``, the line and the column of the first error,
+    and the required fields left unset (SINGA's C++ parser rejected those too).
+    """
+    msg = message if message is not None else JobProto()
+    try:
+        text_format.Parse(text, msg)
+    except text_format.ParseError as e:
+        line, col = e.GetLine(), e.GetColumn()
+        detail = str(e)
+        # ParseError's text starts with "line:col : "; keep only the reason.
+        if " : " in detail:
+            detail = detail.split(" : ", 1)[1]
+        raise JobConfError(source, detail, line, col,
+                           hint="field names and enum values are those of SINGA v0.3's job.proto, "
+                                "e.g. `type: kInnerProduct`, `include: kTest`") from None
+    missing = msg.FindInitializationErrors()
+    if missing:
+        raise JobConfError(source, "required field(s) not set: %s" % ", ".join(missing),
+                           hint="SINGA v0.3 marks these fields `required`; add them to the file")
+    return msg
+
+
+def read_job_conf(path):
+    """Read a job.conf file (text format) into a JobProto."""
+    if not os.path.isfile(path):
+        raise JobConfError(path, "no such file",
+                           hint="pass the path of an existing job.conf (text-format JobProto)")
+    with open(path, "r", encoding="utf-8") as f:
+        return parse_job_conf(f.read(), source=path)
+
+
+def job_to_text(job):
+    """Text format of a JobProto, as SINGA's job.conf files are written."""
+    return text_format.MessageToString(job)
+
+
+def write_job_conf(job, path):
+    """Write ``job`` as a text-format job.conf, atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(job_to_text(job))
+    os.replace(tmp, path)
+
+
+def enum_value(enum_type, key, what):
+    """SINGA's enumXxx(key): the value whose name minus its first letter, lower-cased, equals key.
+
+    ``enum_value(job_pb2.LayerType, 'softmaxloss', 'layer type') == kSoftmaxLoss``. Full names
+    ('kSoftmaxLoss') are accepted too. Unknown keys raise ConfigError listing the valid ones.
+    """
+    desc = enum_type.DESCRIPTOR
+    if isinstance(key, int):
+        if key in desc.values_by_number:
+            return key
+    else:
+        for v in desc.values:
+            if key == v.name or key.lower() == v.name[1:].lower() or key.lower() == v.name.lower():
+                return v.number
+    valid = ", ".join("'%s'" % v.name[1:].lower() for v in desc.values)
+    raise ConfigError("Invalid value for `%s`. Expected one of %s. Received: %r" % (what, valid, key))
