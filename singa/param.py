@@ -23,6 +23,7 @@ class Param:
         self.owner = None          # the owner Param for a share, else None
         self.shares = [self]       # for an owner: itself and every share of it
         self.version = 0           # number of updates applied (+ start step); 0 = not loaded
+        self.aliased = None        # the Param of another net (train) whose values this one reads
         xp = backend.xp
         self.data = xp.zeros(self.shape, dtype=self.dtype)
         self.grad = xp.zeros(self.shape, dtype=self.dtype)
@@ -54,6 +55,16 @@ class Param:
         self.owner = owner
         owner.shares.append(self)
         self.data = owner.data
+
+    def alias(self, other):
+        """Read ``other``'s values (another net's param of the same name); not a gradient share."""
+        if other.shape != self.shape:
+            raise ConfigError(
+                "param '%s' has shape %s in layer '%s' but %s in layer '%s' of the training net.\nhelp: a param "
+                "name used in several phases must have the same shape in each" % (
+                    self.name, self.shape, self.layer_name, other.shape, other.layer_name))
+        self.aliased = other
+        self.data = other.data
 
     def owner_grad(self):
         """The gradient the updater applies to an owner: the mean over its shares' gradients."""

@@ -1,0 +1,11 @@
+"""Runtime layers. Importing this package registers every implemented LayerType in
+``singa.layers.base.LAYERS``; ``create_layer(conf, backend)`` builds one."""
+import importlib.util
+
+from singa.layers.base import LAYERS, Layer, create_layer, register  # noqa: F401
+from singa.layers import neuron, dense, loss  # noqa: F401
+
+# The data layers live in their own module; import it when present, but let a real error inside
+# it surface instead of hiding it behind a bare `except ImportError`.
+if importlib.util.find_spec("singa.layers.input") is not None:
+    from singa.layers import input  # noqa: F401

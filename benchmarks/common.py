@@ -1,0 +1,56 @@
+"""Shared benchmark helpers: thread pinning, the machine's float32 GEMM rate, medians."""
+import os
+import statistics
+import time
+
+
+def set_threads(n):
+    """Pin BLAS (and OpenMP) threads to ``n`` for numpy and, if loaded, torch."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+    except ImportError:  # environment variables only work before numpy loads
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(n))
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+        return ["%s %s (%s, %s threads)" % (i.get("internal_api"), i.get("version"), i.get("architecture"),
+                                            i.get("num_threads")) for i in threadpool_info()]
+    except ImportError:
+        return []
+
+
+def gemm_rate(n=2048, repeats=7):
+    """Median float32 GFLOP/s of numpy's n x n x n matmul (the machine's GEMM rate, as PERFORMANCE.md)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.matmul(a, b, out=c)
+        rates.append(2.0 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return statistics.median(rates)
+
+
+def steady_rate(step, batch, n0=3, n1=13):
+    """Samples/s in steady state: time n0 and n1 steps, use (n1 - n0) * batch / (t1 - t0)."""
+    t = time.perf_counter()
+    for _ in range(n0):
+        step()
+    t0 = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(n1):
+        step()
+    t1 = time.perf_counter() - t
+    return (n1 - n0) * batch / (t1 - t0)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI.
+#   bash run.sh train [ARGS...]   set everything up, then train the seed's MLP on real data
+#                                 (Fashion-MNIST, or MNIST when its files are present); ARGS go to
+#                                 examples/mnist_mlp.py (e.g. --steps 9400 --lr 0.01 --momentum 0.9)
+#   bash run.sh test [ARGS...]    set everything up, then run the test suite (ARGS go to pytest)
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+
+setup() {
+    if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+        echo "== installing Debian's dataset-fashion-mnist (real data for the examples and tests)"
+        SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO="sudo"
+        if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/tmp/singa-apt.log 2>&1; then
+            echo "warning: could not install dataset-fashion-mnist (see /tmp/singa-apt.log);" \
+                 "set SINGA_FASHION_MNIST_DIR or SINGA_MNIST_DIR to the idx files instead" >&2
+        fi
+    fi
+    if [ ! -x .venv/bin/python ]; then
+        echo "== creating .venv"
+        "$PY" -m venv .venv
+    fi
+    echo "== installing singa and its dev tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install -q -e '.[dev]'
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    train)
+        setup
+        exec .venv/bin/python examples/mnist_mlp.py "$@"
+        ;;
+    test)
+        setup
+        exec .venv/bin/python -m pytest -m "not slow" -q "$@"
+        ;;
+    *)
+        echo "usage: bash run.sh train [ARGS...] | bash run.sh test [PYTEST ARGS...]" >&2
+        exit 2
+        ;;
+esac

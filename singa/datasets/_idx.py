@@ -1,0 +1,193 @@
+"""Finding, verifying and converting MNIST-format (idx) datasets into SINGA kvfile records.
+
+Where a dataset is looked for, in order:
+1. SINGA's own place: kvfile records ``<root>/train_data.bin`` and ``test_data.bin`` under the
+   working directory (``examples/mnist`` for MNIST), as SINGA's create_data wrote them;
+2. ``data_dir`` given to load_data (kvfile records or the four idx files, .gz or not);
+3. the directory in the dataset's environment variable (``SINGA_MNIST_DIR``, ``SINGA_FASHION_MNIST_DIR``);
+4. the cache, ``$SINGA_CACHE`` or ``$XDG_CACHE_HOME/singa`` or ``~/.cache/singa``, under the dataset's name;
+5. system copies (Debian's dataset-fashion-mnist package for Fashion-MNIST);
+6. with ``download=True``, the dataset's mirrors, each file checked against its MD5.
+idx files found in 2-6 are converted once into kvfile records in the cache.
+"""
+import gzip
+import hashlib
+import os
+import shutil
+import urllib.request
+
+from singa.errors import DataError
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class IdxDataset:
+    def __init__(self, name, singa_dir, env_var, system_dirs=(), mirrors=(), md5=None):
+        self.name = name
+        self.singa_dir = singa_dir
+        self.env_var = env_var
+        self.system_dirs = tuple(system_dirs)
+        self.mirrors = tuple(mirrors)
+        self.md5 = md5 or {}
+
+    # -- locating -------------------------------------------------------------------
+    def cache_dir(self):
+        root = os.environ.get("SINGA_CACHE") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "singa")
+        return os.path.join(root, self.name)
+
+    def candidate_dirs(self, data_dir=None):
+        dirs = [self.singa_dir]
+        if data_dir:
+            dirs.append(data_dir)
+        if os.environ.get(self.env_var):
+            dirs.append(os.environ[self.env_var])
+        dirs.append(self.cache_dir())
+        dirs.extend(self.system_dirs)
+        return dirs
+
+    @staticmethod
+    def _kvfiles(d):
+        tr, te = os.path.join(d, "train_data.bin"), os.path.join(d, "test_data.bin")
+        return (tr, te) if os.path.isfile(tr) and os.path.isfile(te) else None
+
+    @staticmethod
+    def _idx_files(d):
+        found = {}
+        for key, base in IDX_FILES.items():
+            for cand in (base, base + ".gz", base.replace("-idx", ".idx")):
+                p = os.path.join(d, cand)
+                if os.path.isfile(p):
+                    found[key] = p
+                    break
+        return found if len(found) == 4 else None
+
+    def locate(self, data_dir=None, download=False):
+        """(train kvfile, test kvfile), converting idx files into the cache when that is what was found."""
+        looked = []
+        for d in self.candidate_dirs(data_dir):
+            looked.append(d)
+            kv = self._kvfiles(d)
+            if kv:
+                return kv
+            idx = self._idx_files(d)
+            if idx:
+                return self._convert(idx)
+        if download:
+            return self._convert(self._download())
+        raise DataError(
+            "%s not found. Looked for kvfile records (train_data.bin, test_data.bin) or the idx files (%s, .gz "
+            "or not) in: %s.\nhelp: put the files in one of those folders, set %s to their folder, pass "
+            "load_data(data_dir=...), or load_data(download=True)%s" % (
+                self.name, ", ".join(IDX_FILES.values()), ", ".join(looked), self.env_var,
+                "; on Debian: apt-get install dataset-fashion-mnist" if self.name == "fashion_mnist" else ""))
+
+    def available(self, data_dir=None):
+        for d in self.candidate_dirs(data_dir):
+            if self._kvfiles(d) or self._idx_files(d):
+                return True
+        return False
+
+    # -- converting and downloading ----------------------------------------------------
+    def _convert(self, idx):
+        from singa.io.create_data import convert_idx_to_kvfile
+        out = self.cache_dir()
+        os.makedirs(out, exist_ok=True)
+        train, test = os.path.join(out, "train_data.bin"), os.path.join(out, "test_data.bin")
+        stamp = os.path.join(out, "converted-from")
+        source = "\n".join(os.path.abspath(idx[k]) for k in sorted(idx))
+        if os.path.isfile(train) and os.path.isfile(test) and os.path.isfile(stamp):
+            with open(stamp) as f:
+                if f.read() == source:
+                    return train, test
+        convert_idx_to_kvfile(idx["train_images"], idx["train_labels"], train)
+        convert_idx_to_kvfile(idx["test_images"], idx["test_labels"], test)
+        tmp = stamp + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(source)
+        os.replace(tmp, stamp)
+        return train, test
+
+    def _download(self):
+        out = os.path.join(self.cache_dir(), "idx")
+        os.makedirs(out, exist_ok=True)
+        files = {}
+        for key, base in IDX_FILES.items():
+            dest = os.path.join(out, base + ".gz")
+            if not (os.path.isfile(dest) and self._md5_ok(dest, base)):
+                self._fetch(base + ".gz", dest)
+            files[key] = dest
+        return files
+
+    def _md5_ok(self, path, base):
+        want = self.md5.get(base)
+        if want is None:
+            return True
+        h = hashlib.md5()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest() == want
+
+    def _fetch(self, fname, dest):
+        errors = []
+        for mirror in self.mirrors:
+            url = mirror.rstrip("/") + "/" + fname
+            tmp = dest + ".part"
+            try:
+                with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+                    shutil.copyfileobj(r, f)
+            except OSError as e:
+                errors.append("%s: %s" % (url, e))
+                continue
+            base = fname[:-3]
+            if not self._md5_ok(tmp, base):
+                os.remove(tmp)
+                errors.append("%s: MD5 mismatch (expected %s)" % (url, self.md5.get(base)))
+                continue
+            os.replace(tmp, dest)
+            return
+        raise DataError("could not download %s for %s:\n  %s\nhelp: download the idx files by hand and set %s "
+                        "to their folder" % (fname, self.name, "\n  ".join(errors) or "no mirror", self.env_var))
+
+
+def load_data(dataset, workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None,
+              download=False, **pvalues):
+    """SINGA's mnist.load_data: (train Data layer, test Data layer, workspace) for ``dataset``.
+
+    ``pvalues`` are StoreProto fields (batchsize, shape, random_skip, mean_value, std_value, ...)
+    applied to both stores. Unset ones default to SINGA's examples/mnist/job.conf: batch 64,
+    shape 784, (x - 127.5) / 127.5, random_skip 5000 for training. With ``nb_rbm`` and
+    ``checkpoint_steps`` the training Data layer carries the checkpoints of the RBMs
+    ``examples/rbm/rbm{i}`` for i = nb_rbm-1 .. 1, as SINGA's helper did.
+    """
+    from singa.model import Data, Store
+    if backend != "kvfile":
+        raise DataError("Invalid value for `backend`. Expected 'kvfile' (the records load_data finds or makes). "
+                        "Received: %r" % (backend,))
+    train_path, test_path = dataset.locate(data_dir, download)
+    if workspace is None:
+        workspace = dataset.singa_dir
+    os.makedirs(workspace, exist_ok=True)
+    defaults = {"batchsize": 64, "shape": 784}
+    if not any(k in pvalues for k in ("mean_value", "std_value", "mean_file", "std_file")):
+        defaults.update(mean_value=127.5, std_value=127.5)
+    fields = dict(defaults, **pvalues)
+    train_fields = dict(fields)
+    train_fields.setdefault("random_skip", 5000)
+    test_fields = dict(fields)
+    test_fields.pop("random_skip", None)
+    train_store = Store(path=train_path, backend=backend, **train_fields)
+    test_store = Store(path=test_path, backend=backend, **test_fields)
+    checkpoint = None
+    if checkpoint_steps > 0 and nb_rbm > 1:
+        checkpoint = ["examples/rbm/rbm%d/checkpoint/step%d-worker0" % (i, checkpoint_steps)
+                      for i in range(nb_rbm - 1, 0, -1)]
+    X_train = Data(load="recordinput", phase="train", conf=train_store, checkpoint=checkpoint)
+    X_test = Data(load="recordinput", phase="test", conf=test_store)
+    return X_train, X_test, workspace

@@ -1,0 +1,222 @@
+"""Driver: runs a JobProto (SINGA's Driver::Train / Driver::Test) and returns its Results.
+
+The Python API (singa.model) and job.conf files (``singa-run -conf``) both end here.
+"""
+import os
+import re
+import sys
+import time
+
+import numpy
+
+from singa.backends import Backend
+from singa.errors import ConfigError, DataError
+from singa.io import checkpoint as ckpt
+from singa.neuralnet import NeuralNet, strip_unroll
+from singa.proto import job_pb2
+from singa.random import RandomStreams
+from singa.results import Results
+from singa.updaters import create_updater
+from singa.worker import BPWorker
+
+# Arguments SINGA's launcher (singa-run.sh) appended to every process; accepted and ignored.
+_LAUNCHER_ARGS = {"-singa_conf": 1, "-singa_job": 1, "-host": 1, "-conf": 1}
+
+
+def every(step, freq, after):
+    """SINGA's DisplayNow/TestNow/CheckpointNow rule: freq > 0, step >= after, (step-after) % freq == 0."""
+    return freq > 0 and step >= after and (step - after) % freq == 0
+
+
+class Driver:
+    def __init__(self, argv=None, seed=0, verbose=True):
+        self.argv = list(argv or [])
+        self.seed = seed
+        self.verbose = verbose
+
+    def log(self, msg):
+        if self.verbose:
+            print(msg, flush=True)
+
+    # -- building ---------------------------------------------------------------
+    def _check_job(self, job, training):
+        if not job.HasField("neuralnet") or not job.neuralnet.layer:
+            raise ConfigError("the job has no `neuralnet` layers.\nhelp: add layers to the model "
+                              "(m.add(Dense(...))) or a `neuralnet { layer { ... } }` block to job.conf")
+        if not job.cluster.workspace:
+            raise ConfigError("Invalid value for `cluster.workspace`. Expected a directory for checkpoints. "
+                              "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
+        c = job.cluster
+        if (c.nworker_groups, c.nworkers_per_group, c.nserver_groups, c.nservers_per_group) != (1, 1, 1, 1):
+            raise ConfigError(
+                "this engine runs one worker group of one worker in one process (cluster asks for %d worker "
+                "group(s) x %d worker(s), %d server group(s) x %d server(s)).\nhelp: use the default Cluster "
+                "settings; distributed topologies over MPI are not implemented yet"
+                % (c.nworker_groups, c.nworkers_per_group, c.nserver_groups, c.nservers_per_group))
+        if training:
+            alg = job.train_one_batch.alg
+            if alg != job_pb2.kBP:
+                name = job_pb2.AlgType.Name(alg) if alg in job_pb2.AlgType.values() else alg
+                raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation). "
+                                  "Received: %s.\nhelp: kCD and kBPTT are not implemented yet; set "
+                                  "`train_one_batch { alg: kBP }` or fit(alg='bp')" % name)
+            if job.train_steps <= 0:
+                raise ConfigError("Invalid value for `train_steps`. Expected a positive number of steps. "
+                                  "Received: %d.\nhelp: fit(nb_epoch=N) or `train_steps: N`" % job.train_steps)
+
+    def _backend(self, job):
+        return Backend(job.gpu[0] if len(job.gpu) else None)
+
+    def _workspace(self, job):
+        ws = job.cluster.workspace
+        os.makedirs(os.path.join(ws, "checkpoint"), exist_ok=True)
+        return ws
+
+    def _load_checkpoints(self, paths, net):
+        """Copy values from checkpoint files into ``net``'s owner params by name; later files win."""
+        loaded = {}
+        for path in paths:
+            for name, values, version in ckpt.read_checkpoint(path):
+                p = net.owners.get(strip_unroll(name))
+                if p is None or p.aliased is not None:
+                    continue
+                if values.size != p.size:
+                    raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
+                                    "param has shape %s.\nhelp: the checkpoint was written by a different net; "
+                                    "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
+                p.set_values(values)
+                p.version = version
+                loaded[p.name] = path
+        return loaded
+
+    def _init_params(self, net, streams, loaded):
+        # Unlike SINGA (SINGA-107), a param loaded from a checkpoint is never re-initialised, even
+        # if the file recorded version 0 for it.
+        for p in net.owner_params:
+            if p.owner is None and p.name not in loaded:
+                p.init_values(streams.stream("init/" + strip_unroll(p.name)))
+
+    # -- running ----------------------------------------------------------------
+    def train(self, job, resume=False):
+        self._check_job(job, training=True)
+        backend = self._backend(job)
+        ws = self._workspace(job)
+        streams = RandomStreams(self.seed)
+        train_net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams)
+        if not train_net.data_layers:
+            raise ConfigError("the training net has no data layer.\nhelp: fit(X_train, ...) with the Data layer "
+                              "from load_data(), or a kRecordInput layer with `include: kTrain`")
+        if not any(l.is_loss for l in train_net.layers):
+            raise ConfigError("the training net has no loss layer.\nhelp: compile(loss='categorical_crossentropy'"
+                              " or 'mean_squared_error'), or add a kSoftmaxLoss/kEuclideanLoss layer")
+        shared = train_net.owners
+        test_net = (NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams, shared_params=shared)
+                    if job.test_steps > 0 else None)
+        val_net = (NeuralNet(job.neuralnet, job_pb2.kVal, backend, streams, shared_params=shared)
+                   if job.validate_steps > 0 else None)
+        updater = create_updater(job.updater)
+        worker = BPWorker(train_net, updater, test_net, val_net)
+
+        start = job.step
+        if resume or job.resume:
+            start, loaded = self._resume(ws, train_net, worker, streams)
+        else:
+            loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)
+            if job.reset_param_version:
+                for p in train_net.owner_params:
+                    if p.name in loaded:
+                        p.version = start
+        self._init_params(train_net, streams, loaded)
+
+        results = Results("train")
+        self.log("Training %r: %d steps from step %d, batch %d, on %s" % (
+            job.name, job.train_steps, start, train_net.batch_size, backend))
+        t0, n0 = time.perf_counter(), start
+        step = start
+        while step < job.train_steps:
+            if val_net is not None and every(step, job.validate_freq, job.validate_after):
+                results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
+                self.log("Validation @ step %d: %s" % (step, fmt(m)))
+            if test_net is not None and every(step, job.test_freq, job.test_after):
+                results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
+                self.log("Test @ step %d: %s" % (step, fmt(m)))
+            if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start:
+                self._checkpoint(ws, step, train_net, worker, streams)
+            worker.train_one_batch(step)
+            if every(step, job.disp_freq, job.disp_after):
+                results.train[step] = m = worker.train_metrics.pop()
+                t1 = time.perf_counter()
+                rate = (step + 1 - n0) * train_net.batch_size / max(t1 - t0, 1e-9)
+                self.log("Train @ step %d: %s (%.0f samples/s)" % (step, fmt(m), rate))
+                t0, n0 = t1, step + 1
+            step += 1
+        last = step - 1
+        if worker.train_metrics.n:  # metrics since the last display (all of them if disp_freq is 0)
+            results.train[last] = m = worker.train_metrics.pop()
+            self.log("Train @ step %d: %s" % (last, fmt(m)))
+        if test_net is not None and job.test_freq > 0 and last not in results.test:
+            results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
+            self.log("Test @ step %d: %s" % (step, fmt(m)))
+        path = self._checkpoint(ws, step, train_net, worker, streams)
+        self.log("Checkpoint written to %s" % path)
+        results = Results("train", results.train, results.validation, results.test)
+        return results
+
+    def _checkpoint(self, ws, step, net, worker, streams):
+        path = ckpt.checkpoint_file(ws, step, 0)
+        ckpt.write_checkpoint(path, [(p.name, backend_host(p), p.version) for p in net.owner_params])
+        state = {}
+        for pname, st in worker.state.items():
+            for k, v in st.items():
+                state["updater/%s/%s" % (pname, k)] = net.backend.to_host(v)
+        ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state()})
+        return path
+
+    def _resume(self, ws, net, worker, streams):
+        step = ckpt.latest_checkpoint_step(ws)
+        if step is None:
+            raise DataError("cannot resume: no checkpoint in %s.\nhelp: train without resume first"
+                            % os.path.join(ws, "checkpoint"))
+        path = ckpt.checkpoint_file(ws, step, 0)
+        loaded = self._load_checkpoints([path], net)
+        arrays, meta = ckpt.read_state(path)
+        if arrays is not None:
+            for pname, st in worker.state.items():
+                for k in st:
+                    key = "updater/%s/%s" % (pname, k)
+                    if key in arrays:
+                        st[k][...] = net.backend.asarray(arrays[key], dtype=st[k].dtype)
+            if meta and meta.get("rng"):
+                streams.set_state(meta["rng"])
+        self.log("Resuming from %s (step %d)" % (path, step))
+        return step, loaded
+
+    def test(self, job):
+        """Test only: load ``job.checkpoint_path`` and run ``test_steps`` batches of the kTest net."""
+        self._check_job(job, training=False)
+        if not job.checkpoint_path:
+            raise ConfigError("a test-only run needs a checkpoint.\nhelp: evaluate(X_test, checkpoint_path="
+                              "workspace + '/checkpoint/step100-worker0'), or `checkpoint_path:` in job.conf")
+        backend = self._backend(job)
+        streams = RandomStreams(self.seed)
+        net = NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams)
+        loaded = self._load_checkpoints(list(job.checkpoint_path), net)
+        missing = [p.name for p in net.owner_params if p.owner is None and p.name not in loaded]
+        if missing:
+            raise DataError("the checkpoint(s) %s hold no values for param(s) %s of the test net.\nhelp: pass the "
+                            "checkpoint written by training this net" % (list(job.checkpoint_path), missing))
+        nsteps = job.test_steps if job.test_steps > 0 else 10
+        m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
+        found = re.search(r"step(\d+)-worker", job.checkpoint_path[-1])
+        step = int(found.group(1)) if found else 0
+        self.log("Test @ step %d: %s" % (step, fmt(m)))
+        return Results("test", test={step: m})
+
+
+def backend_host(p):
+    return numpy.asarray(p.backend.to_host(p.data), dtype=numpy.float32)
+
+
+def fmt(metrics):
+    names = {"acc": "accuracy"}
+    return ", ".join("%s = %.6f" % (names.get(k, k), v) for k, v in sorted(metrics.items(), key=lambda kv: kv[0] != "loss"))

@@ -1,0 +1,276 @@
+"""SINGA v0.3 checkpoint files (SINGA-V0.md 5.4) and our extra training-state file.
+
+A checkpoint ``<workspace>/checkpoint/step<N>-worker<K>`` is one serialized BlobProtos message,
+no header: ``version = 3`` (repeated int32), ``name = 4`` (repeated string), ``blob = 5``
+(BlobProto{``shape = 1`` repeated int32, ``data = 2`` packed float}), three parallel lists in
+param order. The bytes are produced and parsed here directly (the same bytes protobuf
+writes: fields in number order), so multi-million-float blobs cost one ``tobytes``/
+``frombuffer`` instead of a Python float per value.
+
+v0.2/v0.3 wrote param names with the unroll prefix ``0#`` (``0#w1``); v0.1 without. Both are
+read, names come back without it, and names are written with it unless ``prefix=False``.
+
+Our richer state (updater history, step, random-stream states) goes to ``<ckpt>.state.npz``
+beside the checkpoint, which SINGA never looks at.
+"""
+import io
+import json
+import os
+import re
+import tempfile
+import zlib
+
+import numpy
+
+from singa.errors import DataError
+from singa.io.record import as_int32, iter_fields, read_varint, varint
+
+PREFIX = "0#"
+_PREFIX_RE = re.compile(r"^\d+#")
+_STEP_RE = re.compile(r"^step(\d+)-worker(\d+)$")
+STATE_SUFFIX = ".state.npz"
+
+_HINT = ("a checkpoint is written at the end of training and every `checkpoint_freq` steps; train again "
+         "to re-create it, or list another file in `checkpoint_path`")
+
+
+def strip_prefix(name):
+    """'0#w1' -> 'w1' (the unroll index SINGA v0.2/v0.3 put before every name); other names as they are."""
+    m = _PREFIX_RE.match(name)
+    return name[m.end():] if m else name
+
+
+def with_prefix(name):
+    """'w1' -> '0#w1'; a name that already has an unroll prefix is kept."""
+    return name if _PREFIX_RE.match(name) else PREFIX + name
+
+
+def checkpoint_file(workspace, step, worker=0):
+    return os.path.join(os.fspath(workspace), "checkpoint", "step%d-worker%d" % (int(step), int(worker)))
+
+
+def checkpoint_steps(workspace):
+    """Sorted steps that have a checkpoint file in ``<workspace>/checkpoint``."""
+    folder = os.path.join(os.fspath(workspace), "checkpoint")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    steps = set()
+    for n in names:
+        m = _STEP_RE.match(n)
+        if m and os.path.isfile(os.path.join(folder, n)):
+            steps.add(int(m.group(1)))
+    return sorted(steps)
+
+
+def latest_checkpoint_step(workspace):
+    """The largest N with a ``step<N>-worker<K>`` file (what SINGA's -resume picks), or None."""
+    steps = checkpoint_steps(workspace)
+    return steps[-1] if steps else None
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+def _atomic_write(path, chunks):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for c in chunks:
+                f.write(c)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def encode_checkpoint(params, prefix=True):
+    """The serialized BlobProtos for ``params``: a list of bytes chunks (join them for one string)."""
+    versions, names, blobs = [], [], []
+    for item in params:
+        try:
+            name, values, version = item
+        except (TypeError, ValueError):
+            raise DataError("Invalid value for a checkpoint entry. Expected (name, array, version). Received: %r"
+                            % (item,)) from None
+        arr = numpy.asarray(values)
+        if arr.dtype.kind not in "fiub":
+            raise DataError("Invalid value for the values of param '%s'. Expected a numeric array. Received: dtype %s"
+                            % (name, arr.dtype))
+        name = with_prefix(str(name)) if prefix else str(name)
+        versions.append(b"\x18" + varint(int(version)))
+        nb = name.encode("utf-8")
+        names.append(b"\x22" + varint(len(nb)) + nb)
+        raw = numpy.ascontiguousarray(arr, dtype="<f4").tobytes()
+        body = b"".join(b"\x08" + varint(int(s)) for s in arr.shape)
+        if raw:
+            body += b"\x12" + varint(len(raw))
+        blobs.append(b"\x2a" + varint(len(body) + len(raw)) + body)
+        blobs.append(raw)
+    return versions + names + blobs
+
+
+def write_checkpoint(path, params, prefix=True):
+    """Write ``params`` — (name, array, version) triples — as SINGA's BlobProtos checkpoint, atomically
+    (temporary file, fsync, rename). Names get the ``0#`` prefix unless ``prefix=False``."""
+    return _atomic_write(path, encode_checkpoint(params, prefix))
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _corrupt(path, what):
+    return DataError("checkpoint %s is truncated or corrupt: %s.\nhelp: %s" % (path, what, _HINT))
+
+
+def _parse_blob(buf, start, end):
+    shape, data = [], []
+    for fnum, wt, _, v in iter_fields(buf, start, end):
+        if fnum == 1:
+            if wt == 0:
+                shape.append(as_int32(v))
+            elif wt == 2:   # packed shape (not what SINGA wrote, but valid protobuf)
+                p, e = v
+                while p < e:
+                    s, p = read_varint(buf, p, e)
+                    shape.append(as_int32(s))
+            else:
+                raise ValueError("blob shape with wire type %d" % wt)
+        elif fnum == 2:
+            if wt not in (2, 5):
+                raise ValueError("blob data with wire type %d" % wt)
+            a, b = v
+            if (b - a) % 4:
+                raise ValueError("blob data of %d bytes is not a whole number of floats" % (b - a))
+            data.append(numpy.frombuffer(buf, dtype="<f4", count=(b - a) // 4, offset=a))
+    values = data[0] if len(data) == 1 else (numpy.concatenate(data) if data else numpy.zeros(0, "<f4"))
+    return shape, values
+
+
+def decode_checkpoint(buf, path="<checkpoint>", strip=True):
+    """[(name, float32 array of the stored shape, version)] from serialized BlobProtos bytes."""
+    versions, names, blobs = [], [], []
+    try:
+        for fnum, wt, _, v in iter_fields(buf, 0, len(buf)):
+            if fnum == 3:
+                if wt == 0:
+                    versions.append(as_int32(v))
+                elif wt == 2:
+                    p, e = v
+                    while p < e:
+                        x, p = read_varint(buf, p, e)
+                        versions.append(as_int32(x))
+            elif fnum == 4 and wt == 2:
+                names.append(bytes(buf[v[0]:v[1]]).decode("utf-8"))
+            elif fnum == 5 and wt == 2:
+                blobs.append(_parse_blob(buf, *v))
+            elif fnum in (3, 4, 5):
+                raise ValueError("field %d with wire type %d" % (fnum, wt))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _corrupt(path, "not a valid BlobProtos message (%s)" % e) from None
+    if not blobs:
+        raise _corrupt(path, "it holds no parameter blob (%d bytes)" % len(buf))
+    if len(names) != len(blobs) or (versions and len(versions) != len(blobs)):
+        raise _corrupt(path, "%d names, %d versions and %d blobs should be parallel lists"
+                       % (len(names), len(versions), len(blobs)))
+    out = []
+    for i, (name, (shape, values)) in enumerate(zip(names, blobs)):
+        n = int(numpy.prod(shape, dtype=numpy.int64)) if shape else values.size
+        if any(s < 0 for s in shape) or n != values.size:
+            raise DataError("checkpoint %s: blob #%d ('%s') has shape %s (%d values) but holds %d values.\n"
+                            "help: %s" % (path, i, name, tuple(shape), n, values.size, _HINT))
+        arr = values.astype(numpy.float32).reshape(shape if shape else (values.size,))
+        out.append((strip_prefix(name) if strip else name, arr, versions[i] if versions else 0))
+    return out
+
+
+def read_checkpoint(path, strip=True):
+    """[(name, float32 array with the stored shape, version)] of a SINGA checkpoint file, names
+    without their ``0#`` prefix (``strip=False`` keeps them). DataError for a missing, empty,
+    truncated or corrupt file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        found = checkpoint_steps(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+        raise DataError("checkpoint %s does not exist%s.\nhelp: %s" % (
+            path, "" if not found else " (steps with a checkpoint there: %s)" % found, _HINT))
+    size = os.path.getsize(path)
+    if size == 0:
+        raise DataError("checkpoint %s is empty (0 bytes): the run that wrote it was interrupted.\nhelp: %s"
+                        % (path, _HINT))
+    with open(path, "rb") as f:
+        buf = f.read()
+    return decode_checkpoint(buf, path, strip)
+
+
+# -- extra state ------------------------------------------------------------------------------
+
+def state_file(checkpoint_path):
+    return os.fspath(checkpoint_path) + STATE_SUFFIX
+
+
+def _crc(path):
+    try:
+        with open(path, "rb") as f:
+            return zlib.crc32(f.read())
+    except OSError:
+        return None
+
+
+def write_state(checkpoint_path, arrays=None, meta=None):
+    """Write ``<checkpoint>.state.npz``: numpy ``arrays`` (name -> array; '/' allowed in names) and
+    JSON-able ``meta`` (step, seeds, random-stream states...), atomically. It records the CRC of
+    the checkpoint beside it so read_state can tell a stale state file."""
+    meta = dict(meta or {})
+    meta["_checkpoint_crc32"] = _crc(checkpoint_path)
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise DataError("Invalid value for `meta`. Expected JSON-serialisable values. Received: %s" % e) from None
+    payload = {"__meta__": numpy.frombuffer(text.encode("utf-8"), dtype=numpy.uint8)}
+    for k, v in (arrays or {}).items():
+        if k == "__meta__":
+            raise DataError("Invalid value for `arrays`. Expected names other than '__meta__'. Received: %r" % k)
+        payload[k] = numpy.asarray(v)
+    bio = io.BytesIO()
+    numpy.savez(bio, **payload)
+    return _atomic_write(state_file(checkpoint_path), [bio.getvalue()])
+
+
+def read_state(checkpoint_path):
+    """(arrays dict, meta dict) from ``<checkpoint>.state.npz``, or (None, None) when there is none
+    (a checkpoint written by SINGA). DataError when it is corrupt or belongs to an older checkpoint."""
+    path = state_file(checkpoint_path)
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with numpy.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise DataError("state file %s is corrupt (%s).\nhelp: delete it to resume with fresh updater state, "
+                        "or resume from another checkpoint" % (path, e)) from None
+    raw = arrays.pop("__meta__", None)
+    try:
+        meta = json.loads(bytes(raw).decode("utf-8")) if raw is not None else {}
+    except ValueError as e:
+        raise DataError("state file %s has corrupt metadata (%s).\nhelp: delete it" % (path, e)) from None
+    want = meta.pop("_checkpoint_crc32", None)
+    if want is not None and os.path.isfile(checkpoint_path) and _crc(checkpoint_path) != want:
+        raise DataError("state file %s was written for another version of checkpoint %s (the checkpoint "
+                        "changed since).\nhelp: delete the state file to resume with fresh updater state"
+                        % (path, checkpoint_path))
+    return arrays, meta

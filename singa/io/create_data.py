@@ -1,0 +1,139 @@
+"""``singa-create-data``: SINGA's create_data tools for MNIST and CIFAR-10 (SINGA-V0.md 5.3).
+
+    singa-create-data mnist IMAGES_IDX LABELS_IDX OUT.bin
+    singa-create-data cifar10 INPUT_FOLDER OUTPUT_FOLDER
+
+MNIST: one record per image, key ``"%08d" % i``, value RecordProto{shape: [rows, cols] (from
+the idx header), label, pixel: rows*cols bytes}. CIFAR-10 (the binary version's files
+data_batch_1..5.bin and test_batch.bin, each record a label byte then 3072 bytes CHW):
+``train_data.bin`` and ``test_data.bin`` with keys ``"%05d"`` and RecordProto{shape: [3, 32, 32],
+label, pixel}, plus ``image_mean.bin`` holding one record, key ``"mean"``, with the 3072
+per-pixel means over the training images as float ``data``.
+"""
+import argparse
+import os
+import sys
+
+import numpy
+
+from singa.errors import DataError, SingaError
+from singa.io.idx import read_mnist
+from singa.io.kvfile import KVFileWriter
+from singa.io.record import encode_pixel_records, encode_record
+
+CIFAR_TRAIN = ["data_batch_%d.bin" % i for i in range(1, 6)]
+CIFAR_TEST = "test_batch.bin"
+CIFAR_SHAPE = (3, 32, 32)
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def _write_records(out, keys_fmt, pixels, labels, shape, start=0, writer=None):
+    recs = encode_pixel_records(pixels, labels, shape)
+    own = writer is None
+    w = writer or KVFileWriter(out)
+    try:
+        for i, v in enumerate(recs):
+            w.insert(keys_fmt % (start + i), v)
+    except BaseException:
+        if own:
+            w.abort()
+        raise
+    if own:
+        w.close()
+    return len(recs)
+
+
+def convert_idx_to_kvfile(images, labels, out):
+    """Convert MNIST idx files (plain or .gz) to a SINGA kvfile of RecordProtos; returns the record count."""
+    imgs, labs = read_mnist(images, labels)
+    if imgs.ndim != 3:
+        raise DataError("Invalid value for the images file %s. Expected 3 dimensions (count, rows, cols). "
+                        "Received: %d" % (images, imgs.ndim))
+    return _write_records(out, "%08d", imgs, labs, imgs.shape[1:])
+
+
+def _read_cifar_file(path):
+    if not os.path.isfile(path):
+        raise DataError("CIFAR-10 file %s does not exist.\nhelp: unpack cifar-10-binary.tar.gz (the *binary* "
+                        "version) and pass its cifar-10-batches-bin folder" % path)
+    raw = numpy.fromfile(path, dtype=numpy.uint8)
+    if raw.size == 0 or raw.size % CIFAR_RECORD:
+        raise DataError("CIFAR-10 file %s has %d bytes, which is not a positive multiple of %d (a label byte and "
+                        "3072 pixel bytes per image): it is truncated or not from the binary version.\nhelp: "
+                        "download cifar-10-binary.tar.gz again" % (path, raw.size, CIFAR_RECORD))
+    rec = raw.reshape(-1, CIFAR_RECORD)
+    labels = rec[:, 0]
+    if labels.max() > 9:
+        bad = int(numpy.flatnonzero(labels > 9)[0])
+        raise DataError("CIFAR-10 file %s: image #%d has label %d; labels are 0..9.\nhelp: the file is not a "
+                        "CIFAR-10 binary batch (CIFAR-100 has two label bytes)" % (path, bad, labels[bad]))
+    return rec[:, 1:], labels
+
+
+def _cifar_folder(src):
+    if not os.path.isfile(os.path.join(src, CIFAR_TEST)):
+        sub = os.path.join(src, "cifar-10-batches-bin")
+        if os.path.isfile(os.path.join(sub, CIFAR_TEST)):
+            return sub
+    return src
+
+
+def convert_cifar10(src, out):
+    """Write ``train_data.bin``, ``test_data.bin`` and ``image_mean.bin`` into ``out`` from the CIFAR-10
+    binary batches in ``src``; returns {file name: number of records}."""
+    src = _cifar_folder(os.fspath(src))
+    os.makedirs(out, exist_ok=True)
+    batches = [_read_cifar_file(os.path.join(src, f)) for f in CIFAR_TRAIN]
+    test = _read_cifar_file(os.path.join(src, CIFAR_TEST))
+    total = numpy.zeros(CIFAR_RECORD - 1, dtype=numpy.float64)
+    n = 0
+    with KVFileWriter(os.path.join(out, "train_data.bin")) as w:
+        for pixels, labels in batches:
+            _write_records(None, "%05d", pixels, labels, CIFAR_SHAPE, start=n, writer=w)
+            total += pixels.sum(axis=0, dtype=numpy.float64)
+            n += len(labels)
+    ntest = _write_records(os.path.join(out, "test_data.bin"), "%05d", test[0], test[1], CIFAR_SHAPE)
+    with KVFileWriter(os.path.join(out, "image_mean.bin")) as w:
+        w.insert("mean", encode_record(shape=CIFAR_SHAPE, data=(total / n).astype(numpy.float32)))
+    return {"train_data.bin": n, "test_data.bin": ntest, "image_mean.bin": 1}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="singa-create-data",
+        description="Convert MNIST or CIFAR-10 into SINGA kvfile record files (what SINGA v0.3's "
+                    "examples/*/create_data did), readable by kRecordInput layers.")
+    sub = p.add_subparsers(dest="dataset", metavar="DATASET")
+    sub.required = True
+    m = sub.add_parser("mnist", help="MNIST/Fashion-MNIST idx files -> one kvfile",
+                       description="Write one record per image: key '%%08d', RecordProto{shape: [rows, cols], label, "
+                                   "pixel}. The idx files may be gzip-compressed.")
+    m.add_argument("images", metavar="IMAGES_IDX", help="e.g. train-images-idx3-ubyte[.gz]")
+    m.add_argument("labels", metavar="LABELS_IDX", help="e.g. train-labels-idx1-ubyte[.gz]")
+    m.add_argument("out", metavar="OUT.bin", help="output kvfile, e.g. examples/mnist/train_data.bin")
+    c = sub.add_parser("cifar10", help="CIFAR-10 binary batches -> train_data.bin, test_data.bin, image_mean.bin",
+                       description="Read data_batch_1..5.bin and test_batch.bin (cifar-10-binary.tar.gz) and write "
+                                   "train_data.bin, test_data.bin (keys '%%05d') and image_mean.bin (key 'mean').")
+    c.add_argument("src", metavar="INPUT_FOLDER", help="the cifar-10-batches-bin folder")
+    c.add_argument("out", metavar="OUTPUT_FOLDER", help="where to write the three files, e.g. examples/cifar10")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.dataset == "mnist":
+            n = convert_idx_to_kvfile(args.images, args.labels, args.out)
+            print("wrote %d records to %s" % (n, args.out))
+        else:
+            counts = convert_cifar10(args.src, args.out)
+            for name, n in counts.items():
+                print("wrote %d record(s) to %s" % (n, os.path.join(args.out, name)))
+    except (SingaError, OSError) as e:
+        print("singa-create-data: error: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""SINGA v0.3's layer classes: each builds a LayerProto (``.layer``) for ``Model.build()``.
+
+Names, types and fields follow SINGA-V0.md 1.5. Every layer object has ``.layer`` (its
+LayerProto), ``.is_datalayer``, and optionally ``.mask`` (the LayerProto of the activation
+layer that follows it, from ``activation=``) and, for RBM, ``.bidirect`` (the paired RBMHid).
+
+Keyword arguments beyond a class's own parameters must be LayerProto fields (``name``,
+``partition_dim``, ...) or, for layers with params, ``w_<x>``/``b_<x>`` param settings (see
+``singa.parameter.set_param_field``). Anything else raises ConfigError; SINGA silently ignored
+unknown keywords, so a misspelt ``w_sdt=0.1`` had no effect there.
+
+Other differences to SINGA v0.3, on purpose:
+
+* ``Dropout`` works (v0.3's raised NameError) and ``RBM`` builds its RBMHid (v0.3's failed);
+  RBM follows the working v0.2 semantics.
+* a layer never modifies the Parameter objects it is given (see ``singa.parameter``).
+* layers that count (Dense 'layer<N>', Convolution2D 'conv<N>') advance the counter even when
+  given an explicit ``name``, so their default param names stay distinct.
+* Convolution2D, pooling and LRN layers produce the v0.3 protos (kCConvolution, kCPooling, kLRN);
+  no layer type is ever rewritten to a cuDNN type.
+"""
+import copy
+import numbers
+
+from singa.errors import ConfigError
+from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
+from singa.proto import job_pb2
+from singa.utils import message
+from singa.utils.message import *  # noqa: F401,F403  (SINGA's layer.py exposed every pb2 symbol)
+from singa.utils.message import enumLayerType, enumPhase, field_names, setval
+from singa.utils.utility import generate_name, name_epoch
+
+_LAYER_FIELDS = tuple(field_names(job_pb2.LayerProto))
+_STORE_FIELDS = tuple(field_names(job_pb2.StoreProto))
+_ACTIVATIONS = {
+    "stanh": (job_pb2.kSTanh, None),
+    "softmax": (job_pb2.kSoftmax, None),
+    "relu": (job_pb2.kActivation, job_pb2.RELU),
+    "sigmoid": (job_pb2.kActivation, job_pb2.SIGMOID),
+    "tanh": (job_pb2.kActivation, job_pb2.TANH),
+}
+_LOSSES = {"softmaxloss": job_pb2.kSoftmaxLoss, "euclideanloss": job_pb2.kEuclideanLoss}
+_PHASES = ("train", "val", "test")
+
+
+def _positive_int(name, val, owner):
+    if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val <= 0:
+        raise ConfigError("Invalid value for `%s` of %s. Expected a positive integer. Received: %r"
+                          % (name, owner, val))
+    return int(val)
+
+
+def _split_kwargs(owner, kwargs, extra=(), params=False, hint=None):
+    """(LayerProto fields, other accepted keys) of ``kwargs``; anything else raises ConfigError."""
+    layer_kw, other = {}, {}
+    for key, val in kwargs.items():
+        if key in _LAYER_FIELDS:
+            layer_kw[key] = val
+        elif key in extra or (params and key[:2] in ("w_", "b_")):
+            other[key] = val
+        else:
+            accepted = ["LayerProto fields (%s)" % ", ".join(_LAYER_FIELDS)]
+            if extra:
+                accepted.insert(0, ", ".join(extra))
+            if params:
+                accepted.insert(0, "w_<x>/b_<x> param settings (w_lr, w_wd, w_std, b_value, ...)")
+            raise ConfigError(
+                "Invalid value for `%s` (a keyword argument of %s). Expected %s. Received: %s=%r\n"
+                "help: %s" % (key, owner, " or ".join(accepted), key, val,
+                              hint or "check the spelling (SINGA v0.3 silently ignored unknown keywords)"))
+    return layer_kw, other
+
+
+def _activation_type(activation, owner="Activation"):
+    key = activation.lower() if isinstance(activation, str) else activation
+    if key not in _ACTIVATIONS:
+        raise ConfigError("Invalid value for `activation` of %s. Expected one of %s. Received: %r"
+                          % (owner, ", ".join("'%s'" % a for a in _ACTIVATIONS), activation))
+    return key
+
+
+class Layer:
+    """A LayerProto (``.layer``) built from LayerProto fields; named ``layer<++LAYERID>`` by default."""
+    is_datalayer = False
+    mask = None
+    bidirect = None
+
+    def __init__(self, **kwargs):
+        _split_kwargs(type(self).__name__, kwargs)
+        self._setup(kwargs.pop("name", None) or generate_name("layer", 1), kwargs)
+
+    def _setup(self, name, fields):
+        """Create ``self.layer`` named ``name`` with the LayerProto ``fields``."""
+        self.layer = job_pb2.LayerProto(name=name)
+        setval(self.layer, **fields)
+        self._name_epoch = name_epoch()
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    def _copy(self):
+        """An independent copy (protos copied), used when a model takes in a data layer."""
+        other = copy.copy(self)
+        other.layer = job_pb2.LayerProto()
+        other.layer.CopyFrom(self.layer)
+        for attr in ("mask", "bidirect"):
+            proto = getattr(self, attr)
+            if proto is not None:
+                dup = job_pb2.LayerProto()
+                dup.CopyFrom(proto)
+                setattr(other, attr, dup)
+        return other
+
+    def __repr__(self):
+        t = job_pb2.LayerType.Name(self.layer.type) if self.layer.type in job_pb2.LayerType.values() \
+            else self.layer.type
+        return "%s(%r, %s)" % (type(self).__name__, self.layer.name, t)
+
+
+class Data(Layer):
+    """An input layer: ``Data(load='recordinput', phase='train', conf=Store(...))``.
+
+    ``load`` names the input layer type ('recordinput' -> kRecordInput, 'csvinput', ...; 'kData'
+    sets user_type 'kData'); ``phase`` is 'train', 'val' or 'test' (LayerProto.include);
+    ``conf`` a Store (or StoreProto) for ``store_conf``; ``checkpoint`` a path or list of paths
+    that ``fit()`` appends to the job's checkpoint_path (e.g. pre-trained RBMs). Keyword
+    arguments are LayerProto fields or StoreProto fields (``batch_size`` = ``batchsize``); store
+    fields given here replace those of ``conf``. Named ``data<LAYERID>`` (no increment).
+    """
+    is_datalayer = True
+
+    def __init__(self, load, phase="train", checkpoint=None, conf=None, **kwargs):
+        if not load:
+            raise ConfigError("Invalid value for `load` of Data. Expected an input layer type such as "
+                              "'recordinput'. Received: %r\nhelp: Data(load='recordinput', phase='train', "
+                              "conf=Store(path=..., batchsize=64, shape=784))" % (load,))
+        if "batch_size" in kwargs:
+            kwargs["batchsize"] = kwargs.pop("batch_size")
+        layer_kw, store_kw = _split_kwargs("Data", kwargs, extra=_STORE_FIELDS)
+        if phase not in _PHASES:
+            raise ConfigError("Invalid value for `phase` of Data. Expected one of 'train', 'val', 'test'. "
+                              "Received: %r" % (phase,))
+        self._auto_named = "name" not in layer_kw
+        name = layer_kw.pop("name", None) or generate_name("data")
+        if load == "kData":
+            layer_kw["user_type"] = load
+        else:
+            t = enumLayerType(load)
+            if not 100 <= t < 200:
+                inputs = [v.name[1:].lower() for v in job_pb2.LayerType.DESCRIPTOR.values if 100 <= v.number < 200]
+                raise ConfigError("Invalid value for `load` of Data. Expected an input layer type (%s). "
+                                  "Received: %r" % (", ".join("'%s'" % i for i in inputs), load))
+            layer_kw["type"] = t
+        self.layer_type = layer_kw.get("type", job_pb2.kUserLayer)
+        self._setup(name, layer_kw)
+        self.layer.include.append(enumPhase(phase))
+        if conf is not None:
+            proto = conf.proto if hasattr(conf, "proto") else conf
+            if not isinstance(proto, job_pb2.StoreProto):
+                raise ConfigError("Invalid value for `conf` of Data. Expected a Store. Received: %r\n"
+                                  "help: conf=Store(path='train.bin', batchsize=64)" % (conf,))
+            self.layer.store_conf.CopyFrom(proto)
+        if store_kw:
+            replace_fields(self.layer.store_conf, **store_kw)
+        if checkpoint is not None and not isinstance(checkpoint, (str, list, tuple)):
+            raise ConfigError("Invalid value for `checkpoint` of Data. Expected a path or a list of paths. "
+                              "Received: %r" % (checkpoint,))
+        self.checkpoint = checkpoint
+
+
+def replace_fields(proto, **kwargs):
+    """setval, except that repeated scalar fields are replaced instead of appended to."""
+    for key in kwargs:
+        fd = proto.DESCRIPTOR.fields_by_name.get(key)
+        if fd is not None and fd.is_repeated and fd.type != fd.TYPE_MESSAGE:
+            proto.ClearField(key)
+    return setval(proto, **kwargs)
+
+
+class Dense(Layer):
+    """Fully connected layer (kInnerProduct), named ``layer<++LAYERID>``.
+
+    Weight default gaussian(0, 0.01), bias constant 0; ``init`` sets both (``init='uniform'`` =
+    uniform +-0.05). ``w_param``/``b_param`` are Parameters (copied); ``w_<x>``/``b_<x>``
+    kwargs adjust them; ``transpose=True`` makes an InnerProduct with a transposed weight (tied
+    autoencoder decoders); ``activation`` adds an activation layer after it. ``input_dim`` is
+    accepted and unused, as in SINGA.
+    """
+
+    def __init__(self, output_dim=0, activation=None, init=None, w_param=None, b_param=None,
+                 input_dim=None, **kwargs):
+        output_dim = _positive_int("output_dim", output_dim, "Dense")
+        layer_kw, pkw = _split_kwargs("Dense", kwargs, extra=("transpose",), params=True)
+        if activation is not None:
+            _activation_type(activation, "Dense")
+        auto = generate_name("layer", 1)
+        self._setup(layer_kw.pop("name", None) or auto, dict(layer_kw, type=job_pb2.kInnerProduct))
+        self.layer.innerproduct_conf.num_output = output_dim
+        if "transpose" in pkw:
+            self.layer.innerproduct_conf.transpose = bool(pkw.pop("transpose"))
+        self.layer.param.add().CopyFrom(layer_param(w_param, init or "gaussian", "w", pkw))
+        self.layer.param.add().CopyFrom(layer_param(b_param, init or "constant", "b", pkw))
+        if activation:
+            self.mask = Activation(activation=activation).layer
+
+
+class Activation(Layer):
+    """Activation layer, v0.3 mapping: 'stanh' -> kSTanh, 'softmax' -> kSoftmax, 'relu' / 'sigmoid'
+    / 'tanh' -> kActivation with activation_conf.type RELU / SIGMOID / TANH. Named
+    ``<activation><LAYERID>``."""
+
+    def __init__(self, activation="stanh", **kwargs):
+        key = _activation_type(activation)
+        layer_kw, _ = _split_kwargs("Activation", kwargs)
+        ltype, atype = _ACTIVATIONS[key]
+        self.layer_type = ltype
+        self._setup(layer_kw.pop("name", None) or generate_name(key), dict(layer_kw, type=ltype))
+        if atype is not None:
+            self.layer.activation_conf.type = atype
+
+
+class Loss(Layer):
+    """Loss layer: ``Loss('softmaxloss', topk=1)`` (kSoftmaxLoss) or ``Loss('euclideanloss')``."""
+
+    def __init__(self, lossname, topk=1, **kwargs):
+        if lossname not in _LOSSES:
+            raise ConfigError("Invalid value for `lossname` of Loss. Expected 'softmaxloss' or "
+                              "'euclideanloss'. Received: %r" % (lossname,))
+        layer_kw, _ = _split_kwargs("Loss", kwargs)
+        self.layer_type = _LOSSES[lossname]
+        self._setup(layer_kw.pop("name", None) or generate_name(lossname), dict(layer_kw, type=self.layer_type))
+        if self.layer_type == job_pb2.kSoftmaxLoss:
+            self.layer.softmaxloss_conf.topk = _positive_int("topk", topk, "Loss")
+
+
+class Dropout(Layer):
+    """Dropout layer (kDropout) dropping a fraction ``ratio`` of the units in training."""
+
+    def __init__(self, ratio=0.5, **kwargs):
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
+            raise ConfigError("Invalid value for `ratio` of Dropout. Expected a number in [0, 1). "
+                              "Received: %r" % (ratio,))
+        layer_kw, _ = _split_kwargs("Dropout", kwargs)
+        self.layer_type = job_pb2.kDropout
+        self._setup(layer_kw.pop("name", None) or generate_name("dropout"), dict(layer_kw, type=job_pb2.kDropout))
+        self.layer.dropout_conf.dropout_ratio = ratio
+
+
+class Accuracy(Layer):
+    """Accuracy layer (kAccuracy), named ``accuracy<LAYERID>``."""
+
+    def __init__(self, **kwargs):
+        layer_kw, _ = _split_kwargs("Accuracy", kwargs)
+        self.layer_type = job_pb2.kAccuracy
+        self._setup(layer_kw.pop("name", None) or generate_name("accuracy"), dict(layer_kw, type=job_pb2.kAccuracy))
+
+
+def _pair(value, name, owner):
+    """An int or a 2-tuple of ints (SINGA's <name> or <name>_x/<name>_y)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigError("Invalid value for `%s` of %s. Expected an int or a pair (x, y). Received: %r"
+                              % (name, owner, value))
+        return {name + "_x": value[0], name + "_y": value[1]}
+    return {name: value}
+
+
+class Convolution2D(Layer):
+    """2-D convolution (kCConvolution), named ``conv<++LAYERID>``.
+
+    ``Convolution2D(nb_filter, kernel, stride=1, pad=0)``; kernel/stride/pad are ints or (x, y)
+    pairs. Weight default gaussian(0, 0.01), bias constant 0 (or ``init`` for both); its params
+    are always renamed ``w<N>``/``b<N>`` (as SINGA's changename=True).
+    """
+
+    def __init__(self, nb_filter=0, kernel=0, stride=1, pad=0, init=None, w_param=None, b_param=None,
+                 activation=None, **kwargs):
+        nb_filter = _positive_int("nb_filter", nb_filter, "Convolution2D")
+        for k in (kernel if isinstance(kernel, (tuple, list)) else (kernel,)):
+            _positive_int("kernel", k, "Convolution2D")
+        layer_kw, pkw = _split_kwargs("Convolution2D", kwargs, params=True)
+        if activation is not None:
+            _activation_type(activation, "Convolution2D")
+        auto = generate_name("conv", 1)
+        self._setup(layer_kw.pop("name", None) or auto, dict(layer_kw, type=job_pb2.kCConvolution))
+        fields = {"num_filters": nb_filter}
+        for name, value in (("kernel", kernel), ("stride", stride), ("pad", pad)):
+            fields.update(_pair(value, name, "Convolution2D"))
+        setval(self.layer.convolution_conf, **fields)
+        self.layer.param.add().CopyFrom(layer_param(w_param, init or "gaussian", "w", pkw, changename=True))
+        self.layer.param.add().CopyFrom(layer_param(b_param, init or "constant", "b", pkw, changename=True))
+        if activation:
+            self.mask = Activation(activation=activation).layer
+
+
+Convolution = Convolution2D   # the name python.md's TIPS use
+
+
+class _Pooling2D(Layer):
+    _method = None
+
+    def __init__(self, pool_size=None, stride=1, ignore_border=True, **kwargs):
+        owner = type(self).__name__
+        if isinstance(pool_size, numbers.Integral) and not isinstance(pool_size, bool):
+            pool_size = (pool_size, pool_size)
+        if not isinstance(pool_size, (tuple, list)) or len(pool_size) != 2 or pool_size[0] != pool_size[1]:
+            raise ConfigError("Invalid value for `pool_size` of %s. Expected an int or a square pair such as "
+                              "(3, 3) (SINGA pools square windows only). Received: %r" % (owner, pool_size))
+        size = _positive_int("pool_size", pool_size[0], owner)
+        stride = _positive_int("stride", stride, owner)
+        layer_kw, _ = _split_kwargs(owner, kwargs)
+        self.layer_type = job_pb2.kCPooling
+        self._setup(layer_kw.pop("name", None) or generate_name("pool"), dict(layer_kw, type=job_pb2.kCPooling))
+        setval(self.layer.pooling_conf, pool=self._method, kernel=size, stride=stride,
+               pad=0 if ignore_border else 1)
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max pooling (kCPooling, pool MAX), named ``pool<LAYERID>``; pad 0, or 1 if not ignore_border."""
+    _method = job_pb2.PoolingProto.MAX
+
+
+class AvgPooling2D(_Pooling2D):
+    """Average pooling (kCPooling, pool AVG), named ``pool<LAYERID>``."""
+    _method = job_pb2.PoolingProto.AVG
+
+
+class LRN2D(Layer):
+    """Local response normalisation across channels (kLRN), named ``norm<LAYERID>``:
+    ``LRN2D(size, alpha=1, beta=0.75, knorm=1)``."""
+
+    def __init__(self, size=0, **kwargs):
+        size = _positive_int("size", size, "LRN2D")
+        layer_kw, lrn_kw = _split_kwargs("LRN2D", kwargs, extra=("alpha", "beta", "knorm"))
+        from singa.initialization import get_init_values
+        self.layer_type = job_pb2.kLRN
+        self._setup(layer_kw.pop("name", None) or generate_name("norm"), dict(layer_kw, type=job_pb2.kLRN))
+        self.layer.lrn_conf.local_size = size
+        setval(self.layer.lrn_conf, **get_init_values("lrn2d", **lrn_kw))
+
+
+class Autoencoder:
+    """Not a layer: a stack that ``Sequential.add`` expands (SINGA-V0.md 1.5).
+
+    ``Autoencoder(hid_dim=[1000, 500, 250, 30], out_dim=784, activation='sigmoid',
+    param_share=True)``: an encoder h1..hn (the code layer hn linear) and, with param_share, a
+    decoder of transposed InnerProducts whose weights share the encoder's; without it a plain
+    MLP h1..hn, out_dim.
+    """
+    is_datalayer = False
+    layer_type = "AutoEncoder"
+
+    def __init__(self, hid_dim=None, out_dim=0, activation=None, param_share=True):
+        self.out_dim = _positive_int("out_dim", out_dim, "Autoencoder")
+        if hid_dim is None:
+            raise ConfigError("Invalid value for `hid_dim` of Autoencoder. Expected an int or a list of ints. "
+                              "Received: None\nhelp: Autoencoder([1000, 500, 250, 30], out_dim=784)")
+        dims = [hid_dim] if isinstance(hid_dim, numbers.Integral) else list(hid_dim)
+        if not dims:
+            raise ConfigError("Invalid value for `hid_dim` of Autoencoder. Expected at least one hidden size. "
+                              "Received: %r" % (hid_dim,))
+        self.hid_dim = [_positive_int("hid_dim", d, "Autoencoder") for d in dims]
+        if activation is not None:
+            _activation_type(activation, "Autoencoder")
+        self.activation = activation
+        self.param_share = bool(param_share)
+
+
+class RBM(Layer):
+    """A stack of RBMs for ``Energy.add`` (SINGA-V0.md 1.5), v0.2 semantics.
+
+    ``RBM(out_dim=[d1..dn], w_param=None, b_param=None, sampling=None, **kwargs)``: ``.layer`` is
+    the RBMVis layer (hdim dn) with weight ``w<n>`` (gaussian 0, 0.01 unless ``w_param``/``w_*``)
+    and visible bias ``b<n>`` (constant 0); ``.bidirect`` the paired RBMHid with weight ``w<n>_``
+    (share_from ``w<n>``) and hidden bias ``b<n>2`` (wd_scale 0, constant 0), gaussian hidden
+    units when ``sampling='gaussian'``. ``Energy.add`` puts the sigmoid Dense layers d1..d(n-1)
+    (params ``w<i>``, ``b<i>2``, loaded from the lower RBMs' checkpoints) below it.
+    """
+
+    def __init__(self, out_dim=None, w_param=None, b_param=None, sampling=None, **kwargs):
+        if out_dim is None:
+            raise ConfigError("Invalid value for `out_dim` of RBM. Expected an int or a list of ints. "
+                              "Received: None\nhelp: RBM([1000, 500], w_std=0.1, b_wd=0)")
+        dims = [out_dim] if isinstance(out_dim, numbers.Integral) else list(out_dim)
+        if not dims:
+            raise ConfigError("Invalid value for `out_dim` of RBM. Expected at least one size. Received: %r"
+                              % (out_dim,))
+        self.out_dim = [_positive_int("out_dim", d, "RBM") for d in dims]
+        if sampling not in (None, "bernoulli", "gaussian"):
+            raise ConfigError("Invalid value for `sampling` of RBM. Expected None, 'bernoulli' or 'gaussian'. "
+                              "Received: %r" % (sampling,))
+        layer_kw, pkw = _split_kwargs("RBM", kwargs, params=True)
+        n = len(self.out_dim)
+        hdim = self.out_dim[-1]
+        self.layer_type = job_pb2.kRBMVis
+        self._setup(layer_kw.pop("name", None) or generate_name("RBMVis", withnumber=False),
+                    dict(layer_kw, type=job_pb2.kRBMVis))
+        self.layer.rbm_conf.hdim = hdim
+        w = self.layer.param.add()
+        w.CopyFrom(layer_param(w_param, "gaussian", "w", pkw, withnumber=False, level=n))
+        b = self.layer.param.add()
+        b.CopyFrom(layer_param(b_param, "constant", "b", pkw, withnumber=False, level=n))
+
+        hid = job_pb2.LayerProto(name="RBMHid", type=job_pb2.kRBMHid)
+        hid.rbm_conf.hdim = hdim
+        if sampling == "gaussian":
+            hid.rbm_conf.gaussian = True
+        hid.param.add().CopyFrom(Parameter(name=w.name + "_", init="none", share_from=w.name).param)
+        hid.param.add().CopyFrom(Parameter(name=b.name + "2", wd=0, init="constant").param)
+        self.bidirect = hid
+
+
+__all__ = ["Layer", "Data", "Dense", "Activation", "Loss", "Dropout", "Accuracy", "Convolution2D",
+           "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
+           "Parameter", "set_param_field"] + message.__all__

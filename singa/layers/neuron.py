@@ -1,0 +1,266 @@
+"""Element-wise neuron layers (SINGA-V0.md 6.1, 6.7): kSTanh, kReLU, kSigmoid, kActivation,
+kSoftmax and kDropout.
+
+Memory traffic matters more than flops here, so:
+
+* outputs go into a buffer allocated once per shape (``scratch``) and reused every step;
+* ``backward`` writes dx into the incoming gradient array and returns it. The gradient of a
+  layer's output is consumed by that layer only, so overwriting it is safe and saves a buffer
+  and a pass;
+* with ``inplace`` (set from ``share_src_blobs``, which SINGA honoured for kActivation, or by
+  the net) forward overwrites the source's data. That is only correct when nothing else reads
+  the source's output and the source's backward does not read its own output: layers whose
+  backward does say so with ``backward_reads_output = True``.
+"""
+import numpy
+
+from singa.errors import ConfigError, invalid
+from singa.layers.base import Layer, register
+from singa.proto import job_pb2
+
+# SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
+STANH_A = 1.7159047
+STANH_B = 0.66666667
+
+
+def scratch(layer, key, shape, dtype=None, host=False):
+    """A buffer of ``layer`` kept across steps (on the host if ``host``), reallocated only when
+    the shape changes (e.g. a smaller last batch)."""
+    bufs = layer.__dict__.setdefault("_scratch", {})
+    shape = tuple(shape)
+    dtype = layer.dtype if dtype is None else numpy.dtype(dtype)
+    a = bufs.get(key)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = bufs[key] = (numpy if host else layer.xp).empty(shape, dtype=dtype)
+    return a
+
+
+def softmax_rows(xp, x2, out, col):
+    """Row-wise softmax of the 2-D ``x2`` into ``out``; ``col`` is a (rows, 1) scratch buffer."""
+    xp.max(x2, axis=1, keepdims=True, out=col)     # subtract the row max: exp never overflows
+    xp.subtract(x2, col, out=out)
+    xp.exp(out, out=out)
+    xp.sum(out, axis=1, keepdims=True, out=col)
+    xp.reciprocal(col, out=col)
+    xp.multiply(out, col, out=out)
+    return out
+
+
+def flat2d(a):
+    """(B, ...) viewed as (B, prod(rest))."""
+    return a.reshape(a.shape[0], -1)
+
+
+# -- activation functions: forward(x, y) writes y; backward(y, g) turns g into dx in place ------
+
+def relu_forward(layer, x, y):
+    layer.xp.maximum(x, 0, out=y)
+
+
+def relu_backward(layer, y, g):
+    xp = layer.xp
+    m = scratch(layer, "mask", y.shape, numpy.bool_)
+    xp.greater(y, 0, out=m)
+    xp.multiply(g, m, out=g)
+
+
+def sigmoid_forward(layer, x, y):
+    # 1/(1+exp(-x)) == 0.5*tanh(0.5x) + 0.5, which never overflows for very negative x.
+    xp = layer.xp
+    xp.multiply(x, 0.5, out=y)
+    xp.tanh(y, out=y)
+    xp.multiply(y, 0.5, out=y)
+    xp.add(y, 0.5, out=y)
+
+
+def sigmoid_backward(layer, y, g):
+    xp = layer.xp
+    t = scratch(layer, "tmp", y.shape)
+    xp.multiply(y, y, out=t)
+    xp.subtract(y, t, out=t)       # y(1-y)
+    xp.multiply(g, t, out=g)
+
+
+def tanh_forward(layer, x, y):
+    layer.xp.tanh(x, out=y)
+
+
+def tanh_backward(layer, y, g):
+    xp = layer.xp
+    t = scratch(layer, "tmp", y.shape)
+    xp.multiply(y, y, out=t)
+    xp.subtract(1, t, out=t)
+    xp.multiply(g, t, out=g)
+
+
+def stanh_forward(layer, x, y):
+    xp = layer.xp
+    xp.multiply(x, STANH_B, out=y)
+    xp.tanh(y, out=y)
+    xp.multiply(y, STANH_A, out=y)
+
+
+def stanh_backward(layer, y, g):
+    # dy/dx = A*B*(1 - tanh^2) = A*B - (B/A)*y^2
+    xp = layer.xp
+    t = scratch(layer, "tmp", y.shape)
+    xp.multiply(y, y, out=t)
+    xp.multiply(t, -(STANH_B / STANH_A), out=t)
+    xp.add(t, STANH_A * STANH_B, out=t)
+    xp.multiply(g, t, out=g)
+
+
+class NeuronLayer(Layer):
+    """One source, output of the source's shape, y = f(x) element-wise."""
+    backward_reads_output = True
+    fns = None     # (forward, backward) pair, set by subclasses
+
+    def __init__(self, conf, backend, dtype=numpy.float32):
+        super().__init__(conf, backend, dtype)
+        # SINGA honoured share_src_blobs for kActivation only; the net may set inplace on others.
+        self.inplace = bool(conf.share_src_blobs) and conf.type == job_pb2.kActivation
+
+    def setup(self, src_shapes):
+        self.expect_srcs(src_shapes, 1)
+        self.out_shape = tuple(src_shapes[0])
+        return self.out_shape
+
+    def forward(self, flag, srcs):
+        x = srcs[0].data
+        y = x if self.inplace else scratch(self, "y", x.shape)
+        self.fns[0](self, x, y)
+        self.data = y
+        return y
+
+    def backward(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        self.fns[1](self, self.data, grad)
+        return [grad]
+
+
+@register(job_pb2.kReLU)
+class ReLULayer(NeuronLayer):
+    """y = max(x, 0). Like SINGA, relu_conf.negative_slope is ignored."""
+    fns = (relu_forward, relu_backward)
+
+
+@register(job_pb2.kSigmoid)
+class SigmoidLayer(NeuronLayer):
+    fns = (sigmoid_forward, sigmoid_backward)
+
+
+@register(job_pb2.kSTanh)
+class STanhLayer(NeuronLayer):
+    """y = 1.7159047 * tanh(0.66666667 * x)."""
+    fns = (stanh_forward, stanh_backward)
+
+
+ACTIVATIONS = {
+    job_pb2.RELU: (relu_forward, relu_backward),
+    job_pb2.SIGMOID: (sigmoid_forward, sigmoid_backward),
+    job_pb2.TANH: (tanh_forward, tanh_backward),
+}
+
+
+@register(job_pb2.kActivation)
+class ActivationLayer(NeuronLayer):
+    """activation_conf.type RELU, SIGMOID or TANH (SINGA's CPU code had no STANH here)."""
+
+    def __init__(self, conf, backend, dtype=numpy.float32):
+        super().__init__(conf, backend, dtype)
+        t = conf.activation_conf.type
+        fns = ACTIVATIONS.get(t)
+        if fns is None:
+            name = job_pb2.ActivationType.Name(t) if t in job_pb2.ActivationType.values() else t
+            raise invalid("activation_conf.type of layer '%s' (kActivation)" % self.name,
+                          "one of RELU, SIGMOID, TANH", name,
+                          hint="SINGA v0.3's kActivation had no STANH (\"Unknow activation type\"); "
+                               "use a layer of `type: kSTanh` for the scaled tanh")
+        self.fns = fns
+
+
+@register(job_pb2.kSoftmax)
+class SoftmaxLayer(Layer):
+    """Row-wise softmax over the flattened non-batch dims. No backward, as in SINGA."""
+
+    def setup(self, src_shapes):
+        self.expect_srcs(src_shapes, 1)
+        self.out_shape = tuple(src_shapes[0])
+        return self.out_shape
+
+    def forward(self, flag, srcs):
+        x = srcs[0].data
+        y = scratch(self, "y", x.shape)
+        col = scratch(self, "col", (x.shape[0], 1))
+        softmax_rows(self.xp, flat2d(x), flat2d(y), col)
+        self.data = y
+        return y
+
+    def backward(self, flag, srcs, grad):
+        if grad is None:     # nothing above needs a gradient: nothing to refuse
+            return [None]
+        raise ConfigError(
+            "layer '%s' (kSoftmax) cannot back-propagate: SINGA v0.3's softmax layer has no gradient "
+            "(it aborted with \"not implemented\").\nhelp: train with a `kSoftmaxLoss` layer on the scores "
+            "(it applies the softmax itself), and use kSoftmax only where no gradient flows, e.g. a layer "
+            "with `include: kTest` feeding kAccuracy" % self.name)
+
+
+@register(job_pb2.kDropout)
+class DropoutLayer(Layer):
+    """Inverted dropout: in training y = x * [u < 1-p] / (1-p); identity otherwise."""
+    backward_reads_output = False
+
+    def __init__(self, conf, backend, dtype=numpy.float32):
+        super().__init__(conf, backend, dtype)
+        p = conf.dropout_conf.dropout_ratio
+        if not 0 <= p < 1:
+            raise invalid("dropout_conf.dropout_ratio of layer '%s' (kDropout)" % self.name,
+                          "a drop probability in [0, 1)", p,
+                          hint="e.g. `dropout_conf { dropout_ratio: 0.5 }`")
+        self.ratio = float(p)
+        self.mask = None     # bool keep-mask of the last training forward, on the backend
+
+    def setup(self, src_shapes):
+        self.expect_srcs(src_shapes, 1)
+        self.out_shape = tuple(src_shapes[0])
+        return self.out_shape
+
+    def forward(self, flag, srcs):
+        x = srcs[0].data
+        if not flag & job_pb2.kTrain:
+            self.mask = None
+            self.data = x
+            return x
+        if self.rng is None:
+            raise ConfigError("layer '%s' (kDropout) has no random stream: set `layer.rng` to a numpy "
+                              "Generator (NeuralNet does this from the job's seed) before training" % self.name)
+        keep = 1.0 - self.ratio
+        # Masks are drawn on the host from the layer's Generator so that CPU and GPU runs with one
+        # seed drop the same units; only the 1-byte mask crosses to the device.
+        u = scratch(self, "u", x.shape, numpy.float32, host=True)
+        hm = scratch(self, "keep", x.shape, numpy.bool_, host=True)
+        self.rng.random(out=u, dtype=numpy.float32)
+        numpy.less(u, keep, out=hm)
+        self.mask = m = self.backend.asarray(hm, dtype=numpy.bool_)
+        xp = self.xp
+        y = scratch(self, "y", x.shape)
+        xp.multiply(x, m, out=y)
+        xp.multiply(y, 1.0 / keep, out=y)
+        self.data = y
+        return y
+
+    def backward(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        if self.mask is None:     # last forward was not a training one: identity
+            return [grad]
+        xp = self.xp
+        xp.multiply(grad, self.mask, out=grad)
+        xp.multiply(grad, 1.0 / (1.0 - self.ratio), out=grad)
+        return [grad]
+
+
+__all__ = ["NeuronLayer", "ReLULayer", "SigmoidLayer", "STanhLayer", "ActivationLayer", "SoftmaxLayer",
+           "DropoutLayer", "scratch", "softmax_rows", "flat2d", "STANH_A", "STANH_B"]

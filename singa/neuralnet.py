@@ -1,0 +1,170 @@
+"""NeuralNet: the runtime network of one phase, built from a NetProto (SINGA's NeuralNet).
+
+Building filters layers by phase (include/exclude), checks names and sources, orders the
+layers topologically, creates the runtime layers from the registry, sets them up with
+their sources' shapes, wires param sharing (share_from, and the same param name across
+the train/test/validation nets) and hands every layer a named random stream.
+"""
+import numpy
+
+import singa.layers  # noqa: F401  (registers the layer implementations)
+from singa.errors import ConfigError
+from singa.layers.base import create_layer, type_name
+from singa.proto import job_pb2
+
+PHASE_NAMES = {job_pb2.kTrain: "train", job_pb2.kVal: "validation", job_pb2.kTest: "test"}
+
+
+def strip_unroll(name):
+    """'0#w1' -> 'w1': SINGA v0.2/v0.3 prefixed layer and param names with the unroll index."""
+    head, sep, tail = name.partition("#")
+    return tail if sep and head.isdigit() else name
+
+
+def layers_in_phase(net_proto, phase):
+    out = []
+    for lp in net_proto.layer:
+        if lp.include and lp.exclude:
+            raise ConfigError("layer '%s' sets both `include` and `exclude`.\nhelp: use only `include`, "
+                              "e.g. `include: kTest`" % lp.name)
+        if lp.include and phase not in lp.include:
+            continue
+        if lp.exclude and phase in lp.exclude:
+            continue
+        out.append(lp)
+    return out
+
+
+def topological_order(layer_protos):
+    """Layers ordered so every source comes before its consumers (stable for an ordered conf)."""
+    by_name = {}
+    for lp in layer_protos:
+        if lp.name in by_name:
+            raise ConfigError("two layers are named '%s' in the same phase.\nhelp: layer names must be unique "
+                              "per phase; give one of them `include: kTest` (or kTrain) if they are the "
+                              "train and test versions of one layer" % lp.name)
+        by_name[lp.name] = lp
+    for lp in layer_protos:
+        for s in lp.srclayers:
+            if s not in by_name:
+                raise ConfigError(
+                    "Invalid value for `srclayers` of layer '%s'. Expected the name of a layer in this phase "
+                    "(%s). Received: %r.\nhelp: check the spelling, and that the source layer's include/exclude "
+                    "keeps it in the same phase" % (lp.name, ", ".join(sorted(by_name)), s))
+    order, state = [], {}
+
+    def visit(lp, path):
+        st = state.get(lp.name)
+        if st == 2:
+            return
+        if st == 1:
+            raise ConfigError("the net has a cycle: %s" % " -> ".join(path + [lp.name]))
+        state[lp.name] = 1
+        for s in lp.srclayers:
+            visit(by_name[s], path + [lp.name])
+        state[lp.name] = 2
+        order.append(lp)
+
+    for lp in layer_protos:
+        visit(lp, [])
+    return order
+
+
+class NeuralNet:
+    def __init__(self, net_proto, phase, backend, streams, dtype=numpy.float32, shared_params=None,
+                 batch_size=None):
+        """Build the net of ``phase``.
+
+        ``shared_params``: name -> Param of another net (the train net); params with the same
+        name here alias its values, as SINGA shared params between its train and test nets.
+        """
+        self.phase = phase
+        self.backend = backend
+        protos = topological_order(layers_in_phase(net_proto, phase))
+        if not protos:
+            raise ConfigError("the net has no layer in phase %s" % job_pb2.Phase.Name(phase))
+        self.layers = []
+        self.by_name = {}
+        self.srcs = {}
+        for lp in protos:
+            layer = create_layer(lp, backend, dtype)
+            layer.rng = streams.stream("%s/%s" % (PHASE_NAMES.get(phase, phase), lp.name))
+            srcs = [self.by_name[s] for s in lp.srclayers]
+            try:
+                layer.setup([s.out_shape for s in srcs])
+            except ConfigError:
+                raise
+            except (ValueError, IndexError) as e:
+                raise ConfigError("layer '%s' (%s) cannot be set up on sources %s: %s" % (
+                    lp.name, type_name(lp.type), ["%s %s" % (s.name, s.out_shape) for s in srcs], e)) from None
+            self.layers.append(layer)
+            self.by_name[lp.name] = layer
+            self.srcs[lp.name] = srcs
+        self.data_layers = [l for l in self.layers if l.is_data]
+        self.metric_layers = [l for l in self.layers if l.has_metrics]
+        self._wire_params(shared_params or {})
+
+    def _wire_params(self, shared):
+        owners = {}
+        self.params = []
+        pending = []
+        for layer in self.layers:
+            for p in layer.params:
+                self.params.append(p)
+                if p.proto.share_from:
+                    pending.append(p)
+                    continue
+                key = strip_unroll(p.name)
+                if not key:
+                    raise ConfigError("a param of layer '%s' has no name.\nhelp: name every param (e.g. "
+                                      "`param { name: \"w1\" ... }`); names match checkpoints" % layer.name)
+                if key in owners:
+                    raise ConfigError(
+                        "two params are named '%s' (layers '%s' and '%s').\nhelp: give each param its own "
+                        "name, or set `share_from: \"%s\"` on the second one to share the values"
+                        % (key, owners[key].layer_name, layer.name, key))
+                owners[key] = p
+        for key, p in owners.items():
+            other = shared.get(key)
+            if other is not None:
+                p.alias(other)  # the train net's values; the train net updates them
+        for p in pending:
+            owner = owners.get(strip_unroll(p.proto.share_from))
+            if owner is None:
+                raise ConfigError("Invalid value for `share_from` of param '%s' (layer '%s'). Expected the name "
+                                  "of an owner param (%s). Received: %r" % (
+                                      p.name, p.layer_name, ", ".join(sorted(owners)), p.proto.share_from))
+            p.share_from(owner)
+        self.owners = owners  # name (without 0#) -> owner Param
+        self.owner_params = [p for p in owners.values() if p.aliased is None]
+
+    def forward(self, flag):
+        for layer in self.layers:
+            layer.forward(flag, self.srcs[layer.name])
+
+    def backward(self, flag):
+        grads = {}
+        for layer in reversed(self.layers):
+            if layer.is_data:
+                continue
+            g = grads.pop(layer.name, None)
+            if g is None and not layer.is_loss:
+                continue  # nothing downstream needs this layer's gradient
+            srcs = self.srcs[layer.name]
+            src_grads = layer.backward(flag, srcs, g)
+            for src, sg in zip(srcs, src_grads or ()):
+                if sg is None or src.is_data:
+                    continue
+                prev = grads.get(src.name)
+                grads[src.name] = sg if prev is None else prev + sg
+
+    def metrics(self):
+        """This batch's metrics of every metric layer, merged into one dict of floats."""
+        out = {}
+        for layer in self.metric_layers:
+            out.update(layer.metrics())
+        return out
+
+    @property
+    def batch_size(self):
+        return self.data_layers[0].out_shape[0] if self.data_layers else 0

@@ -1,0 +1,1 @@
+"""SINGA's ``singa.utils`` package: ``utility`` (names, setval) and ``message`` (protos, enums)."""

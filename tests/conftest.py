@@ -1,0 +1,19 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONF_DIR = os.path.join(ROOT, "examples", "singa-v0")
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test with the working directory in a fresh temporary folder (SINGA paths are CWD-relative)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SINGA_CACHE", str(tmp_path / "cache"))
+    return tmp_path

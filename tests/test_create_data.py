@@ -1,0 +1,128 @@
+"""singa-create-data: MNIST idx and CIFAR-10 binary batches into SINGA record files."""
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from singa.errors import DataError
+from singa.io.create_data import convert_cifar10, convert_idx_to_kvfile, main
+from singa.io.idx import write_idx
+from singa.io.kvfile import read_kvfile
+from singa.io.record import load_record_file
+from singa.proto import common_pb2
+
+
+def mnist_files(tmp_path, n=7, rows=28, cols=28, gz=False):
+    rng = numpy.random.default_rng(0)
+    imgs = rng.integers(0, 256, (n, rows, cols), dtype=numpy.uint8)
+    labs = rng.integers(0, 10, n).astype(numpy.uint8)
+    sfx = ".gz" if gz else ""
+    return (write_idx(tmp_path / ("img" + sfx), imgs), write_idx(tmp_path / ("lab" + sfx), labs), imgs, labs)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_records_as_singa_wrote_them(tmp_path, gz):
+    ip, lp, imgs, labs = mnist_files(tmp_path, gz=gz)
+    out = tmp_path / "out" / "train_data.bin"
+    assert convert_idx_to_kvfile(ip, lp, out) == 7
+    recs = read_kvfile(out)
+    assert [k for k, _ in recs] == [b"%08d" % i for i in range(7)]
+    for i, (_, v) in enumerate(recs):
+        r = common_pb2.RecordProto()
+        r.shape.extend([28, 28])
+        r.label = int(labs[i])
+        r.pixel = imgs[i].tobytes()
+        assert v == r.SerializeToString()
+    m, lab = load_record_file(out, 784)
+    assert numpy.array_equal(m, imgs.reshape(7, -1)) and numpy.array_equal(lab, labs)
+
+
+def test_mnist_shape_from_header(tmp_path):
+    ip, lp, imgs, _ = mnist_files(tmp_path, n=3, rows=5, cols=4)
+    convert_idx_to_kvfile(ip, lp, tmp_path / "o.bin")
+    r = common_pb2.RecordProto.FromString(read_kvfile(tmp_path / "o.bin")[0][1])
+    assert list(r.shape) == [5, 4] and len(r.pixel) == 20
+
+
+def test_cli_mnist(tmp_path, capsys):
+    ip, lp, _, _ = mnist_files(tmp_path)
+    out = str(tmp_path / "t.bin")
+    assert main(["mnist", ip, lp, out]) == 0
+    assert "wrote 7 records to %s" % out in capsys.readouterr().out
+    # swapped inputs: a clear error, exit status 1, no output file
+    assert main(["mnist", lp, ip, str(tmp_path / "bad.bin")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("singa-create-data: error:") and "magic" in err and "swapped" in err
+    assert not (tmp_path / "bad.bin").exists()
+    assert main(["mnist", ip, str(tmp_path / "missing"), out]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["mnist", "--help"])
+    assert "IMAGES_IDX" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["imagenet", "a"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_as_module_process(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "singa.io.create_data", "--help"], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and "cifar10" in r.stdout and "mnist" in r.stdout
+
+
+def cifar_batch(path, labels, rng):
+    pix = rng.integers(0, 256, (len(labels), 3072), dtype=numpy.uint8)
+    numpy.concatenate([numpy.asarray(labels, numpy.uint8)[:, None], pix], axis=1).tofile(path)
+    return pix
+
+
+def test_cifar10(tmp_path, capsys):
+    src = tmp_path / "cifar-10-batches-bin"
+    src.mkdir()
+    rng = numpy.random.default_rng(1)
+    train_pix, train_lab = [], []
+    for b in range(1, 6):
+        lab = [(b + i) % 10 for i in range(3)]
+        train_pix.append(cifar_batch(src / ("data_batch_%d.bin" % b), lab, rng))
+        train_lab += lab
+    test_pix = cifar_batch(src / "test_batch.bin", [9, 0], rng)
+    out = tmp_path / "examples" / "cifar10"
+    # the parent folder of cifar-10-batches-bin is accepted too
+    assert main(["cifar10", str(tmp_path), str(out)]) == 0
+    assert "wrote 15 record(s)" in capsys.readouterr().out
+    tr = read_kvfile(out / "train_data.bin")
+    assert [k for k, _ in tr] == [b"%05d" % i for i in range(15)]
+    r = common_pb2.RecordProto.FromString(tr[4][1])
+    assert list(r.shape) == [3, 32, 32] and r.label == train_lab[4] and r.pixel == train_pix[1][1].tobytes()
+    m, lab = load_record_file(out / "test_data.bin", 3072)
+    assert numpy.array_equal(m, test_pix) and lab.tolist() == [9, 0]
+    (key, val), = read_kvfile(out / "image_mean.bin")
+    mean = common_pb2.RecordProto.FromString(val)
+    assert key == b"mean" and list(mean.shape) == [3, 32, 32] and not mean.pixel
+    want = numpy.concatenate(train_pix).astype(numpy.float64).mean(axis=0)
+    numpy.testing.assert_allclose(numpy.array(mean.data), want, rtol=1e-6)
+
+
+def test_cifar10_errors(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(DataError, match="(?s)data_batch_1.bin does not exist.*binary"):
+        convert_cifar10(src, tmp_path / "o")
+    rng = numpy.random.default_rng(2)
+    for b in range(1, 6):
+        cifar_batch(src / ("data_batch_%d.bin" % b), [1], rng)
+    (src / "test_batch.bin").write_bytes(b"\x01" * 3000)
+    with pytest.raises(DataError, match="3000 bytes, which is not a positive multiple of 3073"):
+        convert_cifar10(src, tmp_path / "o")
+    cifar_batch(src / "test_batch.bin", [42], rng)
+    with pytest.raises(DataError, match="image #0 has label 42"):
+        convert_cifar10(src, tmp_path / "o")
+    assert not (tmp_path / "o" / "train_data.bin").exists()

@@ -1,0 +1,137 @@
+"""The engine end to end on small record files written in SINGA's exact format."""
+import os
+
+import numpy as np
+import pytest
+
+from singa.driver import Driver
+from singa.errors import ConfigError, DataError
+from singa.io import checkpoint as ckpt
+from singa.io.kvfile import KVFileWriter
+from singa.io.record import encode_record
+from singa.proto import parse_job_conf
+
+NET = """
+name: "tiny"
+train_steps: %(steps)d
+disp_freq: %(disp)d
+test_steps: 4
+test_freq: %(test_freq)d
+train_one_batch { alg: kBP }
+updater { type: kSGD momentum: 0.9 learning_rate { type: kFixed base_lr: 0.1 } }
+cluster { workspace: "ws" }
+neuralnet {
+  layer { name: "data" type: kRecordInput include: kTrain
+          store_conf { backend: "kvfile" path: "train.bin" batchsize: 16 shape: 8 std_value: 4 random_skip: 5 } }
+  layer { name: "data" type: kRecordInput include: kTest
+          store_conf { backend: "kvfile" path: "test.bin" batchsize: 25 shape: 8 std_value: 4 } }
+  layer { name: "fc1" type: kInnerProduct srclayers: "data" innerproduct_conf { num_output: 16 }
+          param { name: "w1" init { type: kGaussian std: 0.1 } } param { name: "b1" init { type: kConstant value: 0 } } }
+  layer { name: "act1" type: kSTanh srclayers: "fc1" }
+  layer { name: "fc2" type: kInnerProduct srclayers: "act1" innerproduct_conf { num_output: 3 }
+          param { name: "w2" init { type: kUniform low: -0.1 high: 0.1 } } param { name: "b2" init { type: kConstant value: 0 } } }
+  layer { name: "loss" type: kSoftmaxLoss srclayers: "fc2" srclayers: "data" }
+}
+"""
+
+
+def write_blobs(path, n, seed):
+    """A 3-class problem: class c has larger values in feature block c (learnable, not trivial)."""
+    rng = np.random.default_rng(seed)
+    with KVFileWriter(str(path)) as w:
+        for i in range(n):
+            c = int(rng.integers(0, 3))
+            x = rng.normal(0, 1, 8)
+            x[c * 2:(c * 2) + 2] += 2.0
+            w.insert("%08d" % i, encode_record(label=c, data=x.astype(np.float32).tolist(), shape=[8]))
+
+
+@pytest.fixture
+def job_dir(in_tmp):
+    write_blobs(in_tmp / "train.bin", 400, 1)
+    write_blobs(in_tmp / "test.bin", 100, 2)
+    return in_tmp
+
+
+def make_job(steps=60, disp=10, test_freq=20, extra=""):
+    return parse_job_conf(NET % dict(steps=steps, disp=disp, test_freq=test_freq) + extra)
+
+
+def test_training_learns_and_returns_metrics(job_dir):
+    res = Driver(verbose=False).train(make_job())
+    assert sorted(res) == list(range(0, 60, 10)) + [59]
+    assert all(isinstance(k, int) for k in res)
+    assert all(isinstance(v, float) for m in res.values() for v in m.values())
+    assert set(res[0]) == {"loss", "acc"}
+    assert res[59]["loss"] < 0.5 * res[0]["loss"]
+    assert sorted(res.test) == [0, 20, 40, 60]
+    assert res.test[60]["acc"] > 0.8 and res.test[0]["acc"] < 0.7
+    assert res.train is not None and dict(res) == res.train
+    assert os.path.isfile(job_dir / "ws" / "checkpoint" / "step60-worker0")
+
+
+def test_same_seed_same_result_different_seed_differs(job_dir):
+    a = Driver(seed=3, verbose=False).train(make_job(steps=20))
+    b = Driver(seed=3, verbose=False).train(make_job(steps=20))
+    c = Driver(seed=4, verbose=False).train(make_job(steps=20))
+    assert a.train == b.train and a.test == b.test
+    assert a.train != c.train
+
+
+def test_test_only_run_from_checkpoint_matches_final_test(job_dir):
+    res = Driver(verbose=False).train(make_job())
+    job = make_job(extra='checkpoint_path: "ws/checkpoint/step60-worker0"')
+    test = Driver(verbose=False).test(job)
+    assert list(test) == [60] and test.phase == "test"
+    # the test store restarts from its first record, as in the final test round of training? no:
+    # training already consumed 4 test rounds; compare with a fresh full pass instead.
+    assert 0.8 < test[60]["acc"] <= 1.0
+    names = [n for n, _, _ in ckpt.read_checkpoint(str(job_dir / "ws" / "checkpoint" / "step60-worker0"))]
+    assert names == ["w1", "b1", "w2", "b2"]
+
+
+def test_checkpoint_params_load_into_a_new_run(job_dir):
+    Driver(verbose=False).train(make_job(steps=40, test_freq=0))
+    warm = Driver(verbose=False).train(make_job(steps=2, test_freq=0,
+                                                extra='checkpoint_path: "ws/checkpoint/step40-worker0"'))
+    cold = Driver(verbose=False).train(make_job(steps=2, test_freq=0))
+    assert warm[1]["loss"] < cold[1]["loss"]
+
+
+def test_resume_continues_from_latest_checkpoint(job_dir):
+    Driver(verbose=False).train(make_job(steps=30, test_freq=0))
+    res = Driver(verbose=False).train(make_job(steps=50, test_freq=0), resume=True)
+    assert min(res) >= 30 and max(res) == 49
+    assert os.path.isfile(job_dir / "ws" / "checkpoint" / "step50-worker0")
+
+
+@pytest.mark.parametrize("edit,err,match", [
+    (("kSTanh", "kFooBar"), Exception, "kFooBar"),
+    (('srclayers: "act1"', 'srclayers: "act9"'), ConfigError, "act9"),
+    (('path: "train.bin"', 'path: "nothere.bin"'), DataError, "nothere.bin"),
+    (('name: "w2"', 'name: "w1"'), ConfigError, "w1"),
+    (("alg: kBP", "alg: kCD"), ConfigError, "kCD"),
+    (('workspace: "ws"', 'workspace: ""'), ConfigError, "workspace"),
+])
+def test_bad_jobs_fail_clearly(job_dir, edit, err, match):
+    text = (NET % dict(steps=5, disp=1, test_freq=0)).replace(*edit)
+    with pytest.raises(err, match=match):
+        Driver(verbose=False).train(parse_job_conf(text))
+
+
+def test_shape_mismatch_between_layers_is_named(job_dir):
+    text = (NET % dict(steps=5, disp=1, test_freq=0)).replace("kSoftmaxLoss", "kEuclideanLoss")
+    with pytest.raises(ConfigError, match="fc2|data"):
+        Driver(verbose=False).train(parse_job_conf(text))
+
+
+def test_corrupt_checkpoint_is_a_data_error(job_dir):
+    bad = job_dir / "bad-ckpt"
+    bad.write_bytes(b"\xff\xff\xff\xff garbage")
+    with pytest.raises(DataError, match="bad-ckpt"):
+        Driver(verbose=False).test(make_job(extra='checkpoint_path: "bad-ckpt"'))
+
+
+def test_test_only_without_checkpoint_is_clear(job_dir):
+    with pytest.raises(ConfigError, match="checkpoint"):
+        Driver(verbose=False).test(make_job())
