@@ -52,7 +52,8 @@ def singa_step_fn(batch, workdir):
     m.add(Dense(10, init="uniform", activation="softmax"))
     m.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.001), cluster=Cluster(workdir))
     store = Store(path=path, backend="kvfile", batchsize=batch, shape=784, mean_value=127.5, std_value=127.5)
-    job = m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
+    m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
+    job = m.to_jobproto()
     streams = RandomStreams(0)
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
     for p in net.owner_params:

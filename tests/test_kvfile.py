@@ -6,7 +6,7 @@ import struct
 import numpy
 import pytest
 
-from singa.errors import DataError
+from singa.errors import ConfigError, DataError
 from singa.io.kvfile import KVFileReader, KVFileWriter, read_kvfile, write_kvfile
 
 
@@ -164,5 +164,5 @@ def test_absurd_lengths(tmp_path):
 
 
 def test_bad_mode(tmp_path):
-    with pytest.raises(DataError, match="'create' or 'append'"):
+    with pytest.raises(ConfigError, match="'create' or 'append'"):
         KVFileWriter(tmp_path / "x", mode="w")

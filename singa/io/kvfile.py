@@ -15,7 +15,7 @@ import tempfile
 
 import numpy
 
-from singa.errors import DataError
+from singa.errors import ConfigError, DataError
 
 _LEN = struct.Struct("<Q")
 BUFSIZE = 10485760  # SINGA's write buffer (10 MiB)
@@ -56,7 +56,7 @@ class KVFileWriter:
 
     def __init__(self, path, mode="create", bufsize=BUFSIZE):
         if mode not in ("create", "append"):
-            raise DataError("Invalid value for `mode`. Expected 'create' or 'append'. Received: %r" % (mode,))
+            raise ConfigError("Invalid value for `mode`. Expected 'create' or 'append'. Received: %r" % (mode,))
         self.path = os.fspath(path)
         self.mode = mode
         self.bufsize = int(bufsize)

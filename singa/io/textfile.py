@@ -9,7 +9,7 @@ import tempfile
 
 import numpy
 
-from singa.errors import DataError
+from singa.errors import ConfigError, DataError
 
 _HINT = "check the path (relative to the working directory %s) and the file"
 
@@ -52,7 +52,7 @@ class TextFileWriter:
 
     def __init__(self, path, mode="create"):
         if mode not in ("create", "append"):
-            raise DataError("Invalid value for `mode`. Expected 'create' or 'append'. Received: %r" % (mode,))
+            raise ConfigError("Invalid value for `mode`. Expected 'create' or 'append'. Received: %r" % (mode,))
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
