@@ -117,6 +117,7 @@ class Driver:
         updater = create_updater(job.updater)
         worker = BPWorker(train_net, updater, test_net, val_net)
 
+        self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
         if resume or job.resume:
             start, loaded = self._resume(ws, train_net, worker, streams)
@@ -131,7 +132,7 @@ class Driver:
         results = Results("train")
         self.log("Training %r: %d steps from step %d, batch %d, on %s" % (
             job.name, job.train_steps, start, train_net.batch_size, backend))
-        t0, n0 = time.perf_counter(), start
+        train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
         step = start
         while step < job.train_steps:
             if val_net is not None and every(step, job.validate_freq, job.validate_after):
@@ -142,13 +143,14 @@ class Driver:
                 self.log("Test @ step %d: %s" % (step, fmt(m)))
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start:
                 self._checkpoint(ws, step, train_net, worker, streams)
+            t = time.perf_counter()
             worker.train_one_batch(step)
+            train_time += time.perf_counter() - t
             if every(step, job.disp_freq, job.disp_after):
                 results.train[step] = m = worker.train_metrics.pop()
-                t1 = time.perf_counter()
-                rate = (step + 1 - n0) * train_net.batch_size / max(t1 - t0, 1e-9)
+                rate = (step + 1 - n0) * train_net.batch_size / max(train_time, 1e-9)
                 self.log("Train @ step %d: %s (%.0f samples/s)" % (step, fmt(m), rate))
-                t0, n0 = t1, step + 1
+                train_time, n0 = 0.0, step + 1
             step += 1
         last = step - 1
         if worker.train_metrics.n:  # metrics since the last display (all of them if disp_freq is 0)
@@ -169,7 +171,10 @@ class Driver:
         for pname, st in worker.state.items():
             for k, v in st.items():
                 state["updater/%s/%s" % (pname, k)] = net.backend.to_host(v)
-        ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state()})
+        positions = {"%d/%s" % (n.phase, l.name): int(l.pos) for n in self._nets for l in n.data_layers
+                     if hasattr(l, "pos")}
+        ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state(),
+                                       "data_positions": positions})
         return path
 
     def _resume(self, ws, net, worker, streams):
@@ -188,6 +193,13 @@ class Driver:
                         st[k][...] = net.backend.asarray(arrays[key], dtype=st[k].dtype)
             if meta and meta.get("rng"):
                 streams.set_state(meta["rng"])
+            # data layers continue where the checkpointed run stopped reading
+            positions = (meta or {}).get("data_positions", {})
+            for n in self._nets:
+                for l in n.data_layers:
+                    key = "%d/%s" % (n.phase, l.name)
+                    if key in positions and hasattr(l, "pos"):
+                        l.pos = positions[key]
         self.log("Resuming from %s (step %d)" % (path, step))
         return step, loaded
 

@@ -135,3 +135,16 @@ def test_corrupt_checkpoint_is_a_data_error(job_dir):
 def test_test_only_without_checkpoint_is_clear(job_dir):
     with pytest.raises(ConfigError, match="checkpoint"):
         Driver(verbose=False).test(make_job())
+
+
+def test_resume_is_exact(job_dir):
+    """20 steps + resume to 40 gives bit-identical params to 40 uninterrupted steps (momentum, data order)."""
+    extra = "checkpoint_freq: 20\n"
+    Driver(verbose=False).train(make_job(steps=40, test_freq=0, extra=extra))
+    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(job_dir / "ws" / "checkpoint" / "step40-worker0"))}
+    os.remove(job_dir / "ws" / "checkpoint" / "step40-worker0")
+    os.remove(job_dir / "ws" / "checkpoint" / "step40-worker0.state.npz")
+    res = Driver(verbose=False).train(make_job(steps=40, test_freq=0, extra=extra), resume=True)
+    assert min(res) == 20
+    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(job_dir / "ws" / "checkpoint" / "step40-worker0"))}
+    assert all(np.array_equal(full[n], again[n]) for n in full)

@@ -1,0 +1,93 @@
+"""singa-run / python -m singa: SINGA's launcher on original job.conf files and user scripts."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from singa.io import checkpoint as ckpt
+from tests.conftest import CONF_DIR, FASHION_DIR, ROOT
+from tests.test_datasets import needs_fashion
+
+BIN = os.path.dirname(sys.executable)
+
+
+def run(args, cwd, timeout=300):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def singa_run(*args, cwd):
+    exe = os.path.join(BIN, "singa-run")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "singa"]
+    return run(cmd + list(args), cwd)
+
+
+def short_mnist_conf(tmp, steps=40):
+    text = open(os.path.join(CONF_DIR, "mnist-job.conf")).read()
+    text = text.replace("train_steps: 1000", "train_steps: %d" % steps).replace("test_freq:60", "test_freq:20")
+    text = text.replace("test_steps:10", "test_steps:3")
+    p = tmp / "job.conf"
+    p.write_text(text)
+    return p
+
+
+@needs_fashion
+def test_original_mnist_job_conf_runs_on_converted_records(in_tmp):
+    os.makedirs("examples/mnist")
+    for split, out in (("train", "train_data.bin"), ("t10k", "test_data.bin")):
+        r = run([os.path.join(BIN, "singa-create-data"), "mnist",
+                 os.path.join(FASHION_DIR, "%s-images-idx3-ubyte.gz" % split),
+                 os.path.join(FASHION_DIR, "%s-labels-idx1-ubyte.gz" % split), "examples/mnist/" + out], in_tmp)
+        assert r.returncode == 0, r.stderr
+    conf = short_mnist_conf(in_tmp)
+    r = singa_run("-conf", str(conf), "-singa_conf", "/etc/singa.conf", "-singa_job", "3", "-host", "x", cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    losses = [float(x) for x in re.findall(r"Train @ step \d+: loss = ([\d.]+)", r.stdout)]
+    tests = [float(x) for x in re.findall(r"Test @ step \d+: loss = [\d.]+, accuracy = ([\d.]+)", r.stdout)]
+    assert len(losses) >= 4 and losses[-1] < losses[0]
+    assert len(tests) == 3 and tests[-1] > tests[0]
+    path = in_tmp / "examples/mnist/checkpoint/step40-worker0"
+    names = [n for n, _, _ in ckpt.read_checkpoint(str(path), strip=False)]
+    assert names == ["0#w1", "0#b1", "0#w2", "0#b2", "0#w3", "0#b3", "0#w4", "0#b4", "0#w5", "0#b5",
+                     "0#w6", "0#b6"]
+    # test only, from that checkpoint, and resume
+    r = singa_run("-conf", str(conf), "-test", cwd=in_tmp)
+    assert r.returncode != 0 and "checkpoint" in r.stderr
+    with open(conf, "a") as f:
+        f.write('checkpoint_path: "examples/mnist/checkpoint/step40-worker0"\n')
+    r = singa_run("-conf", str(conf), "-test", cwd=in_tmp)
+    assert r.returncode == 0 and "Test @ step 40" in r.stdout, r.stderr
+    text = conf.read_text().replace("train_steps: 40", "train_steps: 45")
+    conf.write_text(text)
+    r = singa_run("-conf", str(conf), "-resume", cwd=in_tmp)
+    assert r.returncode == 0 and "Resuming" in r.stdout and "step 44" in r.stdout, r.stderr
+
+
+def test_errors_are_one_clear_line_not_a_traceback(in_tmp):
+    bad = in_tmp / "bad.conf"
+    bad.write_text("name: 'x'\nneuralnet { layer { name: 'a' type: kNoSuchLayer } }\n")
+    r = singa_run("-conf", str(bad), cwd=in_tmp)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "bad.conf:2:" in r.stderr and "kNoSuchLayer" in r.stderr
+    r = singa_run("-conf", str(in_tmp / "missing.conf"), cwd=in_tmp)
+    assert r.returncode == 2 and "no such file" in r.stderr
+    r = singa_run("-bogus", cwd=in_tmp)
+    assert r.returncode == 2 and "unknown argument" in r.stderr
+    r = singa_run(cwd=in_tmp)
+    assert r.returncode == 2 and "-conf" in r.stderr
+
+
+def test_exec_runs_a_user_script_with_singa_argv(in_tmp):
+    script = in_tmp / "user_main.py"
+    script.write_text("import sys\nfrom singa.model import *\nprint('ARGV', sys.argv[1:])\n"
+                      "m = Sequential('x', sys.argv)\nprint('OK', kInnerProduct)\n")
+    r = singa_run("-exec", str(script), "-singa_conf", "c", "-singa_job", "7", cwd=in_tmp)
+    assert r.returncode == 0, r.stderr
+    assert "ARGV ['-singa_conf', 'c', '-singa_job', '7']" in r.stdout and "OK 205" in r.stdout
+
+
+def test_python_dash_m_singa_help(in_tmp):
+    r = run([sys.executable, "-m", "singa", "-help"], in_tmp)
+    assert r.returncode == 0 and "-conf job.conf" in r.stdout

@@ -1,0 +1,22 @@
+"""Every example runs (few steps) on real data."""
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.test_datasets import needs_fashion
+
+
+@needs_fashion
+def test_mnist_mlp_example_few_steps(in_tmp):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--dataset", "fashion_mnist",
+                        "--steps", "20", "--lr", "0.01", "--momentum", "0.9", "--test-freq", "10",
+                        "--test-steps", "3"], cwd=in_tmp, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "Dataset: fashion_mnist" in r.stdout
+    acc = [float(a) for a in re.findall(r"Test @ step \d+: loss = [\d.]+, accuracy = ([\d.]+)", r.stdout)]
+    assert len(acc) == 3 and acc[-1] > 0.3
+    assert "Final test metrics" in r.stdout
+    assert os.path.isfile(in_tmp / "examples/fashion_mnist/checkpoint/step20-worker0")
