@@ -106,7 +106,8 @@ def test_resume_continues_from_latest_checkpoint(job_dir):
 
 
 @pytest.mark.parametrize("edit,err,match", [
-    (("kSTanh", "kFooBar"), Exception, "kFooBar"),
+    (("kSTanh", "kFooBar"), ConfigError, "kFooBar"),   # not a LayerType at all: a parse error
+    (("kSTanh", "kGRU"), ConfigError, "kGRU"),         # a v0.3 type this engine does not implement
     (('srclayers: "act1"', 'srclayers: "act9"'), ConfigError, "act9"),
     (('path: "train.bin"', 'path: "nothere.bin"'), DataError, "nothere.bin"),
     (('name: "w2"', 'name: "w1"'), ConfigError, "w1"),

@@ -16,7 +16,7 @@ from singa.model import *  # noqa: F403  (the seed scripts' only import)
 from singa.model import Model, Sequential
 from singa.proto import job_pb2, job_to_text, parse_job_conf, read_job_conf
 
-COMPAT = "/work/shared/compat/singa-v0"
+from tests.conftest import CONF_DIR as COMPAT  # noqa: E402  (SINGA v0.3 example confs, in the repo)
 CONFS = sorted(glob.glob(os.path.join(COMPAT, "*.conf")))
 needs_confs = pytest.mark.skipif(not CONFS, reason="reference job.conf files not available")
 
