@@ -1,12 +1,20 @@
 """Training throughput of the seed MLP (784-2500-2000-1500-1000-500-10, scaled tanh, softmax loss,
 plain SGD as in the seed) on singa's NumPy engine and on PyTorch CPU, side by side in one run.
 
-    python benchmarks/bench_mlp.py [--batch 64 256] [--threads 2] [--repeats 5]
+    python benchmarks/bench_mlp.py [--batch 64 256] [--threads 2] [--repeats 5] [--momentum]
+                                   [--variants default blas fused+split split numpy]
 
-Both sides: same model, batch, float32, thread count, plain SGD; alternating A B A B, medians of
-``--repeats`` measurements after a warm-up, each measurement the steady rate between N0 and N1
-steps. Reports samples/s, the ratio singa/PyTorch and the achieved GFLOP/s (training = 3 x forward
-= 71.79 MFLOP per sample) as a fraction of the machine's float32 GEMM rate measured here.
+Both sides: same model, batch, float32, thread count, plain SGD (or SGD with momentum 0.9 on both
+with ``--momentum``); alternating A B A B, medians of ``--repeats`` measurements after a warm-up,
+each measurement the steady rate between N0 and N1 steps. Reports samples/s, the ratio to PyTorch
+and the achieved GFLOP/s (training = 3 x forward = 71.79 MFLOP per sample) as a fraction of the
+machine's float32 GEMM rate measured here.
+
+singa variants: ``default`` the engine as it runs (direct BLAS, updates fused into the weight-
+gradient GEMM, OpenBLAS threads each product); ``blas`` direct BLAS without fusion (a separate
+update pass); ``fused+split`` fused, and products and element-wise layers split over the threads
+as single-threaded calls; ``split`` the same without fusion; ``numpy`` plain numpy.matmul and a
+separate update pass (the engine before singa.backends.blas).
 """
 import argparse
 import os
@@ -28,14 +36,19 @@ def make_data(n=4096, seed=0):
     return x, y
 
 
-def singa_step_fn(batch, workdir):
+# name: (direct BLAS, fused updates, products and element-wise layers split over threads)
+VARIANTS = {"default": (True, True, False), "blas": (True, False, False), "fused+split": (True, True, True),
+            "split": (True, False, True), "numpy": (False, False, False)}
+
+
+def singa_step_fn(batch, workdir, momentum=0.0, variant="default"):
     """A training step of the seed MLP built through singa's Python API and run by its engine."""
     import numpy as np
     from singa.io.kvfile import KVFileWriter
     from singa.io.record import encode_record
     from singa.model import Cluster, Data, Dense, SGD, Sequential, Store
     from singa.neuralnet import NeuralNet
-    from singa.backends import Backend
+    from singa.backends import Backend, blas
     from singa.random import RandomStreams
     from singa.updaters import create_updater
     from singa.worker import BPWorker
@@ -50,7 +63,7 @@ def singa_step_fn(batch, workdir):
     for n in SIZES[1:-1]:
         m.add(Dense(n, init="uniform", activation="stanh"))
     m.add(Dense(10, init="uniform", activation="softmax"))
-    m.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.001), cluster=Cluster(workdir))
+    m.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.001, momentum=momentum), cluster=Cluster(workdir))
     store = Store(path=path, backend="kvfile", batchsize=batch, shape=784, mean_value=127.5, std_value=127.5)
     m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
     job = m.to_jobproto()
@@ -58,16 +71,23 @@ def singa_step_fn(batch, workdir):
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
     for p in net.owner_params:
         p.init_values(streams.stream("init/" + p.name))
-    worker = BPWorker(net, create_updater(job.updater))
+    use_blas, fuse, split = VARIANTS[variant]
+    worker = BPWorker(net, create_updater(job.updater), fuse_updates=fuse)
     state = {"step": 0}
 
     def step():
-        worker.train_one_batch(state["step"])
+        blas.set_enabled(use_blas)
+        blas.set_split_products(split)       # off: one BLAS call per product, OpenBLAS threads it
+        try:
+            worker.train_one_batch(state["step"])
+        finally:
+            blas.set_enabled(True)
+            blas.set_split_products(False)
         state["step"] += 1
     return step
 
 
-def torch_step_fn(batch):
+def torch_step_fn(batch, momentum=0.0):
     import numpy as np
     import torch
     x, y = make_data()
@@ -85,7 +105,7 @@ def torch_step_fn(batch):
     model = torch.nn.Sequential(*layers)
     for p in model.parameters():
         torch.nn.init.uniform_(p, -0.05, 0.05)
-    opt = torch.optim.SGD(model.parameters(), lr=0.001)
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=momentum)
     lossf = torch.nn.CrossEntropyLoss()
     state = {"i": 0}
 
@@ -106,6 +126,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workdir", default="/tmp/singa-bench")
+    ap.add_argument("--momentum", action="store_true", help="SGD momentum 0.9 on both sides (default plain SGD)")
+    ap.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS),
+                    help="singa engine variants to measure side by side (default: the engine's defaults)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     try:
@@ -119,25 +142,26 @@ def main():
     gemm = gemm_rate()
     print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
     print("training FLOP per sample: %.2f MFLOP" % (TRAIN_FLOP / 1e6))
+    mom = 0.9 if args.momentum else 0.0
+    print("optimizer: SGD lr 0.001%s" % (", momentum 0.9" if mom else ""))
     for batch in args.batch:
-        s_step = singa_step_fn(batch, args.workdir)
-        t_step = torch_step_fn(batch) if torch else None
-        s_step(), s_step()
-        if t_step:
-            t_step(), t_step()
-        srates, trates = [], []
+        runs = [(v, singa_step_fn(batch, args.workdir, mom, v)) for v in args.variants]
+        if torch:
+            runs.append(("PyTorch", torch_step_fn(batch, mom)))
+        for _, step in runs:
+            step(), step()
+        rates = {name: [] for name, _ in runs}
         for _ in range(args.repeats):
-            srates.append(steady_rate(s_step, batch))
-            if t_step:
-                trates.append(steady_rate(t_step, batch))
-        s = statistics.median(srates)
-        line = "batch %4d: singa %7.0f samples/s (%.0f%% of GEMM rate)" % (
-            batch, s, 100 * s * TRAIN_FLOP / 1e9 / gemm)
-        if trates:
-            t = statistics.median(trates)
-            line += " | PyTorch %7.0f samples/s (%.0f%%) | ratio singa/PyTorch %.2fx" % (
-                t, 100 * t * TRAIN_FLOP / 1e9 / gemm, s / t)
-        print(line, flush=True)
+            for name, step in runs:          # alternating A B A B
+                rates[name].append(steady_rate(step, batch))
+        t = statistics.median(rates["PyTorch"]) if torch else None
+        for name, _ in runs:
+            r = statistics.median(rates[name])
+            line = "batch %4d: %-12s %7.0f samples/s (%3.0f%% of GEMM rate)" % (
+                batch, name, r, 100 * r * TRAIN_FLOP / 1e9 / gemm)
+            if t and name != "PyTorch":
+                line += " | ratio to PyTorch %.2fx" % (r / t)
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

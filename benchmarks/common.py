@@ -6,11 +6,13 @@ import time
 
 def set_threads(n):
     """Pin BLAS (and OpenMP) threads to ``n`` for numpy and, if loaded, torch."""
+    os.environ["OPENBLAS_NUM_THREADS"] = str(n)
+    import numpy  # noqa: F401  (threadpoolctl only sees libraries already loaded)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
-    except ImportError:  # environment variables only work before numpy loads
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(n))
+    except ImportError:  # then only the environment variable, which works if numpy was not loaded
+        pass
     try:
         import torch
         torch.set_num_threads(n)

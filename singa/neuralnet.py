@@ -142,7 +142,33 @@ class NeuralNet:
         for layer in self.layers:
             layer.forward(flag, self.srcs[layer.name])
 
-    def backward(self, flag):
+    def fusable_params(self):
+        """Owner params (not shared, updated by this net) whose layer can apply their update inside
+        its gradient GEMM (``fusable_params()`` of the layer, e.g. kInnerProduct's weight)."""
+        owned = {id(p) for p in self.owner_params}
+        out = []
+        for layer in self.layers:
+            f = getattr(layer, "fusable_params", None)
+            if f is not None:
+                out += [p for p in f() if id(p) in owned and p.owner is None and len(p.shares) == 1]
+        return out
+
+    def backward(self, flag, fused=None):
+        """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate} for this step, handed
+        to the layers that own those params (see BPWorker.gemm_updates)."""
+        if not fused:
+            self._backward(flag)
+            return
+        users = [l for l in self.layers if any(p in fused for p in l.params)]
+        for layer in users:
+            layer.fused_updates = fused
+        try:
+            self._backward(flag)
+        finally:      # a plan is for one step only
+            for layer in users:
+                layer.fused_updates = None
+
+    def _backward(self, flag):
         grads = {}
         for layer in reversed(self.layers):
             if layer.is_data:

@@ -24,11 +24,17 @@ class MetricAverager:
 
 
 class BPWorker:
-    def __init__(self, train_net, updater, test_net=None, val_net=None):
+    """``fuse_updates``: let layers that can (kInnerProduct on NumPy) apply the update of their
+    weights inside the weight-gradient GEMM when the updater's rule allows it (SGD without
+    clipping); the maths is the same, without a gradient buffer or a separate pass over the
+    weights. Off, or when the rule cannot, every param takes the ordinary updater path."""
+
+    def __init__(self, train_net, updater, test_net=None, val_net=None, fuse_updates=True):
         self.train_net = train_net
         self.test_net = test_net
         self.val_net = val_net
         self.updater = updater
+        self.fuse_updates = bool(fuse_updates)
         self.state = {p.name: updater.init_state(p.data) for p in train_net.owner_params} if updater else {}
         self.train_metrics = MetricAverager()
 
@@ -36,14 +42,29 @@ class BPWorker:
         net = self.train_net
         net.forward(job_pb2.kTrain)
         self.train_metrics.add(net.metrics())
-        net.backward(job_pb2.kTrain)
-        self.update(step)
+        fused = self.gemm_updates(step)
+        net.backward(job_pb2.kTrain, fused)
+        self.update(step, fused)
 
-    def update(self, step):
+    def gemm_updates(self, step):
+        """{param: GemmUpdate} for this step's params updated within backward (None if none)."""
+        if not self.fuse_updates or self.updater is None:
+            return None
+        out = {}
+        for p in self.train_net.fusable_params():
+            plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
+                                            wd_scale=p.wd_scale)
+            if plan is not None:
+                out[p] = plan
+        return out or None
+
+    def update(self, step, fused=None):
         for p in self.train_net.owner_params:
-            # owner_grad averages over shares: SINGA's grad_scale = 1/num_shares.
-            self.updater.apply(step, p.data, p.owner_grad(), self.state[p.name],
-                               lr_scale=p.lr_scale, wd_scale=p.wd_scale)
+            plan = fused.get(p) if fused else None
+            if plan is None or not plan.applied:
+                # owner_grad averages over shares: SINGA's grad_scale = 1/num_shares.
+                self.updater.apply(step, p.data, p.owner_grad(), self.state[p.name],
+                                   lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1
 
     def test(self, net, nsteps, flag):

@@ -4,9 +4,14 @@ The source is flattened to (B, in_dim). The weight is (num_output, in_dim), y = 
 or with ``innerproduct_conf.transpose`` (in_dim, num_output), y = x W + b (tied decoder
 weights share the encoder's matrix that way). All products write into buffers kept across
 steps and into ``param.grad`` itself, which may be a view into a flat gradient buffer.
+
+Products go through singa.backends.blas: on NumPy one BLAS call each, so the worker can fold
+an SGD update into the weight-gradient product (``fused_updates``: W = beta*W + alpha*g^T x,
+with dx = g W computed first from the old W) instead of writing ``param.grad``.
 """
 import numpy
 
+from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.layers.neuron import scratch
@@ -16,6 +21,8 @@ from singa.proto import job_pb2
 @register(job_pb2.kInnerProduct)
 class InnerProductLayer(Layer):
     backward_reads_output = False
+    # {Param: GemmUpdate} set by NeuralNet.backward for one step when the worker fuses updates.
+    fused_updates = None
 
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
@@ -47,13 +54,32 @@ class InnerProductLayer(Layer):
                 % (self.name, self.in_dim, self.batchsize, tuple(x.shape), getattr(src, "name", "?")))
         return x.reshape(x.shape[0], self.in_dim)
 
+    def fusable_params(self):
+        """Params whose update this layer can apply inside its weight-gradient GEMM (see backward)."""
+        w = self.weight.data
+        return [self.weight] if blas.usable(w) else []
+
+    def _parts(self, madds, *arrays):
+        """How many threads share this layer's products (1 unless direct BLAS and big enough)."""
+        if not blas.split_products() or madds < blas.MIN_SPLIT_MADDS or not blas.usable(*arrays):
+            return 1
+        return blas.num_threads()
+
     def forward(self, flag, srcs):
-        xp = self.xp
         x = self._src2d(srcs[0])
         y = scratch(self, "y", (x.shape[0], self.num_output))
         w = self.weight.data          # read every step: sharing may have replaced the array
-        xp.matmul(x, w if self.transpose else w.T, out=y)
-        xp.add(y, self.bias.data, out=y)
+        b = self.bias.data
+        wt = w if self.transpose else w.T       # (in_dim, num_output)
+        n_out = self.num_output
+
+        def part(k, n):               # a block of output columns: y[:, c] = x W[c]^T + b[c]
+            c = blas.part(n_out, k, n)
+            yc = y[:, c]
+            blas.gemm(x, wt[:, c], yc)
+            self.xp.add(yc, b[c], out=yc)
+
+        blas.parallel(part, self._parts(x.shape[0] * x.shape[1] * n_out, x, w, y))
         self.data = y
         return y
 
@@ -64,18 +90,44 @@ class InnerProductLayer(Layer):
         g = grad
         w = self.weight.data
         acc = bool(flag & job_pb2.kAggGrad)    # BPTT: sum over unrolled steps
-        dw = scratch(self, "dw", self.weight.shape) if acc else self.weight.grad
-        if self.transpose:
-            xp.matmul(x.T, g, out=dw)
+        # The update of the weight, when the worker asked for it, replaces the gradient product:
+        # target = alpha * (g^T x) + beta * target (SGD: target is w itself, or the momentum).
+        plan = None if acc or not self.fused_updates else self.fused_updates.get(self.weight)
+        if plan is not None:
+            target, alpha, beta = plan.target, plan.alpha, plan.beta
         else:
-            xp.matmul(g.T, x, out=dw)
-        db = scratch(self, "db", self.bias.shape) if acc else self.bias.grad
-        xp.sum(g, axis=0, out=db)
+            target, alpha, beta = self.weight.grad, 1.0, (1.0 if acc else 0.0)
         if acc:
-            xp.add(self.weight.grad, dw, out=self.weight.grad)
-            xp.add(self.bias.grad, db, out=self.bias.grad)
-        if getattr(src, "is_data", False):    # nobody below wants it: skip the largest GEMM
+            xp.add(self.bias.grad, xp.sum(g, axis=0), out=self.bias.grad)
+        else:
+            xp.sum(g, axis=0, out=self.bias.grad)
+        # Nobody below wants dx of a data source: skip the largest GEMM.
+        dx = None if getattr(src, "is_data", False) else scratch(self, "dx", x.shape)
+        in_dim = self.in_dim
+        tr = self.transpose
+
+        def part(k, n):
+            # A block c of input columns: dx[:, c] = g W[:, c] reads the old weights before the
+            # fused update of that same block writes them, so the blocks are independent.
+            c = blas.part(in_dim, k, n)
+            xc = x[:, c]
+            if tr:       # W is (in_dim, num_output): dx = g W^T, dW = x^T g
+                if dx is not None:
+                    blas.gemm(g, w[c].T, dx[:, c])
+                blas.gemm(xc.T, g, target[c], alpha, beta)
+                if plan is not None:
+                    plan.finish((c,))
+            else:        # W is (num_output, in_dim): dx = g W, dW = g^T x
+                if dx is not None:
+                    blas.gemm(g, w[:, c], dx[:, c])
+                blas.gemm(g.T, xc, target[:, c], alpha, beta)
+                if plan is not None:
+                    plan.finish((slice(None), c))
+
+        madds = g.shape[0] * w.size * (1 if dx is None else 2)
+        blas.parallel(part, self._parts(madds, x, g, w, target))
+        if plan is not None:
+            plan.applied = True
+        if dx is None:
             return [None]
-        dx = scratch(self, "dx", x.shape)
-        xp.matmul(g, w.T if self.transpose else w, out=dx)
         return [dx.reshape(src.data.shape)]

@@ -14,6 +14,7 @@ Memory traffic matters more than flops here, so:
 """
 import numpy
 
+from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.proto import job_pb2
@@ -21,6 +22,8 @@ from singa.proto import job_pb2
 # SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
 STANH_A = 1.7159047
 STANH_B = 0.66666667
+# Element-wise layers split arrays of at least this many values between threads.
+MIN_SPLIT_SIZE = 1 << 15
 
 
 def scratch(layer, key, shape, dtype=None, host=False):
@@ -57,9 +60,9 @@ def relu_forward(layer, x, y):
     layer.xp.maximum(x, 0, out=y)
 
 
-def relu_backward(layer, y, g):
+def relu_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    m = scratch(layer, "mask", y.shape, numpy.bool_)
+    m = scratch(layer, key + "mask", y.shape, numpy.bool_)
     xp.greater(y, 0, out=m)
     xp.multiply(g, m, out=g)
 
@@ -73,9 +76,9 @@ def sigmoid_forward(layer, x, y):
     xp.add(y, 0.5, out=y)
 
 
-def sigmoid_backward(layer, y, g):
+def sigmoid_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    t = scratch(layer, "tmp", y.shape)
+    t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(y, t, out=t)       # y(1-y)
     xp.multiply(g, t, out=g)
@@ -85,9 +88,9 @@ def tanh_forward(layer, x, y):
     layer.xp.tanh(x, out=y)
 
 
-def tanh_backward(layer, y, g):
+def tanh_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    t = scratch(layer, "tmp", y.shape)
+    t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(1, t, out=t)
     xp.multiply(g, t, out=g)
@@ -100,10 +103,10 @@ def stanh_forward(layer, x, y):
     xp.multiply(y, STANH_A, out=y)
 
 
-def stanh_backward(layer, y, g):
+def stanh_backward(layer, y, g, key="tmp"):
     # dy/dx = A*B*(1 - tanh^2) = A*B - (B/A)*y^2
     xp = layer.xp
-    t = scratch(layer, "tmp", y.shape)
+    t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.multiply(t, -(STANH_B / STANH_A), out=t)
     xp.add(t, STANH_A * STANH_B, out=t)
@@ -125,17 +128,47 @@ class NeuronLayer(Layer):
         self.out_shape = tuple(src_shapes[0])
         return self.out_shape
 
+    def _parts(self, *arrays):
+        # NumPy's ufuncs run on one core but release the GIL: big arrays may be split by rows.
+        # Only with blas.split_products(): next to OpenBLAS's own threads (which spin a while
+        # after each call) an extra thread of ours was slower than one (benchmarks/README.md).
+        a = arrays[0]
+        if (not blas.split_products() or a.size < MIN_SPLIT_SIZE or a.ndim < 1 or
+                not all(type(b) is numpy.ndarray and b.flags.c_contiguous for b in arrays)):
+            return 1
+        return min(blas.num_threads(), a.shape[0])
+
     def forward(self, flag, srcs):
         x = srcs[0].data
         y = x if self.inplace else scratch(self, "y", x.shape)
-        self.fns[0](self, x, y)
+        fwd = self.fns[0]
+        n = self._parts(x, y)
+        if n == 1:
+            fwd(self, x, y)
+        else:
+            x2, y2 = flat2d(x), flat2d(y)
+
+            def part(k, n):
+                r = blas.part(x2.shape[0], k, n)
+                fwd(self, x2[r], y2[r])
+            blas.parallel(part, n)
         self.data = y
         return y
 
     def backward(self, flag, srcs, grad):
         if grad is None:
             return [None]
-        self.fns[1](self, self.data, grad)
+        y, bwd = self.data, self.fns[1]
+        n = self._parts(y, grad)
+        if n == 1:
+            bwd(self, y, grad)
+        else:
+            y2, g2 = flat2d(y), flat2d(grad)
+
+            def part(k, n):        # each part its own scratch
+                r = blas.part(y2.shape[0], k, n)
+                bwd(self, y2[r], g2[r], "tmp%d" % k)
+            blas.parallel(part, n)
         return [grad]
 
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from singa.backends import get_array_module
+from singa.backends import blas, get_array_module
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
 from singa.updaters.lr import create_lr_generator
@@ -221,6 +221,67 @@ class Updater:
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         raise NotImplementedError
 
+    def gemm_update(self, step, data, state, lr_scale=1.0, wd_scale=1.0):
+        """A GemmUpdate doing this step's update of ``data`` inside the gradient product, or None
+        when this rule cannot (the caller then applies the gradient with ``apply``). The gradient
+        must be the param's own (grad_scale 1, i.e. no shares)."""
+        return None
+
+
+class GemmUpdate:
+    """One step of a param's update done inside the layer's weight-gradient GEMM.
+
+    The layer computes ``target = alpha * G + beta * target`` where G is the gradient product it
+    would have written to ``param.grad`` (plain SGD: target is the weights, beta = 1 - lr*wd;
+    momentum: target is the history h, beta = momentum), then calls ``finish(index)`` for each
+    block of the param it wrote, and sets ``applied`` so the worker skips the param this step.
+    """
+
+    __slots__ = ("data", "target", "alpha", "beta", "wd_lr", "applied")
+
+    def __init__(self, data, target, alpha, beta, wd_lr=0.0):
+        self.data, self.target = data, target
+        self.alpha, self.beta, self.wd_lr = float(alpha), float(beta), float(wd_lr)
+        self.applied = False
+
+    def finish(self, index=Ellipsis):
+        """Momentum only: ``h -= lr*wd*w; w += h`` on ``data[index]`` (run after the GEMM of that block)."""
+        if self.target is self.data:
+            return
+        h, w = self.target[index], self.data[index]
+        xp = get_array_module(w)
+        if not self.wd_lr and h.flags.c_contiguous and w.flags.c_contiguous:
+            blas.axpy(1.0, h, w)      # one BLAS pass (plain xp code off NumPy)
+            return
+        if xp is not numpy or w.ndim != 2:
+            if self.wd_lr:
+                h -= self.wd_lr * w
+            w += h
+            return
+        # Rows in cache-sized groups, so each group is read once for both operations.
+        cols = max(1, w.shape[1])
+        step = max(1, CHUNK // cols)
+        t = _local_buffer(w.dtype) if self.wd_lr else None
+        for r in range(0, w.shape[0], step):
+            hr, wr = h[r:r + step], w[r:r + step]
+            if t is not None:
+                tr = t[:hr.size].reshape(hr.shape)
+                numpy.multiply(wr, self.wd_lr, out=tr)
+                hr -= tr
+            wr += hr
+
+
+_local = threading.local()
+
+
+def _local_buffer(dtype):
+    """A CHUNK-sized scratch array of this thread (GemmUpdate.finish runs on several threads)."""
+    bufs = _local.__dict__.setdefault("bufs", {})
+    b = bufs.get(dtype)
+    if b is None:
+        b = bufs[dtype] = numpy.empty(CHUNK, dtype)
+    return b
+
 
 class SGDUpdater(Updater):
     """kSGD: ``h = momentum*h - lr*g; w += h`` when momentum > 0, else ``w -= lr*g``."""
@@ -230,6 +291,21 @@ class SGDUpdater(Updater):
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
         self.state_names = ("history",) if self.momentum > 0 else ()
+
+    def gemm_update(self, step, data, state, lr_scale=1.0, wd_scale=1.0):
+        # The same formulas as _rule with grad_scale 1, written as C = alpha*g + beta*C:
+        # w = (1 - lr*wd)*w - lr*g, or h = momentum*h - lr*g (then h -= lr*wd*w; w += h).
+        if self.clipping:
+            return None
+        lr = float(self.lr_gen(step)) * lr_scale
+        wd = self.weight_decay * wd_scale
+        wd = wd if wd > 0 else 0.0
+        hist = self._state_arrays(state, data)
+        if self._skip(lr, hist):
+            return None
+        if not hist:
+            return GemmUpdate(data, data, -lr, 1.0 - lr * wd)
+        return GemmUpdate(data, hist[0], -lr, self.momentum, lr * wd)
 
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         # lr folded into the gradient scale: t = lr*gs*clip(g).

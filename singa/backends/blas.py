@@ -1,0 +1,309 @@
+"""Direct calls into the OpenBLAS that NumPy bundles, for what ``numpy.matmul`` cannot do.
+
+* ``gemm(a, b, c, alpha, beta)``: c = alpha * a @ b + beta * c in one BLAS call. With beta = 1
+  and c = the weights, a parameter update becomes part of the weight-gradient product (no
+  gradient buffer, no separate pass over the weights).
+* ``parallel(fn)``: runs ``fn(k, n)`` for k < n on n threads with BLAS single-threaded inside,
+  so two independent (or column-split) products run side by side on the cores. ctypes releases
+  the GIL during the call, so the threads really overlap.
+
+Everything falls back to plain ``xp`` code when the library or symbol is missing, the arrays are
+not NumPy float32/float64, or their layout is not one BLAS takes (``usable`` says which).
+Environment: SINGA_NO_BLAS=1 turns the direct calls off, SINGA_OPENBLAS=path picks the library,
+SINGA_SPLIT_GEMM=1 makes layers split products over threads (``split_products``).
+"""
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy
+
+from singa.errors import invalid
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Split products between threads only from this many multiply-adds on (below, hand-off costs more).
+MIN_SPLIT_MADDS = 1 << 21
+
+
+class _Lib:
+    """The loaded library and its symbols (None when absent)."""
+
+    def __init__(self):
+        self.path = None
+        self.gemm = {}          # numpy dtype -> cblas_?gemm
+        self.axpy = {}          # numpy dtype -> cblas_?axpy
+        self.set_threads = self.get_threads = None
+        self.int_t = ctypes.c_int
+        self.error = None
+        try:
+            self._load()
+        except OSError as e:      # a broken or foreign library: run on numpy alone
+            self.gemm, self.error = {}, str(e)
+
+    def _candidates(self):
+        env = os.environ.get("SINGA_OPENBLAS")
+        if env:
+            return [env]
+        base = os.path.dirname(numpy.__file__)
+        pats = [os.path.join(base, os.pardir, "numpy.libs", "*openblas*"), os.path.join(base, ".libs", "*openblas*"),
+                os.path.join(base, os.pardir, "numpy", ".dylibs", "*openblas*")]
+        found = [p for pat in pats for p in sorted(glob.glob(pat))]
+        try:   # the copy already mapped into this process (numpy imported it), wherever it lies
+            with open("/proc/self/maps") as f:
+                found += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+        except OSError:
+            pass
+        return found
+
+    def _load(self):
+        for path in self._candidates():
+            lib = ctypes.CDLL(path)
+            for prefix, suffix, int_t in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
+                                          ("", "", ctypes.c_int)):
+                sg = getattr(lib, prefix + "cblas_sgemm" + suffix, None)
+                dg = getattr(lib, prefix + "cblas_dgemm" + suffix, None)
+                if sg is None or dg is None:
+                    continue
+                for fn, ct in ((sg, ctypes.c_float), (dg, ctypes.c_double)):
+                    fn.restype = None
+                    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, ct,
+                                   ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, ct, ctypes.c_void_p, int_t]
+                self.gemm = {numpy.dtype(numpy.float32): sg, numpy.dtype(numpy.float64): dg}
+                self.int_t = int_t
+                for dt, ch, ct in ((numpy.float32, "s", ctypes.c_float), (numpy.float64, "d", ctypes.c_double)):
+                    fn = getattr(lib, prefix + "cblas_%saxpy" % ch + suffix, None)
+                    if fn is not None:
+                        fn.restype = None
+                        fn.argtypes = [int_t, ct, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
+                        self.axpy[numpy.dtype(dt)] = fn
+                st = getattr(lib, prefix + "openblas_set_num_threads" + suffix, None)
+                gt = getattr(lib, prefix + "openblas_get_num_threads" + suffix, None)
+                if st is not None and gt is not None:
+                    st.restype, st.argtypes = None, [ctypes.c_int]
+                    gt.restype, gt.argtypes = ctypes.c_int, []
+                    self.set_threads, self.get_threads = st, gt
+                self.path = path
+                return
+
+
+_lib = None
+_state = {"enabled": os.environ.get("SINGA_NO_BLAS", "") in ("", "0"), "threads": None,
+          "split_products": os.environ.get("SINGA_SPLIT_GEMM", "") not in ("", "0"),
+          "pool": None, "pid": None, "active": 0, "saved": 1}
+_lock = threading.Lock()
+
+
+def library():
+    """The loaded BLAS (lazily, once)."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                _lib = _Lib()
+    return _lib
+
+
+def available():
+    """True when direct GEMM calls are possible (library found and not disabled)."""
+    return _state["enabled"] and bool(library().gemm)
+
+
+def set_enabled(flag):
+    """Turn the direct BLAS path on or off (off: every function runs its plain xp fallback)."""
+    _state["enabled"] = bool(flag)
+
+
+def blas_threads():
+    """OpenBLAS's current thread count (1 when it cannot be asked)."""
+    lib = library()
+    return int(lib.get_threads()) if lib.get_threads is not None else 1
+
+
+def num_threads():
+    """Threads ``parallel`` uses: set by ``set_num_threads``, else OpenBLAS's own count."""
+    n = _state["threads"]
+    return n if n is not None else (blas_threads() if available() else 1)
+
+
+def set_num_threads(n):
+    """Threads for ``parallel`` (None: follow OpenBLAS's count, which threadpoolctl and
+    OPENBLAS_NUM_THREADS set)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise invalid("num_threads", "an integer >= 1 or None", n)
+    _state["threads"] = n
+
+
+def split_products():
+    """Whether layers split their big products into one single-threaded call per thread.
+
+    Off by default: on the 2-core test machine OpenBLAS's own threading of each call was faster
+    (seed MLP, batch 64: 1267 vs 1202 samples/s, see benchmarks/README.md). SINGA_SPLIT_GEMM=1
+    or ``set_split_products(True)`` turns it on.
+    """
+    return _state["split_products"]
+
+
+def set_split_products(flag):
+    _state["split_products"] = bool(flag)
+
+
+def _pool():
+    pid = os.getpid()
+    if _state["pool"] is None or _state["pid"] != pid:   # a forked child has no threads: make new ones
+        with _lock:
+            if _state["pool"] is None or _state["pid"] != pid:
+                _state["pool"] = ThreadPoolExecutor(7, thread_name_prefix="singa-blas")
+                _state["pid"] = pid
+    return _state["pool"]
+
+
+def parallel(fn, n=None):
+    """Run ``fn(k, n)`` for k in range(n), k > 0 on pool threads and k = 0 here, with OpenBLAS
+    set to one thread meanwhile (each part is single-threaded; the parts share the cores).
+
+    Exceptions of any part are raised here after all parts finished.
+    """
+    n = num_threads() if n is None else n
+    if n <= 1:
+        fn(0, 1)
+        return
+    _enter_single()
+    try:
+        futures = [_pool().submit(fn, k, n) for k in range(1, n)]
+        try:
+            fn(0, n)
+        finally:
+            for f in futures:
+                f.exception()          # wait for all before raising
+        for f in futures:
+            f.result()
+    finally:
+        _leave_single()
+
+
+def _enter_single():
+    """OpenBLAS to one thread while any ``parallel`` runs (nested or from several threads)."""
+    lib = library()
+    with _lock:
+        if _state["active"] == 0 and lib.set_threads is not None:
+            _state["saved"] = blas_threads()
+            lib.set_threads(1)
+        _state["active"] += 1
+
+
+def _leave_single():
+    lib = library()
+    with _lock:
+        _state["active"] -= 1
+        if _state["active"] == 0 and lib.set_threads is not None:
+            lib.set_threads(_state["saved"])
+
+
+def part(size, k, n):
+    """The k-th of n nearly equal contiguous ranges of range(size), as a slice."""
+    return slice(size * k // n, size * (k + 1) // n)
+
+
+def _operand(x, item):
+    """(trans, ld) for a 2-D array BLAS can read as row-major or its transpose, else None."""
+    r, c = x.shape
+    s0, s1 = x.strides
+    if s0 % item or s1 % item:
+        return None
+    if (s1 == item or c <= 1) and s0 >= max(1, c) * item:
+        return _NO_TRANS, s0 // item
+    if (s0 == item or r <= 1) and s1 >= max(1, r) * item:
+        return _TRANS, s1 // item
+    return None
+
+
+def usable(*arrays):
+    """True when ``gemm`` on these arrays goes straight to BLAS (NumPy, one float dtype, 2-D)."""
+    if not available():
+        return False
+    dt = arrays[0].dtype
+    return (dt in library().gemm and
+            all(type(a) is numpy.ndarray and a.dtype == dt and a.ndim == 2 for a in arrays))
+
+
+def gemm(a, b, c, alpha=1.0, beta=0.0):
+    """``c = alpha * a @ b + beta * c`` for 2-D arrays (c's old values ignored when beta is 0).
+
+    ``a`` and ``b`` may be transposed or column-sliced views; ``c`` must not overlap them.
+    Runs one BLAS call for NumPy float32/float64 in a BLAS layout, else plain xp code.
+    """
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2 or a.shape[1] != b.shape[0] or c.shape != (a.shape[0], b.shape[1]):
+        raise invalid("gemm operands", "a (m, k), b (k, n) and c (m, n)",
+                      "a %s, b %s, c %s" % (tuple(a.shape), tuple(b.shape), tuple(c.shape)))
+    a0, b0, out = a, b, c
+    if usable(a, b, c) and c.flags.writeable:
+        item = c.itemsize
+        oc = _operand(c, item)
+        if oc is not None and oc[0] == _TRANS:       # c^T = b^T a^T: write c as a row-major c^T
+            a, b, c = b.T, a.T, c.T
+            oc = _operand(c, item)
+        oa, ob = _operand(a, item), _operand(b, item)
+        if (oa is not None and ob is not None and oc is not None and
+                not numpy.may_share_memory(c, a) and not numpy.may_share_memory(c, b)):
+            m, k = a.shape
+            n = b.shape[1]
+            if m == 0 or n == 0:
+                return out
+            if k == 0:
+                if beta == 0:
+                    c[...] = 0
+                elif beta != 1:
+                    c *= beta
+                return out
+            library().gemm[c.dtype](_ROW_MAJOR, oa[0], ob[0], m, n, k, alpha, a.ctypes.data, oa[1],
+                                    b.ctypes.data, ob[1], beta, c.ctypes.data, oc[1])
+            return out
+    return _gemm_xp(a0, b0, out, alpha, beta)
+
+
+def axpy(alpha, x, y):
+    """``y += alpha * x`` in place (same shapes). One BLAS call for contiguous NumPy float arrays
+    (no temporary, and faster than numpy's add on big arrays), else plain xp code."""
+    if x.shape != y.shape:
+        raise invalid("axpy operands", "x and y of the same shape", "x %s, y %s" % (tuple(x.shape), tuple(y.shape)))
+    fn = library().axpy.get(y.dtype) if available() else None
+    if (fn is not None and type(x) is numpy.ndarray and type(y) is numpy.ndarray and x.dtype == y.dtype and
+            x.flags.c_contiguous and y.flags.c_contiguous and y.flags.writeable and
+            not numpy.may_share_memory(x, y)):
+        if y.size:
+            fn(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
+        return y
+    if alpha == 1:
+        y += x
+    else:
+        y += alpha * x
+    return y
+
+
+def _gemm_xp(a, b, c, alpha, beta):
+    xp = _xp(c)
+    if beta == 0:
+        xp.matmul(a, b, out=c)
+        if alpha != 1:
+            c *= alpha
+        return c
+    t = xp.matmul(a, b)
+    if alpha != 1:
+        t *= alpha
+    if beta != 1:
+        c *= beta
+    c += t
+    return c
+
+
+def _xp(a):
+    if isinstance(a, numpy.ndarray):
+        return numpy
+    from singa.backends import get_array_module
+    return get_array_module(a)
+
+
+__all__ = ["gemm", "axpy", "parallel", "part", "usable", "available", "set_enabled", "num_threads", "set_num_threads",
+           "blas_threads", "library", "split_products", "set_split_products", "MIN_SPLIT_MADDS"]
