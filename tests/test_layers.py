@@ -409,3 +409,10 @@ def test_gradients_on_cupy():
     check_layer_gradients('name: "d" type: kDropout', [(3, 4)], backend=gpu)
     check_layer_gradients(LOSS % "softmaxloss_conf { topk: 2 }", [(4, 5), (4, 1)], backend=gpu)
     check_layer_gradients(EUCL, [(4, 6), (4, 6)], backend=gpu, loss_grad_factor=0.5)
+
+
+def test_cudnn_layer_types_run_the_same_code():
+    from singa.layers.base import LAYERS
+    assert LAYERS[job_pb2.kCudnnSoftmax] is LAYERS[job_pb2.kSoftmax]
+    assert LAYERS[job_pb2.kCudnnSoftmaxLoss] is LAYERS[job_pb2.kSoftmaxLoss]
+    assert LAYERS[job_pb2.kCudnnActivation] is LAYERS[job_pb2.kActivation]

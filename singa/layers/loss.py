@@ -110,7 +110,7 @@ def topk_hits(xp, p, labels, k):
     return xp.count_nonzero(ahead < k)
 
 
-@register(job_pb2.kSoftmaxLoss)
+@register(job_pb2.kSoftmaxLoss, job_pb2.kCudnnSoftmaxLoss)  # cuDNN type runs the same code
 class SoftmaxLossLayer(_TwoSourceLayer):
     """Softmax of the scores, cross-entropy with the labels of the data layer; data = probabilities."""
     is_loss = True

@@ -196,7 +196,7 @@ ACTIVATIONS = {
 }
 
 
-@register(job_pb2.kActivation)
+@register(job_pb2.kActivation, job_pb2.kCudnnActivation)  # cuDNN types run the same code
 class ActivationLayer(NeuronLayer):
     """activation_conf.type RELU, SIGMOID or TANH (SINGA's CPU code had no STANH here)."""
 
@@ -213,7 +213,7 @@ class ActivationLayer(NeuronLayer):
         self.fns = fns
 
 
-@register(job_pb2.kSoftmax)
+@register(job_pb2.kSoftmax, job_pb2.kCudnnSoftmax)
 class SoftmaxLayer(Layer):
     """Row-wise softmax over the flattened non-batch dims. No backward, as in SINGA."""
 

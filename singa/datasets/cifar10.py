@@ -1,0 +1,173 @@
+"""CIFAR-10, as SINGA's ``examples/datasets/cifar10.py``: ``X_train, X_test, workspace = load_data()``.
+
+Where the data is looked for, in order: SINGA's place, ``examples/cifar10/`` under the working
+directory (train_data.bin, test_data.bin, image_mean.bin as SINGA's create_data wrote them);
+``data_dir``; ``$SINGA_CIFAR10_DIR``; the cache (``$SINGA_CACHE`` or ``~/.cache/singa``)/cifar10.
+Each folder may hold the three kvfile record files, or the binary batches (data_batch_1..5.bin
+and test_batch.bin, or their ``cifar-10-batches-bin`` folder, or ``cifar-10-binary.tar.gz``),
+which are converted once into the cache. ``download=True`` fetches the archive (MD5-checked).
+"""
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.request
+
+from singa.errors import DataError
+
+NAME = "cifar10"
+SINGA_DIR = "examples/cifar10"
+ENV_VAR = "SINGA_CIFAR10_DIR"
+ARCHIVE = "cifar-10-binary.tar.gz"
+ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+RECORD_FILES = ("train_data.bin", "test_data.bin", "image_mean.bin")
+BATCH_FILES = ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]
+
+
+def cache_dir():
+    root = os.environ.get("SINGA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "singa")
+    return os.path.join(root, NAME)
+
+
+def _candidates(data_dir):
+    dirs = [SINGA_DIR]
+    if data_dir:
+        dirs.append(data_dir)
+    if os.environ.get(ENV_VAR):
+        dirs.append(os.environ[ENV_VAR])
+    dirs.append(cache_dir())
+    return dirs
+
+
+def _records(d):
+    paths = [os.path.join(d, f) for f in RECORD_FILES]
+    return paths if all(os.path.isfile(p) for p in paths) else None
+
+
+def _batches(d):
+    for sub in (d, os.path.join(d, "cifar-10-batches-bin")):
+        if all(os.path.isfile(os.path.join(sub, f)) for f in BATCH_FILES):
+            return sub
+    return None
+
+
+def _archive(d):
+    p = os.path.join(d, ARCHIVE)
+    return p if os.path.isfile(p) else None
+
+
+def _convert(batch_dir):
+    from singa.io.create_data import convert_cifar10
+    out = cache_dir()
+    stamp = os.path.join(out, "converted-from")
+    src = os.path.abspath(batch_dir)
+    if _records(out) and os.path.isfile(stamp) and open(stamp).read() == src:
+        return _records(out)
+    convert_cifar10(batch_dir, out)
+    with open(stamp + ".tmp", "w") as f:
+        f.write(src)
+    os.replace(stamp + ".tmp", stamp)
+    return _records(out)
+
+
+def _unpack(archive):
+    dest = os.path.join(cache_dir(), "batches")
+    os.makedirs(dest, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if os.path.basename(m.name) in BATCH_FILES and m.isfile()]
+            for m in members:
+                m.name = os.path.basename(m.name)
+                tar.extract(m, dest)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError("%s is not a readable CIFAR-10 archive: %s.\nhelp: download cifar-10-binary.tar.gz (the "
+                        "binary version) again" % (archive, e)) from None
+    if not _batches(dest):
+        raise DataError("%s does not hold the CIFAR-10 binary batches (%s).\nhelp: use cifar-10-binary.tar.gz, "
+                        "not the python or matlab version" % (archive, ", ".join(BATCH_FILES)))
+    return dest
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download():
+    os.makedirs(cache_dir(), exist_ok=True)
+    dest = os.path.join(cache_dir(), ARCHIVE)
+    if os.path.isfile(dest) and _md5(dest) == ARCHIVE_MD5:
+        return dest
+    errors = []
+    for mirror in MIRRORS:
+        url = mirror + ARCHIVE
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(dest + ".part", "wb") as f:
+                shutil.copyfileobj(r, f)
+        except OSError as e:
+            errors.append("%s: %s" % (url, e))
+            continue
+        if _md5(dest + ".part") != ARCHIVE_MD5:
+            os.remove(dest + ".part")
+            errors.append("%s: MD5 mismatch (expected %s)" % (url, ARCHIVE_MD5))
+            continue
+        os.replace(dest + ".part", dest)
+        return dest
+    raise DataError("could not download CIFAR-10:\n  %s\nhelp: download %s by hand and put it in %s, or set %s"
+                    % ("\n  ".join(errors), ARCHIVE, cache_dir(), ENV_VAR))
+
+
+def locate(data_dir=None, download=False):
+    """Paths of (train_data.bin, test_data.bin, image_mean.bin), converting binary batches if needed."""
+    looked = []
+    for d in _candidates(data_dir):
+        looked.append(d)
+        rec = _records(d)
+        if rec:
+            return rec
+        b = _batches(d)
+        if b:
+            return _convert(b)
+        a = _archive(d)
+        if a:
+            return _convert(_unpack(a))
+    if download:
+        return _convert(_unpack(_download()))
+    raise DataError(
+        "CIFAR-10 not found. Looked for train_data.bin, test_data.bin and image_mean.bin (SINGA kvfile records), "
+        "the binary batches (%s) or %s in: %s.\nhelp: put cifar-10-binary.tar.gz (or its unpacked "
+        "cifar-10-batches-bin folder) in one of those folders, set %s, pass load_data(data_dir=...), or "
+        "load_data(download=True) where a network exists" % (", ".join(BATCH_FILES), ARCHIVE, ", ".join(looked),
+                                                              ENV_VAR))
+
+
+def available(data_dir=None):
+    return any(_records(d) or _batches(d) or _archive(d) for d in _candidates(data_dir))
+
+
+def load_data(workspace=None, backend="kvfile", batchsize=64, random=5000, shape=(3, 32, 32), std=127.5,
+              mean=127.5, data_dir=None, download=False):
+    """SINGA's cifar10.load_data: (train Data layer, test Data layer, workspace).
+
+    As SINGA's helper: both stores subtract the per-pixel mean image (``mean_file``
+    image_mean.bin), the training store skips up to ``random`` records at start, and the
+    ``std`` and ``mean`` arguments are accepted but not used.
+    """
+    from singa.model import Data, Store
+    if backend != "kvfile":
+        raise DataError("Invalid value for `backend`. Expected 'kvfile'. Received: %r" % (backend,))
+    train, test, mean_file = locate(data_dir, download)
+    if workspace is None:
+        workspace = SINGA_DIR
+    os.makedirs(workspace, exist_ok=True)
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    train_store = Store(path=train, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape,
+                        random_skip=random)
+    test_store = Store(path=test, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape)
+    return (Data(load="recordinput", phase="train", conf=train_store),
+            Data(load="recordinput", phase="test", conf=test_store), workspace)
