@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""A LeNet-style CNN, SINGA's examples/mnist/conv.conf written with the Python API.
+
+    python examples/mnist_cnn.py                        # conv.conf's settings: 10000 steps, batch 64
+    python examples/mnist_cnn.py --steps 2000 --test-freq 500
+
+conv 20 k5 -> max-pool k2 s2 -> conv 50 k5 -> max-pool k2 s2 -> dense 500 relu -> dense 10 softmax;
+weights uniform sqrt(3/fan_in), biases 0 with lr x2; SGD momentum 0.9, weight decay 0.0005,
+lr 0.01 * (1 + 1e-4 step)^-0.75; inputs x/255. Uses real MNIST when found, else Fashion-MNIST.
+"""
+import argparse
+import os
+import sys
+
+sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
+from singa.model import *  # noqa: E402,F403
+from examples.datasets import fashion_mnist, mnist  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument('--dataset', choices=['auto', 'mnist', 'fashion_mnist'], default='auto')
+parser.add_argument('--steps', type=int, default=10000)
+parser.add_argument('--test-steps', type=int, default=100)
+parser.add_argument('--test-freq', type=int, default=500)
+parser.add_argument('--seed', type=int, default=0)
+parser.add_argument('--workspace', default=None)
+args, singa_argv = parser.parse_known_args()
+
+if args.dataset == 'mnist' or (args.dataset == 'auto' and mnist.available()):
+    dataset = mnist
+else:
+    dataset = fashion_mnist
+    if args.dataset == 'auto':
+        print('MNIST not found (see singa.datasets.mnist for where it looks); using Fashion-MNIST.')
+print('Dataset: %s' % dataset.DATASET.name)
+
+X_train, X_test, workspace = dataset.load_data(workspace=args.workspace, batchsize=64, shape=(1, 28, 28),
+                                               std_value=255, random_skip=5000)
+m = Sequential('conv', [sys.argv[0]] + singa_argv)
+parw = Parameter(init='uniformsqrtfanin')
+parb = Parameter(init='constant', value=0, lr=2)
+m.add(Convolution2D(20, 5, 1, 0, w_param=parw, b_param=parb))
+m.add(MaxPooling2D(pool_size=(2, 2), stride=2))
+m.add(Convolution2D(50, 5, 1, 0, w_param=parw, b_param=parb))
+m.add(MaxPooling2D(pool_size=(2, 2), stride=2))
+m.add(Dense(500, w_param=parw, b_param=parb, activation='relu'))
+m.add(Dense(10, w_param=parw, b_param=parb, activation='softmax'))
+
+sgd = SGD(lr=0.01, momentum=0.9, decay=0.0005, lr_type='inverse', gamma=0.0001, pow=0.75)
+m.compile(loss='categorical_crossentropy', optimizer=sgd, cluster=Cluster(workspace))
+m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed)
+result = m.evaluate(X_test, batch_size=100, test_steps=args.test_steps, test_freq=args.test_freq)
+
+print('Final training metrics:', result.last('train'))
+print('Final test metrics (%d test batches of 100):' % args.test_steps, result.last('test'))
