@@ -156,7 +156,7 @@ class Driver:
         if worker.train_metrics.n:  # metrics since the last display (all of them if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
             self.log("Train @ step %d: %s" % (last, fmt(m)))
-        if test_net is not None and job.test_freq > 0 and last not in results.test:
+        if test_net is not None and job.test_freq > 0 and step not in results.test:
             results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
             self.log("Test @ step %d: %s" % (step, fmt(m)))
         path = self._checkpoint(ws, step, train_net, worker, streams)

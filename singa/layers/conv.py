@@ -1,0 +1,227 @@
+"""kConvolution / kCConvolution / kCudnnConv: 2-D convolution (SINGA-V0.md 6.4), one
+implementation for all three.
+
+Source (B, C, H, W), or (B, H, W) as one channel. Cross-correlation with zero padding; output
+(B, F, Ho, Wo), Ho = (H + 2*pad - kernel) // stride + 1. Weight (F, C*kh*kw) with columns in
+(channel, kernel row, kernel column) order, bias (F,).
+
+The whole batch is lowered once per step (singa.backends.kernels): ``col`` (C*kh*kw, B*Ho*Wo)
+is built from a channel-major padded copy of x, then every product is one GEMM:
+
+    forward   Y  = W col               (F, B*Ho*Wo), written to y (B, F, Ho, Wo) with the bias
+    backward  dW = G col^T             G = g as (F, B*Ho*Wo)
+              dcol = W^T G,  dx = col2im(dcol)   (skipped for a data-layer source)
+
+Like kInnerProduct, the worker may ask for the SGD update of the weight to be folded into the
+dW product (``fused_updates``): W = beta*W + alpha*G col^T, after dcol has read the old W.
+"""
+import os
+
+import numpy
+
+from singa.backends import blas
+from singa.backends.kernels import ConvGeometry, lowering
+from singa.errors import ConfigError, invalid
+from singa.layers.base import Layer, register, type_name
+from singa.layers.neuron import scratch
+from singa.proto import job_pb2
+
+# Lowering copies split over threads from this many col values on (numpy's loops drop the GIL).
+MIN_SPLIT_COPY = 1 << 18
+# SINGA_CONV_SPLIT=1 splits im2col/col2im and the weight-gradient product over threads (see
+# set_split_lowering). Off by default: on the 2-vCPU test machine two threads of copies or of
+# single-threaded products ran no faster than one (seed CNN: 542 samples/s off, 466 on).
+_split = {"on": os.environ.get("SINGA_CONV_SPLIT", "") not in ("0", "")}
+
+
+def set_split_lowering(flag):
+    """Whether im2col/col2im and the weight-gradient product of big layers are split over
+    ``blas.num_threads()`` threads by the layer itself."""
+    _split["on"] = bool(flag)
+
+
+def split_lowering():
+    return _split["on"]
+
+
+@register(job_pb2.kConvolution, job_pb2.kCConvolution, job_pb2.kCudnnConv)
+class ConvolutionLayer(Layer):
+    backward_reads_output = False
+    # {Param: GemmUpdate} set by NeuralNet.backward for one step when the worker fuses updates.
+    fused_updates = None
+
+    def _field(self, field, expected, value, hint):
+        return invalid("convolution_conf.%s of layer '%s' (%s)" % (field, self.name, type_name(self.conf.type)),
+                       expected, value, hint=hint)
+
+    def _pair(self, conf, name):
+        """(y, x) of a kernel/pad/stride field: ``name`` when present overrides name_y/name_x."""
+        if conf.HasField(name):
+            v = getattr(conf, name)
+            return (v, v), (name, name)
+        return (getattr(conf, name + "_y"), getattr(conf, name + "_x")), (name + "_y", name + "_x")
+
+    def setup(self, src_shapes):
+        self.expect_srcs(src_shapes, 1)
+        shape = tuple(int(s) for s in src_shapes[0])
+        if len(shape) == 3:
+            B, C, (H, W) = shape[0], 1, shape[1:]
+        elif len(shape) == 4:
+            B, C, H, W = shape
+        else:
+            raise invalid("source shape of layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
+                          "a 4-D (batch, channels, height, width) or 3-D (batch, height, width) shape", shape,
+                          hint="a convolution needs images: give the data layer's store_conf the image shape, "
+                               "e.g. `shape: 1 shape: 28 shape: 28` (MNIST) or `shape: 3 shape: 32 shape: 32`")
+        conf = self.conf.convolution_conf
+        F = conf.num_filters
+        if F <= 0:
+            raise self._field("num_filters", "a positive number of filters", F,
+                              "e.g. `convolution_conf { num_filters: 32 kernel: 5 }`")
+        (kh, kw), kname = self._pair(conf, "kernel")
+        (py, px), pname = self._pair(conf, "pad")
+        (sy, sx), sname = self._pair(conf, "stride")
+        for v, name in ((kh, kname[0]), (kw, kname[1])):
+            if v < 1:
+                raise self._field(name, "a kernel size >= 1", v, "e.g. `kernel: 5`")
+        for v, name in ((py, pname[0]), (px, pname[1])):
+            if v < 0:
+                raise self._field(name, "a padding >= 0", v, "e.g. `pad: 2` (or leave it out for 0)")
+        for v, name in ((sy, sname[0]), (sx, sname[1])):
+            if v < 1:
+                raise self._field(name, "a stride >= 1", v, "e.g. `stride: 1` (or leave it out for 1)")
+        for k, p, size, name, axis in ((kh, py, H, kname[0], "height"), (kw, px, W, kname[1], "width")):
+            if k > size + 2 * p:
+                raise self._field(name, "a kernel no larger than the padded input %s %d (= %d + 2*pad %d)"
+                                  % (axis, size + 2 * p, size, p), k,
+                                  "use a smaller kernel or more padding, or check the source's shape %s" % (shape,))
+        self.geom = ConvGeometry(B, C, H, W, kh, kw, sy, sx, py, px)
+        self.num_filters = F
+        self.in_shape = shape
+        self.lower = lowering(self.xp)
+        self.weight = self.make_param(0, (F, self.geom.K), "weight")
+        self.bias = self.make_param(1, (F,), "bias")
+        self.out_shape = (B, F, self.geom.Ho, self.geom.Wo)
+        return self.out_shape
+
+    # -- helpers ------------------------------------------------------------------
+    def _src4d(self, src):
+        x = src.data
+        g = self.geom
+        if tuple(x.shape) != self.in_shape:
+            if x.ndim in (3, 4) and x.shape[0] != g.B and x.size == x.shape[0] * g.C * g.H * g.W:
+                self._regeom(x.shape[0])        # a smaller last batch
+            else:
+                raise ConfigError(
+                    "Invalid input of layer '%s' (%s). Expected an array of shape %s (set up from the source's "
+                    "shape). Received: shape %s from '%s'" % (self.name, type_name(self.conf.type), self.in_shape,
+                                                            tuple(x.shape), getattr(src, "name", "?")))
+        g = self.geom
+        return x.reshape(g.B, g.C, g.H, g.W)
+
+    def _regeom(self, B):
+        self.geom = self.geom.with_batch(B)
+        self.in_shape = (B,) + tuple(self.in_shape[1:])
+
+    def _parts(self, size):
+        """``parts`` for the lowering kernels: both cores for a big copy, else inline."""
+        if not _split["on"] or self.xp is not numpy or size < MIN_SPLIT_COPY or not blas.available():
+            return _inline
+        return blas.parallel
+
+    def fusable_params(self):
+        """Params whose update this layer can apply inside its weight-gradient GEMM (see backward)."""
+        return [self.weight] if blas.usable(self.weight.data) else []
+
+    # -- forward / backward ---------------------------------------------------------
+    def forward(self, flag, srcs):
+        x = self._src4d(srcs[0])
+        g = self.geom
+        F = self.num_filters
+        parts = self._parts(g.K * g.N)
+        xpad = self._scratch_padded()
+        self.lower.pad_input(x, g, xpad)
+        col = scratch(self, "col", (g.K, g.N))
+        self.lower.im2col(xpad, g, col, parts)
+        Y = scratch(self, "Y", (F, g.N))
+        blas.gemm(self.weight.data, col, Y)
+        y = scratch(self, "y", (g.B, F, g.Ho, g.Wo))
+        self.lower.output(Y, g, self.bias.data, y)     # reordered to (B, F, Ho, Wo), plus the bias
+        self.data = y
+        return y
+
+    def _scratch_padded(self):
+        # Zeroed once: only the interior is rewritten, so the zero border survives across steps.
+        g = self.geom
+        key = g.padded_shape
+        bufs = self.__dict__.setdefault("_padded", {})
+        a = bufs.get(key)
+        if a is None or a.dtype != self.dtype:
+            bufs.clear()
+            a = bufs[key] = self.lower.new_padded(g, self.dtype)
+        return a
+
+    def backward(self, flag, srcs, grad):
+        xp = self.xp
+        src = srcs[0]
+        g = self.geom
+        F = self.num_filters
+        w = self.weight.data
+        col = scratch(self, "col", (g.K, g.N))
+        acc = bool(flag & job_pb2.kAggGrad)    # BPTT: sum over unrolled steps
+        plan = None if acc or not self.fused_updates else self.fused_updates.get(self.weight)
+        if plan is not None:
+            target, alpha, beta = plan.target, plan.alpha, plan.beta
+        else:
+            target, alpha, beta = self.weight.grad, 1.0, (1.0 if acc else 0.0)
+        # G reuses forward's Y buffer: Y is dead once y is written.
+        G = self.lower.output_grad(grad, g, scratch(self, "Y", (F, g.N)))
+        if acc:
+            xp.add(self.bias.grad, xp.sum(G, axis=1), out=self.bias.grad)
+        else:
+            xp.sum(G, axis=1, out=self.bias.grad)
+        dx = None
+        if not getattr(src, "is_data", False):
+            # dcol = W^T G reads the old weights, before the fused update below writes them.
+            dcol = scratch(self, "dcol", (g.K, g.N))
+            blas.gemm(w.T, G, dcol)
+            parts = self._parts(g.K * g.N)
+            dxpad = scratch(self, "dxpad", g.padded_shape)
+            self.lower.col2im(dcol, g, dxpad, parts)
+            dx = scratch(self, "dx", (g.B, g.C, g.H, g.W))
+            self.lower.unpad_output(dxpad, g, dx)
+        self._weight_grad(G, col, target, alpha, beta)
+        if plan is not None:
+            plan.finish()
+            plan.applied = True
+        if dx is None:
+            return [None]
+        return [dx.reshape(src.data.shape)]
+
+    def _weight_grad(self, G, col, target, alpha, beta):
+        """target = alpha * G col^T + beta * target: a sum over all B*Ho*Wo pixels for a small
+        (F, C*kh*kw) result. With ``split_lowering`` the pixels are split in blocks, one
+        single-threaded product per thread, and the partial sums added: that avoided OpenBLAS's
+        threads stalling on an overloaded machine (conv1: 11 ms on one thread, 0.1-1.6 s on two
+        with other jobs running), but on an idle one OpenBLAS's threading is 2x faster."""
+        g = self.geom
+        n = blas.num_threads()
+        if (not _split["on"] or n < 2 or g.N < 2 * n or G.shape[0] * g.K * g.N < blas.MIN_SPLIT_MADDS
+                or not blas.usable(G, col, target)):
+            blas.gemm(G, col.T, target, alpha, beta)
+            return
+        partial = scratch(self, "dw_partial", (n - 1,) + tuple(target.shape))
+
+        def part(k, n):
+            c = blas.part(g.N, k, n)
+            if k == 0:
+                blas.gemm(G[:, c], col[:, c].T, target, alpha, beta)
+            else:
+                blas.gemm(G[:, c], col[:, c].T, partial[k - 1], alpha, 0.0)
+        blas.parallel(part, n)
+        for p in partial:
+            blas.axpy(1.0, p, target)
+
+
+def _inline(fn, n=None):
+    fn(0, 1)

@@ -1,0 +1,121 @@
+"""Local response normalisation across channels (SINGA-V0.md 6.6): kLRN and kCudnnLRN.
+
+With n = local_size (odd) and the centred channel window clipped to [0, C):
+
+    s[c]  = sum_{c' in window(c)} x[c']^2
+    norm  = knorm + (alpha / n) * s
+    y     = x * norm^(-beta)
+    dx    = g * norm^(-beta) - (2*beta*alpha/n) * x * window_sum(g * y / norm)
+
+(g * y / norm = g * x * norm^(-beta-1)). Source (B, C, ...): channels on axis 1, the rest
+flattened. The window sums are n-1 shifted whole-batch adds (exact, unlike differences of a
+cumulative sum); forward keeps norm and norm^(-beta) for backward, which reads this layer's
+output and writes dx into the gradient it is given.
+"""
+import numpy
+
+from singa.errors import invalid
+from singa.layers.base import Layer, register, type_name
+from singa.layers.neuron import scratch
+from singa.proto import job_pb2
+
+
+def window_sum(xp, a, out, half):
+    """out[:, c] = sum of a[:, c-half .. c+half] over channels (axis 1), clipped to [0, C)."""
+    xp.copyto(out, a)
+    C = a.shape[1]
+    for d in range(1, min(half, C - 1) + 1):
+        xp.add(out[:, d:], a[:, :-d], out=out[:, d:])
+        xp.add(out[:, :-d], a[:, d:], out=out[:, :-d])
+    return out
+
+
+def neg_power(xp, base, beta, out):
+    """out = base ** -beta; beta 0.75 (the default) and 0.5 by square roots, cheaper than pow."""
+    if beta == 0.75:
+        xp.sqrt(base, out=out)
+        xp.sqrt(out, out=out)                # b^(1/4)
+        xp.divide(out, base, out=out)        # b^(1/4 - 1)
+    elif beta == 0.5:
+        xp.sqrt(base, out=out)
+        xp.reciprocal(out, out=out)
+    else:
+        xp.power(base, -beta, out=out)
+    return out
+
+
+@register(job_pb2.kLRN, job_pb2.kCudnnLRN)
+class LRNLayer(Layer):
+    backward_reads_output = True
+
+    def __init__(self, conf, backend, dtype=numpy.float32):
+        super().__init__(conf, backend, dtype)
+        c = conf.lrn_conf
+        self.local_size = int(c.local_size)
+        self.alpha = float(c.alpha)
+        self.beta = float(c.beta)
+        self.knorm = float(c.knorm)
+        self.norm = self.scale = None     # kept from forward for backward
+
+    def _field(self, field, expected, value, hint):
+        return invalid("lrn_conf.%s of layer '%s' (%s)" % (field, self.name, type_name(self.conf.type)),
+                       expected, value, hint=hint)
+
+    def setup(self, src_shapes):
+        self.expect_srcs(src_shapes, 1)
+        shape = tuple(int(s) for s in src_shapes[0])
+        if len(shape) < 2:
+            raise invalid("source shape of layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
+                          "a (batch, channels, ...) shape with at least 2 dimensions", shape,
+                          hint="LRN normalises across channels: put it after a convolution or pooling layer")
+        n, C = self.local_size, shape[1]
+        if n <= 0 or n % 2 == 0:
+            raise self._field("local_size", "a positive odd number of channels", n,
+                              "the window is centred on each channel, e.g. `lrn_conf { local_size: 3 }`")
+        if n > C:
+            raise self._field("local_size", "at most the number of channels of the source (%d)" % C, n,
+                              "use `local_size` <= %d" % C)
+        self.half = n // 2
+        self.out_shape = shape
+        return shape
+
+    def _3d(self, a):
+        return a.reshape(a.shape[0], a.shape[1], -1)
+
+    def forward(self, flag, srcs):
+        xp = self.xp
+        x = srcs[0].data
+        x3 = self._3d(x)
+        y = scratch(self, "y", x.shape)
+        norm = scratch(self, "norm", x3.shape)
+        scale = scratch(self, "scale", x3.shape)
+        sq = scratch(self, "sq", x3.shape)
+        xp.multiply(x3, x3, out=sq)
+        window_sum(xp, sq, norm, self.half)
+        xp.multiply(norm, self.alpha / self.local_size, out=norm)
+        xp.add(norm, self.knorm, out=norm)
+        neg_power(xp, norm, self.beta, scale)
+        xp.multiply(x3, scale, out=self._3d(y))
+        self.norm, self.scale = norm, scale
+        self.data = y
+        return y
+
+    def backward(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        xp = self.xp
+        x3 = self._3d(srcs[0].data)
+        g3 = self._3d(grad)
+        t = scratch(self, "sq", x3.shape)       # x^2 is no longer needed
+        ws = scratch(self, "ws", x3.shape)
+        xp.multiply(g3, self._3d(self.data), out=t)
+        xp.divide(t, self.norm, out=t)           # g * x * norm^(-beta-1)
+        window_sum(xp, t, ws, self.half)
+        xp.multiply(ws, x3, out=ws)
+        xp.multiply(ws, 2.0 * self.beta * self.alpha / self.local_size, out=ws)
+        xp.multiply(g3, self.scale, out=g3)
+        xp.subtract(g3, ws, out=g3)
+        return [g3.reshape(grad.shape)]
+
+
+__all__ = ["LRNLayer", "window_sum", "neg_power"]
