@@ -16,7 +16,7 @@ same code runs on NumPy and CuPy, and ``self.dtype`` (float32 unless a test asks
 """
 import numpy
 
-from singa.errors import ConfigError
+from singa.errors import ConfigError, invalid
 from singa.param import Param
 from singa.proto import job_pb2
 
@@ -38,6 +38,25 @@ def type_name(t):
         return job_pb2.LayerType.Name(t)
     except ValueError:
         return str(t)
+
+
+def conf_pair(conf, name):
+    """((y, x), (field names)) of a kernel/pad/stride field: ``name`` when set overrides name_y/name_x."""
+    if conf.HasField(name):
+        v = getattr(conf, name)
+        return (v, v), (name, name)
+    return (getattr(conf, name + "_y"), getattr(conf, name + "_x")), (name + "_y", name + "_x")
+
+
+def image_shape(layer, shape, hint):
+    """(B, C, H, W) of a 4-D source shape, or of a 3-D one with C = 1; else a ConfigError with ``hint``."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape[0], 1, shape[1], shape[2]
+    if len(shape) == 4:
+        return shape
+    raise invalid("source shape of layer '%s' (%s)" % (layer.name, type_name(layer.conf.type)),
+                  "a 4-D (batch, channels, height, width) or 3-D (batch, height, width) shape", shape, hint=hint)
 
 
 def create_layer(conf, backend, dtype=numpy.float32):

@@ -36,7 +36,7 @@ import numpy
 
 from singa.backends import blas
 from singa.errors import invalid
-from singa.layers.base import Layer, register, type_name
+from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
 from singa.layers.neuron import scratch
 from singa.proto import job_pb2
 
@@ -92,31 +92,18 @@ class PoolingLayer(Layer):
         return invalid("pooling_conf.%s of layer '%s' (%s)" % (field, self.name, type_name(self.conf.type)),
                        expected, value, hint=hint)
 
-    def _pair(self, conf, name):
-        """((y, x), (field names)) of kernel/pad/stride: ``name`` when present overrides name_y/name_x."""
-        if conf.HasField(name):
-            v = getattr(conf, name)
-            return (v, v), (name, name)
-        return (getattr(conf, name + "_y"), getattr(conf, name + "_x")), (name + "_y", name + "_x")
-
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         shape = tuple(int(s) for s in src_shapes[0])
-        if len(shape) == 3:
-            B, C, (H, W) = shape[0], 1, shape[1:]
-        elif len(shape) == 4:
-            B, C, H, W = shape
-        else:
-            raise invalid("source shape of layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
-                          "a 4-D (batch, channels, height, width) or 3-D (batch, height, width) shape", shape,
-                          hint="pooling needs images: put it after a convolution, or give the data layer's "
-                               "store_conf the image shape, e.g. `shape: 3 shape: 32 shape: 32`")
+        B, C, H, W = image_shape(
+            self, shape, "pooling needs images: put it after a convolution, or give the data layer's "
+                  "store_conf the image shape, e.g. `shape: 3 shape: 32 shape: 32`")
         conf = self.conf.pooling_conf
         if self.method not in (MAX, AVG):
             raise self._field("pool", "MAX or AVG", self.method, "e.g. `pooling_conf { pool: AVG }`")
-        (kh, kw), kname = self._pair(conf, "kernel")
-        (ph, pw), pname = self._pair(conf, "pad")
-        (sh, sw), sname = self._pair(conf, "stride")
+        (kh, kw), kname = conf_pair(conf, "kernel")
+        (ph, pw), pname = conf_pair(conf, "pad")
+        (sh, sw), sname = conf_pair(conf, "stride")
         for v, name in ((kh, kname[0]), (kw, kname[1])):
             if v < 1:
                 raise self._field(name, "a kernel size >= 1", v, "e.g. `kernel: 3`")
