@@ -21,6 +21,7 @@ parser.add_argument('--dataset', choices=['auto', 'mnist', 'fashion_mnist'], def
 parser.add_argument('--steps', type=int, default=10000)
 parser.add_argument('--test-steps', type=int, default=100)
 parser.add_argument('--test-freq', type=int, default=500)
+parser.add_argument('--dropout', type=float, default=0.0, help='dropout ratio after the dense 500 layer (0: none, as conv.conf)')
 parser.add_argument('--seed', type=int, default=0)
 parser.add_argument('--workspace', default=None)
 args, singa_argv = parser.parse_known_args()
@@ -43,6 +44,8 @@ m.add(MaxPooling2D(pool_size=(2, 2), stride=2))
 m.add(Convolution2D(50, 5, 1, 0, w_param=parw, b_param=parb))
 m.add(MaxPooling2D(pool_size=(2, 2), stride=2))
 m.add(Dense(500, w_param=parw, b_param=parb, activation='relu'))
+if args.dropout > 0:
+    m.add(Dropout(args.dropout))
 m.add(Dense(10, w_param=parw, b_param=parb, activation='softmax'))
 
 sgd = SGD(lr=0.01, momentum=0.9, decay=0.0005, lr_type='inverse', gamma=0.0001, pow=0.75)
