@@ -11,11 +11,11 @@ ends the iteration.
 """
 import os
 import struct
-import tempfile
 
 import numpy
 
 from singa.errors import ConfigError, DataError
+from singa.io.atomic import PublishOnClose
 
 _LEN = struct.Struct("<Q")
 BUFSIZE = 10485760  # SINGA's write buffer (10 MiB)
@@ -45,7 +45,7 @@ def resolve_path(path):
                     % (path, os.getcwd(), FIX_HINT))
 
 
-class KVFileWriter:
+class KVFileWriter(PublishOnClose):
     """Write a kvfile. ``insert`` returns False for a duplicate key or an empty value, as SINGA did.
 
     ``mode='create'`` writes to a temporary file in the same folder and renames it over ``path``
@@ -69,9 +69,7 @@ class KVFileWriter:
             self.path = os.path.join(self.path, "shard.dat")
         folder = os.path.dirname(os.path.abspath(self.path))
         if mode == "create":
-            os.makedirs(folder, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(prefix=os.path.basename(self.path) + ".", suffix=".tmp", dir=folder)
-            self._f = os.fdopen(fd, "wb")
+            self._f = self._open_temporary("wb")
         else:
             self._tmp = None
             if os.path.exists(self.path):
@@ -116,31 +114,14 @@ class KVFileWriter:
         if self.closed:
             return
         self.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        self.closed = True
-        if self._tmp is not None:
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.path)
+        self._finish()
 
     def abort(self):
         """Stop without publishing: a 'create' file is removed (append keeps what was flushed)."""
         if self.closed:
             return
         self._buf.clear()
-        self._f.close()
-        self.closed = True
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.remove(self._tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._discard()
 
     def __del__(self):
         # never publish a half-written file from the garbage collector

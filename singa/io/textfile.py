@@ -5,11 +5,11 @@ decimal string) and keys given to the writer are ignored. kCSVInput parses each 
 ``label<sep>v1<sep>v2...`` (``has_label``, default true; separator default ",").
 """
 import os
-import tempfile
 
 import numpy
 
 from singa.errors import ConfigError, DataError
+from singa.io.atomic import PublishOnClose
 
 _HINT = "check the path (relative to the working directory %s) and the file"
 
@@ -47,20 +47,17 @@ class TextFileReader:
         pass
 
 
-class TextFileWriter:
+class TextFileWriter(PublishOnClose):
     """Write one value per line; ``mode='create'`` publishes the file atomically on close."""
 
     def __init__(self, path, mode="create"):
         if mode not in ("create", "append"):
             raise ConfigError("Invalid value for `mode`. Expected 'create' or 'append'. Received: %r" % (mode,))
         self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        self._tmp = None
         if mode == "create":
-            fd, self._tmp = tempfile.mkstemp(prefix=os.path.basename(self.path) + ".", suffix=".tmp", dir=folder)
-            self._f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+            self._f = self._open_temporary("w", encoding="utf-8", newline="\n")
         else:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._f = open(self.path, "a", encoding="utf-8", newline="\n")
         self.count = 0
         self.closed = False
@@ -81,30 +78,12 @@ class TextFileWriter:
     def close(self):
         if self.closed:
             return
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        self.closed = True
-        if self._tmp is not None:
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.path)
+        self._finish()
 
     def abort(self):
         if self.closed:
             return
-        self._f.close()
-        self.closed = True
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.remove(self._tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._discard()
 
 
 def format_csv_record(values, label=None, separator=","):
