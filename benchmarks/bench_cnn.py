@@ -33,7 +33,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
+from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate, torch_step  # noqa: E402
 
 # (name, in channels, in size, filters) of the convolutions (all k5 p2 s1) and the dense layer.
 CONVS = [("conv1", 3, 32, 32), ("conv2", 32, 15, 32), ("conv3", 32, 7, 64)]
@@ -201,18 +201,7 @@ def torch_full_step(batch):
         nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), lrn(),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), nn.Flatten(), nn.Linear(DENSE_IN, CLASSES))
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
-    lossf = nn.CrossEntropyLoss()
-    state = {"i": 0}
-
-    def step():
-        i = state["i"] % (len(yt) // batch)
-        state["i"] += 1
-        xb, yb = xt[i * batch:(i + 1) * batch], yt[i * batch:(i + 1) * batch]
-        opt.zero_grad(set_to_none=False)
-        loss = lossf(model(xb), yb)
-        loss.backward()
-        opt.step()
-    return step
+    return torch_step(model, opt, xt, yt, batch)
 
 
 def torch_conv_step(batch):

@@ -22,7 +22,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
+from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate, torch_step  # noqa: E402
 
 SIZES = [784, 2500, 2000, 1500, 1000, 500, 10]
 TRAIN_FLOP = 3 * 2 * sum(a * b for a, b in zip(SIZES, SIZES[1:]))
@@ -106,18 +106,7 @@ def torch_step_fn(batch, momentum=0.0):
     for p in model.parameters():
         torch.nn.init.uniform_(p, -0.05, 0.05)
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=momentum)
-    lossf = torch.nn.CrossEntropyLoss()
-    state = {"i": 0}
-
-    def step():
-        i = state["i"] % (len(yt) // batch)
-        state["i"] += 1
-        xb, yb = xt[i * batch:(i + 1) * batch], yt[i * batch:(i + 1) * batch]
-        opt.zero_grad(set_to_none=False)
-        loss = lossf(model(xb), yb)
-        loss.backward()
-        opt.step()
-    return step
+    return torch_step(model, opt, xt, yt, batch)
 
 
 def main():

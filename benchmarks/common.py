@@ -56,3 +56,20 @@ def steady_rate(step, batch, n0=3, n1=13):
         step()
     t1 = time.perf_counter() - t
     return (n1 - n0) * batch / (t1 - t0)
+
+
+def torch_step(model, opt, xt, yt, batch):
+    """A step function training ``model`` with ``opt`` on consecutive batches of (xt, yt), cycling."""
+    import torch
+    lossf = torch.nn.CrossEntropyLoss()
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] % (len(yt) // batch)
+        state["i"] += 1
+        xb, yb = xt[i * batch:(i + 1) * batch], yt[i * batch:(i + 1) * batch]
+        opt.zero_grad(set_to_none=False)
+        loss = lossf(model(xb), yb)
+        loss.backward()
+        opt.step()
+    return step

@@ -14,10 +14,10 @@ import sys
 
 sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from singa.model import *  # noqa: E402,F403
-from examples.datasets import fashion_mnist, mnist  # noqa: E402
+from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument('--dataset', choices=['auto', 'mnist', 'fashion_mnist'], default='auto')
+parser.add_argument('--dataset', choices=CHOICES, default='auto')
 parser.add_argument('--steps', type=int, default=10000)
 parser.add_argument('--test-steps', type=int, default=100)
 parser.add_argument('--test-freq', type=int, default=500)
@@ -26,13 +26,7 @@ parser.add_argument('--seed', type=int, default=0)
 parser.add_argument('--workspace', default=None)
 args, singa_argv = parser.parse_known_args()
 
-if args.dataset == 'mnist' or (args.dataset == 'auto' and mnist.available()):
-    dataset = mnist
-else:
-    dataset = fashion_mnist
-    if args.dataset == 'auto':
-        print('MNIST not found (see singa.datasets.mnist for where it looks); using Fashion-MNIST.')
-print('Dataset: %s' % dataset.DATASET.name)
+dataset = mnist_like(args.dataset)
 
 X_train, X_test, workspace = dataset.load_data(workspace=args.workspace, batchsize=64, shape=(1, 28, 28),
                                                std_value=255, random_skip=5000)

@@ -13,10 +13,10 @@ import sys
 
 sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from singa.model import *  # noqa: E402,F403
-from examples.datasets import fashion_mnist, mnist  # noqa: E402
+from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument('--dataset', choices=['auto', 'mnist', 'fashion_mnist'], default='auto')
+parser.add_argument('--dataset', choices=CHOICES, default='auto')
 parser.add_argument('--steps', type=int, default=1000, help='training steps (nb_epoch); default as the seed')
 parser.add_argument('--lr', type=float, default=0.001)
 parser.add_argument('--lr-type', default='step', help="SGD lr_type (seed: 'step'; 'manual' uses --step/--step-lr)")
@@ -29,13 +29,7 @@ parser.add_argument('--seed', type=int, default=0)
 parser.add_argument('--workspace', default=None)
 args, singa_argv = parser.parse_known_args()
 
-if args.dataset == 'mnist' or (args.dataset == 'auto' and mnist.available()):
-    dataset = mnist
-else:
-    dataset = fashion_mnist
-    if args.dataset == 'auto':
-        print('MNIST not found (see singa.datasets.mnist for where it looks); using Fashion-MNIST.')
-print('Dataset: %s' % dataset.DATASET.name)
+dataset = mnist_like(args.dataset)
 
 # ---- the seed's script ----------------------------------------------------------------
 X_train, X_test, workspace = dataset.load_data(workspace=args.workspace)
