@@ -54,15 +54,19 @@ CASES = {
     "3d_input": ("num_filters: 3 kernel: 3", (2, 6, 5), (3, 3, 1, 1, 0, 0)),
     "stride_gt_kernel": ("num_filters: 2 kernel: 2 stride: 3", (1, 2, 8, 7), (2, 2, 3, 3, 0, 0)),
     "kernel_is_padded_input": ("num_filters: 2 kernel: 5 pad: 1", (2, 2, 3, 3), (5, 5, 1, 1, 1, 1)),
+    "nonsquare_s1_C2": ("num_filters: 3 kernel_x: 4 kernel_y: 2 pad_x: 2 pad_y: 1", (3, 2, 5, 6), (2, 4, 1, 1, 1, 2)),
+    "pad_ge_kernel": ("num_filters: 2 kernel: 2 pad: 2", (2, 2, 4, 3), (2, 2, 1, 1, 2, 2)),
     "override_x_y": ("num_filters: 2 kernel: 3 kernel_x: 5 pad: 1 pad_y: 4 stride: 2 stride_x: 3",
                      (1, 2, 6, 6), (3, 3, 2, 2, 1, 1)),
 }
 
 
-@pytest.fixture(params=["batch_inner", "batch_outer"])
+@pytest.fixture(params=["batch_inner", "batch_outer", "rows"])
 def layout(request, monkeypatch):
-    """Both column orders of the lowering (chosen by output width; forced here)."""
-    monkeypatch.setattr(kernels, "BATCH_INNER_MAX_WIDTH", 10 ** 6 if request.param == "batch_inner" else 0)
+    """Both column orders of im2col (chosen by output width; forced here), and the row lowering
+    wherever the geometry allows it (batch inner, stride 1, pad < kernel; forced from K = 1)."""
+    monkeypatch.setattr(kernels, "BATCH_INNER_MAX_WIDTH", 0 if request.param == "batch_outer" else 10 ** 6)
+    monkeypatch.setattr(kernels, "ROW_MIN_K", 1 if request.param == "rows" else 10 ** 9)
     return request.param
 
 
@@ -80,7 +84,9 @@ def run_forward(fields, shape, dtype=np.float64, seed=0):
 def test_forward_matches_direct_loops(case, layout):
     fields, shape, (kh, kw, sy, sx, py, px) = CASES[case]
     layer, x, y = run_forward(fields, shape)
-    assert layer.geom.batch_inner == (layout == "batch_inner")
+    assert layer.geom.batch_inner == (layout != "batch_outer")
+    g = layer.geom
+    assert layer.geom.rows == (layout == "rows" and g.sy == g.sx == 1 and g.py < g.kh and g.px < g.kw and g.kh > 1)
     x4 = x.reshape(shape[0], -1, shape[-2], shape[-1])
     ref = reference_conv(x4, layer.weight.data, layer.bias.data, kh, kw, sy, sx, py, px)
     assert y.shape == ref.shape == layer.out_shape
@@ -320,6 +326,20 @@ def test_fused_update_equals_unfused(records, upd, threads):
             np.testing.assert_allclose(wa.state[pa.name][k], wb.state[pb.name][k], rtol=1e-12, atol=1e-13)
     # and training moved the conv weights
     assert not np.allclose(a.by_name["conv1"].weight.data, train(records, True, upd, steps=0)[0].owners["w1"].data)
+
+
+@pytest.mark.parametrize("upd", ["", "momentum: 0.9 weight_decay: 0.004"])
+def test_fused_update_with_row_lowering(records, upd, monkeypatch):
+    # conv1 (stride 1) row-lowered: its update is applied from the per-kernel-row products
+    monkeypatch.setattr(kernels, "ROW_MIN_K", 1)
+    a, wa, fused = train(records, True, upd)
+    assert a.by_name["conv1"].geom.rows and not a.by_name["conv2"].geom.rows
+    monkeypatch.setattr(kernels, "ROW_MIN_K", 10 ** 9)
+    b, wb, plain = train(records, False, upd)
+    assert not b.by_name["conv1"].geom.rows
+    assert fused[0] == ["w1", "w2", "w3"] and plain[0] == []
+    for pa, pb in zip(a.owner_params, b.owner_params):
+        np.testing.assert_allclose(pa.data, pb.data, rtol=1e-11, atol=1e-12, err_msg=pa.name)
 
 
 @pytest.mark.parametrize("case", ["k5p2s2_C3", "nonsquare_C1", "3d_input"])

@@ -28,6 +28,9 @@ from singa.errors import invalid
 
 # Output widths up to this put the batch innermost in col (see the module docstring).
 BATCH_INNER_MAX_WIDTH = 24
+# Row lowering (``ConvGeometry.rows``) from this many columns of a kernel row (C*kw) on: each of
+# its kh products then has K = C*kw (CIFAR-10's conv2: 160, as fast per FLOP as im2col's 800).
+ROW_MIN_K = 64
 
 
 class ConvGeometry:
@@ -36,9 +39,10 @@ class ConvGeometry:
     ``batch_inner``: col's columns in (Ho, Wo, B) order rather than (B, Ho, Wo); None picks it
     from the output width."""
 
-    __slots__ = ("B", "C", "H", "W", "kh", "kw", "sy", "sx", "py", "px", "Ho", "Wo", "Hp", "Wp", "batch_inner")
+    __slots__ = ("B", "C", "H", "W", "kh", "kw", "sy", "sx", "py", "px", "Ho", "Wo", "Hp", "Wp", "batch_inner",
+                 "rows")
 
-    def __init__(self, B, C, H, W, kh, kw, sy=1, sx=1, py=0, px=0, batch_inner=None):
+    def __init__(self, B, C, H, W, kh, kw, sy=1, sx=1, py=0, px=0, batch_inner=None, rows=None):
         self.B, self.C, self.H, self.W = int(B), int(C), int(H), int(W)
         self.kh, self.kw, self.sy, self.sx, self.py, self.px = int(kh), int(kw), int(sy), int(sx), int(py), int(px)
         if min(self.kh, self.kw, self.sy, self.sx) < 1 or min(self.py, self.px) < 0:
@@ -52,6 +56,12 @@ class ConvGeometry:
         self.Ho = (self.Hp - self.kh) // self.sy + 1
         self.Wo = (self.Wp - self.kw) // self.sx + 1
         self.batch_inner = (self.Wo <= BATCH_INNER_MAX_WIDTH) if batch_inner is None else bool(batch_inner)
+        # Row lowering needs the batch inner (kernel row i is then a column offset of i*Wo*B),
+        # stride 1 (so dx is a forward convolution of the padded gradient) and pad < kernel
+        # (that convolution's padding kernel - 1 - pad is then >= 0).
+        can = (self.batch_inner and self.sy == 1 and self.sx == 1 and self.py < self.kh and self.px < self.kw
+               and self.kh > 1)
+        self.rows = can and (self.C * self.kw >= ROW_MIN_K if rows is None else bool(rows))
 
     @property
     def K(self):
@@ -69,12 +79,29 @@ class ConvGeometry:
 
     def with_batch(self, B):
         return ConvGeometry(B, self.C, self.H, self.W, self.kh, self.kw, self.sy, self.sx, self.py, self.px,
-                            self.batch_inner)
+                            self.batch_inner, self.rows)
+
+    @property
+    def KR(self):
+        """Rows of the row-lowered input: C*kw (one kernel row's weights)."""
+        return self.C * self.kw
+
+    @property
+    def NR(self):
+        """Columns of the row-lowered input: Hp*Wo*B (every padded row, output columns, batch)."""
+        return self.Hp * self.Wo * self.B
+
+    def transposed(self, F):
+        """The geometry of dx as a convolution: the gradient (B, F, Ho, Wo) padded by
+        kernel - 1 - pad, convolved with the flipped, transposed weights, gives (B, C, H, W).
+        Only for stride 1 (``rows``)."""
+        return ConvGeometry(self.B, F, self.Ho, self.Wo, self.kh, self.kw, 1, 1, self.kh - 1 - self.py,
+                            self.kw - 1 - self.px, batch_inner=True, rows=True)
 
     def __repr__(self):
         return "ConvGeometry(in=%s, kernel=(%d, %d), stride=(%d, %d), pad=(%d, %d), out=(%d, %d)%s)" % (
             (self.B, self.C, self.H, self.W), self.kh, self.kw, self.sy, self.sx, self.py, self.px, self.Ho,
-            self.Wo, ", batch inner" if self.batch_inner else "")
+            self.Wo, (", batch inner" if self.batch_inner else "") + (", rows" if self.rows else ""))
 
 
 def _serial(fn, n=None):
@@ -180,6 +207,66 @@ class NumpyLowering:
         self._check("dxpad", dxpad, g.padded_shape)
         self.xp.copyto(dx.transpose(1, 0, 2, 3), self._interior(dxpad, g))
         return dx
+
+    # -- row lowering (g.rows): only the kernel columns are lowered ----------------------------
+    # col1 (C*kw, Hp*Wo*B): row (c, j), column (h, wo, b) = xpad[c, h, wo + j, b]. With the batch
+    # inner and stride 1, kernel row i of every output pixel (ho, wo, b) sits in column
+    # (ho + i, wo, b), i.e. at a fixed offset i*Wo*B: the operand of kernel row i is the
+    # contiguous column block [i*Wo*B, i*Wo*B + N) and the forward is kh GEMMs with K = C*kw
+    # accumulated into Y. The copy is kh times smaller than im2col's, and dx is the same
+    # forward on the padded gradient with flipped weights (``ConvGeometry.transposed``), so
+    # no col2im is needed either.
+    def lower_rows(self, xpad, g, col1):
+        """Fill ``col1`` (C*kw, Hp*Wo*B) from ``xpad`` (C, Hp, Wp, B)."""
+        self._check("xpad", xpad, g.padded_shape)
+        self._check("col1", col1, (g.KR, g.NR))
+        sc, sh, sw, sb = xpad.strides
+        taps = self.xp.lib.stride_tricks.as_strided(xpad, shape=(g.C, g.kw, g.Hp, g.Wo, g.B),
+                                                    strides=(sc, sw, sh, sw, sb))
+        self.xp.copyto(col1.reshape(g.C, g.kw, g.Hp, g.Wo, g.B), taps)
+        return col1
+
+    def row_block(self, a, g, i):
+        """Columns of kernel row i in a (rows, Hp*Wo*B) row-lowered array: a (rows, N) view."""
+        s = i * g.Wo * g.B
+        return a[:, s:s + g.N]
+
+    def weight_rows(self, w, g, wr):
+        """wr (kh, F, C*kw): wr[i] = the weights of kernel row i, from w (F, C*kh*kw)."""
+        F = w.shape[0]
+        self.xp.copyto(wr.reshape(g.kh, F, g.C, g.kw), w.reshape(F, g.C, g.kh, g.kw).transpose(2, 0, 1, 3))
+        return wr
+
+    def flipped_weight_rows(self, w, g, wr):
+        """wr (kh, C, F*kw) of the transposed convolution: wr[i, c, f*kw + j] = w[f, c, kh-1-i, kw-1-j]."""
+        F = w.shape[0]
+        w4 = w.reshape(F, g.C, g.kh, g.kw)[:, :, ::-1, ::-1]
+        self.xp.copyto(wr.reshape(g.kh, g.C, F, g.kw), w4.transpose(2, 1, 0, 3))
+        return wr
+
+    def rows_to_weight(self, wr, g, out, alpha=1.0, beta=0.0):
+        """out (F, C*kh*kw) = alpha * wr (kh, F, C*kw) in the weight's order + beta * out."""
+        F = out.shape[0]
+        src = wr.reshape(g.kh, F, g.C, g.kw).transpose(1, 2, 0, 3)
+        dst = out.reshape(F, g.C, g.kh, g.kw)
+        if beta == 0:
+            self.xp.multiply(src, alpha, out=dst)
+        else:
+            if beta != 1:
+                dst *= beta
+            dst += src if alpha == 1 else alpha * src
+        return out
+
+    def channel_major(self, G, g, gpad):
+        """The interior of ``gpad`` (C, Hp, Wp, B) = G (C, H*W*B); the border stays as it is."""
+        self.xp.copyto(gpad[:, g.py:g.py + g.H, g.px:g.px + g.W], G.reshape(g.C, g.H, g.W, g.B))
+        return gpad
+
+    def from_channel_major(self, a, x):
+        """x (B, C, H, W) = a (C, H*W*B)."""
+        B, C, H, W = x.shape
+        self.xp.copyto(x.transpose(1, 2, 3, 0), a.reshape(C, H, W, B))
+        return x
 
     def _by_sample(self, a, g, rows):
         """A (rows, B*Ho*Wo) product in col's column order viewed as (B, rows, Ho*Wo)."""

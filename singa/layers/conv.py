@@ -125,27 +125,30 @@ class ConvolutionLayer(Layer):
         x = self._src4d(srcs[0])
         g = self.geom
         F = self.num_filters
-        parts = self._parts(g.K * g.N)
-        xpad = self._scratch_padded()
+        xpad = self._scratch_padded("xpad", g)
         self.lower.pad_input(x, g, xpad)
-        col = scratch(self, "col", (g.K, g.N))
-        self.lower.im2col(xpad, g, col, parts)
         Y = scratch(self, "Y", (F, g.N))
-        blas.gemm(self.weight.data, col, Y)
+        if g.rows:
+            col1 = scratch(self, "col1", (g.KR, g.NR))
+            self.lower.lower_rows(xpad, g, col1)
+            wr = self.lower.weight_rows(self.weight.data, g, scratch(self, "wr", (g.kh, F, g.KR)))
+            for i in range(g.kh):
+                blas.gemm(wr[i], self.lower.row_block(col1, g, i), Y, 1.0, 1.0 if i else 0.0)
+        else:
+            col = scratch(self, "col", (g.K, g.N))
+            self.lower.im2col(xpad, g, col, self._parts(g.K * g.N))
+            blas.gemm(self.weight.data, col, Y)
         y = scratch(self, "y", (g.B, F, g.Ho, g.Wo))
         self.lower.output(Y, g, self.bias.data, y)     # reordered to (B, F, Ho, Wo), plus the bias
         self.data = y
         return y
 
-    def _scratch_padded(self):
+    def _scratch_padded(self, name, g):
         # Zeroed once: only the interior is rewritten, so the zero border survives across steps.
-        g = self.geom
-        key = g.padded_shape
         bufs = self.__dict__.setdefault("_padded", {})
-        a = bufs.get(key)
-        if a is None or a.dtype != self.dtype:
-            bufs.clear()
-            a = bufs[key] = self.lower.new_padded(g, self.dtype)
+        a = bufs.get(name)
+        if a is None or a.dtype != self.dtype or a.shape != g.padded_shape:
+            a = bufs[name] = self.lower.new_padded(g, self.dtype)
         return a
 
     def backward(self, flag, srcs, grad):
@@ -154,7 +157,6 @@ class ConvolutionLayer(Layer):
         g = self.geom
         F = self.num_filters
         w = self.weight.data
-        col = scratch(self, "col", (g.K, g.N))
         acc = bool(flag & job_pb2.kAggGrad)    # BPTT: sum over unrolled steps
         plan = None if acc or not self.fused_updates else self.fused_updates.get(self.weight)
         if plan is not None:
@@ -169,21 +171,47 @@ class ConvolutionLayer(Layer):
             xp.sum(G, axis=1, out=self.bias.grad)
         dx = None
         if not getattr(src, "is_data", False):
-            # dcol = W^T G reads the old weights, before the fused update below writes them.
-            dcol = scratch(self, "dcol", (g.K, g.N))
-            blas.gemm(w.T, G, dcol)
-            parts = self._parts(g.K * g.N)
-            dxpad = scratch(self, "dxpad", g.padded_shape)
-            self.lower.col2im(dcol, g, dxpad, parts)
+            # dx reads the old weights, before the fused update below writes them.
             dx = scratch(self, "dx", (g.B, g.C, g.H, g.W))
-            self.lower.unpad_output(dxpad, g, dx)
-        self._weight_grad(G, col, target, alpha, beta)
+            if g.rows:
+                self._input_grad_rows(G, w, dx)
+            else:
+                dcol = scratch(self, "dcol", (g.K, g.N))
+                blas.gemm(w.T, G, dcol)
+                parts = self._parts(g.K * g.N)
+                dxpad = scratch(self, "dxpad", g.padded_shape)
+                self.lower.col2im(dcol, g, dxpad, parts)
+                self.lower.unpad_output(dxpad, g, dx)
+        if g.rows:
+            col1 = scratch(self, "col1", (g.KR, g.NR))
+            dwr = scratch(self, "dwr", (g.kh, F, g.KR))
+            for i in range(g.kh):
+                blas.gemm(G, self.lower.row_block(col1, g, i).T, dwr[i])
+            self.lower.rows_to_weight(dwr, g, target, alpha, beta)
+        else:
+            self._weight_grad(G, scratch(self, "col", (g.K, g.N)), target, alpha, beta)
         if plan is not None:
             plan.finish()
             plan.applied = True
         if dx is None:
             return [None]
         return [dx.reshape(src.data.shape)]
+
+    def _input_grad_rows(self, G, w, dx):
+        """dx as a forward convolution (row-lowered) of G padded by kernel - 1 - pad with the
+        flipped, transposed weights (stride 1)."""
+        g = self.geom
+        F = self.num_filters
+        gt = g.transposed(F)
+        gpad = self._scratch_padded("gpad", gt)
+        self.lower.channel_major(G, gt, gpad)
+        gcol1 = scratch(self, "gcol1", (gt.KR, gt.NR))
+        self.lower.lower_rows(gpad, gt, gcol1)
+        wtr = self.lower.flipped_weight_rows(w, g, scratch(self, "wtr", (g.kh, g.C, gt.KR)))
+        dxc = scratch(self, "dxc", (g.C, gt.N))
+        for i in range(g.kh):
+            blas.gemm(wtr[i], self.lower.row_block(gcol1, gt, i), dxc, 1.0, 1.0 if i else 0.0)
+        self.lower.from_channel_major(dxc, dx)
 
     def _weight_grad(self, G, col, target, alpha, beta):
         """target = alpha * G col^T + beta * target: a sum over all B*Ho*Wo pixels for a small
