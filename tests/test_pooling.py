@@ -84,6 +84,8 @@ CASES = [  # (layer type, fields, source shape)
     ("kCPooling", dict(kernel=3, stride=1, pad=2), (1, 2, 5, 6)),                # stride 1 with pad
     ("kCPooling", dict(kernel=3, stride=3, pad=1), (2, 1, 10, 11)),              # stride 3, W % 3 != 0
     ("kCPooling", dict(kernel=1, stride=1), (1, 2, 4, 5)),                       # identity
+    ("kCPooling", dict(kernel=2, stride=3), (2, 2, 8, 9)),                       # stride > kernel: a phase unused
+    ("kCPooling", dict(kernel_x=2, kernel_y=4, stride_x=1, stride_y=3, pad_y=2), (1, 2, 11, 6)),
     ("kCudnnPool", dict(kernel=3, stride=2, pad=1), (2, 2, 8, 8)),
     ("kPooling", dict(kernel=3, stride=2, pad=1), (2, 2, 9, 9)),                 # pad ignored
     ("kPooling", dict(kernel_x=2, kernel_y=3, stride=1), (2, 2, 6, 5)),

@@ -82,3 +82,31 @@ def test_split_gradients_pass_finite_differences(mode):
     check_layer_gradients(FC % (9, ""), [(6, 4)])
     check_layer_gradients(FC % (9, " transpose: true"), [(6, 2, 2)])
     check_layer_gradients('name: "a" type: kSTanh', [(6, 5)])
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_lrn_split_over_threads_is_identical(threads, monkeypatch):
+    from singa.layers import lrn
+    conf = 'name: "norm" type: kLRN srclayers: "src" lrn_conf { local_size: 3 alpha: 0.5 beta: 0.75 knorm: 1 }'
+    rng = numpy.random.default_rng(5)
+    x = rng.standard_normal((5, 4, 3, 3)).astype(numpy.float32)
+    g = rng.standard_normal(x.shape).astype(numpy.float32)
+
+    def run():
+        layer = build_layer(conf, [x.shape], dtype=numpy.float32)
+        src = Source("src", x.copy())
+        y = layer.forward(job_pb2.kTrain, [src]).copy()
+        (dx,) = layer.backward(job_pb2.kTrain, [src], g.copy())
+        return y, dx.copy()
+
+    blas.set_num_threads(1)
+    try:
+        one = run()
+        monkeypatch.setattr(lrn, "MIN_SPLIT_VALUES", 0)
+        blas.set_num_threads(threads)
+        split = run()
+    finally:
+        blas.set_num_threads(None)
+    for a, b in zip(one, split):
+        numpy.testing.assert_array_equal(a, b)
+    assert not numpy.array_equal(one[1], g)      # the backward did something

@@ -14,6 +14,7 @@ output and writes dx into the gradient it is given.
 """
 import numpy
 
+from singa.backends import blas
 from singa.errors import invalid
 from singa.layers.base import Layer, register, type_name
 from singa.layers.neuron import scratch
@@ -42,6 +43,10 @@ def neg_power(xp, base, beta, out):
     else:
         xp.power(base, -beta, out=out)
     return out
+
+
+# Batches of at least this many values are split over threads.
+MIN_SPLIT_VALUES = 1 << 17
 
 
 @register(job_pb2.kLRN, job_pb2.kCudnnLRN)
@@ -76,26 +81,40 @@ class LRNLayer(Layer):
             raise self._field("local_size", "at most the number of channels of the source (%d)" % C, n,
                               "use `local_size` <= %d" % C)
         self.half = n // 2
+        self.elems = int(numpy.prod(shape[1:]))
         self.out_shape = shape
         return shape
 
     def _3d(self, a):
         return a.reshape(a.shape[0], a.shape[1], -1)
 
+    def _split(self, fn, B):
+        """fn(samples) over disjoint blocks of the batch; on NumPy, blocks of big batches go to
+        blas.num_threads() threads (the ufuncs release the GIL)."""
+        n = min(blas.num_threads(), B) if self.xp is numpy and B * self.elems >= MIN_SPLIT_VALUES else 1
+        if n <= 1:
+            fn(slice(None))
+            return
+        blas.parallel(lambda k, n: fn(blas.part(B, k, n)), n)
+
     def forward(self, flag, srcs):
         xp = self.xp
         x = srcs[0].data
         x3 = self._3d(x)
         y = scratch(self, "y", x.shape)
+        y3 = self._3d(y)
         norm = scratch(self, "norm", x3.shape)
         scale = scratch(self, "scale", x3.shape)
         sq = scratch(self, "sq", x3.shape)
-        xp.multiply(x3, x3, out=sq)
-        window_sum(xp, sq, norm, self.half)
-        xp.multiply(norm, self.alpha / self.local_size, out=norm)
-        xp.add(norm, self.knorm, out=norm)
-        neg_power(xp, norm, self.beta, scale)
-        xp.multiply(x3, scale, out=self._3d(y))
+
+        def block(b):
+            xp.multiply(x3[b], x3[b], out=sq[b])
+            window_sum(xp, sq[b], norm[b], self.half)
+            xp.multiply(norm[b], self.alpha / self.local_size, out=norm[b])
+            xp.add(norm[b], self.knorm, out=norm[b])
+            neg_power(xp, norm[b], self.beta, scale[b])
+            xp.multiply(x3[b], scale[b], out=y3[b])
+        self._split(block, x3.shape[0])
         self.norm, self.scale = norm, scale
         self.data = y
         return y
@@ -106,15 +125,20 @@ class LRNLayer(Layer):
         xp = self.xp
         x3 = self._3d(srcs[0].data)
         g3 = self._3d(grad)
+        y3 = self._3d(self.data)
         t = scratch(self, "sq", x3.shape)       # x^2 is no longer needed
         ws = scratch(self, "ws", x3.shape)
-        xp.multiply(g3, self._3d(self.data), out=t)
-        xp.divide(t, self.norm, out=t)           # g * x * norm^(-beta-1)
-        window_sum(xp, t, ws, self.half)
-        xp.multiply(ws, x3, out=ws)
-        xp.multiply(ws, 2.0 * self.beta * self.alpha / self.local_size, out=ws)
-        xp.multiply(g3, self.scale, out=g3)
-        xp.subtract(g3, ws, out=g3)
+        c = 2.0 * self.beta * self.alpha / self.local_size
+
+        def block(b):
+            xp.multiply(g3[b], y3[b], out=t[b])
+            xp.divide(t[b], self.norm[b], out=t[b])           # g * x * norm^(-beta-1)
+            window_sum(xp, t[b], ws[b], self.half)
+            xp.multiply(ws[b], x3[b], out=ws[b])
+            xp.multiply(ws[b], c, out=ws[b])
+            xp.multiply(g3[b], self.scale[b], out=g3[b])
+            xp.subtract(g3[b], ws[b], out=g3[b])
+        self._split(block, x3.shape[0])
         return [g3.reshape(grad.shape)]
 
 
