@@ -70,8 +70,9 @@ def write_store(workdir, n=1000):
 
 # -- singa ---------------------------------------------------------------------------------
 
-def singa_full_net(batch, workdir):
-    """(worker, net) of the seed CNN built through singa's Python API."""
+def singa_full_net(batch, workdir, replicas=None):
+    """(worker, net) of the seed CNN built through singa's Python API; ``replicas`` as for
+    BPWorker (None: the engine's automatic choice, one per thread for a conv net)."""
     from singa.model import (Activation, AvgPooling2D, Cluster, Convolution2D, Data, Dense, LRN2D, MaxPooling2D,
                              SGD, Sequential, Store)
     from singa.backends import Backend
@@ -103,11 +104,11 @@ def singa_full_net(batch, workdir):
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
     for p in net.owner_params:
         p.init_values(streams.stream("init/" + p.name))
-    return BPWorker(net, create_updater(job.updater)), net
+    return BPWorker(net, create_updater(job.updater), replicas=replicas), net
 
 
-def singa_full_step(batch, workdir):
-    worker, net = singa_full_net(batch, workdir)
+def singa_full_step(batch, workdir, replicas=None):
+    worker, net = singa_full_net(batch, workdir, replicas)
     state = {"step": 0}
 
     def step():
@@ -244,7 +245,8 @@ def peak_memory(side, batch, threads, workdir, full):
 
 def make_step(side, batch, workdir, full):
     if side.startswith("singa"):
-        step = singa_full_step(batch, workdir) if full else singa_conv_step(batch)
+        replicas = 1 if side in ("singa-1pass", "singa-split") else None
+        step = singa_full_step(batch, workdir, replicas) if full else singa_conv_step(batch)
         if side == "singa-split":       # im2col/col2im and dW split over threads by the layer
             from singa.layers import conv
 
@@ -290,6 +292,8 @@ def main():
         flop / 1e6))
     batch = args.batch
     runs = [("singa", make_step("singa", batch, args.workdir, full))]
+    if full:
+        runs.append(("singa-1pass", make_step("singa-1pass", batch, args.workdir, full)))
     if args.split:
         runs.append(("singa-split", make_step("singa-split", batch, args.workdir, full)))
     if torch:
@@ -312,16 +316,26 @@ def main():
             result[name]["ratio"] = r / t
         print(line, flush=True)
 
-    # Per-layer breakdown of singa's step.
+    # Per-layer breakdown of singa's step: the whole batch in one pass, and (the default) one
+    # replica's layers while both replicas run side by side.
     if full:
-        worker, net = singa_full_net(batch, args.workdir)
-        state = {"step": 0}
+        breakdowns = []
+        for replicas in (1, None):
+            worker, net = singa_full_net(batch, args.workdir, replicas)
+            state = {"step": 0}
 
-        def step():
-            worker.train_one_batch(state["step"])
-            state["step"] += 1
-        step(), step()
-        layers = net.layers
+            def step(worker=worker):
+                worker.train_one_batch(state["step"])
+                state["step"] += 1
+            step(), step()
+            if worker.replicas:
+                rnet = worker.replicas[0][0]
+                title = "replica 1 of %d (batch %d, beside the other%s)" % (
+                    len(worker.replicas), rnet.batch_size, "s" if len(worker.replicas) > 2 else "")
+                breakdowns.append(("replicas", title, step, rnet.layers, "singa"))
+            else:
+                breakdowns.append(("1pass", "one pass over the batch (batch %d, OpenBLAS threads)" % batch, step,
+                                   net.layers, "singa-1pass"))
     else:
         triples = singa_conv_layers(batch)
         from singa.proto import job_pb2
@@ -331,15 +345,17 @@ def main():
                 layer.forward(job_pb2.kTrain, [src])
                 layer.backward(job_pb2.kTrain, [src], grad)
         step()
-        layers = [l for l, _, _ in triples]
-    times = per_layer_times(step, layers)
-    total = sum(f + b for f, b in times.values())
-    print("singa per layer (median ms, batch %d): forward / backward" % batch)
-    for name, (f, b) in times.items():
-        print("  %-12s %7.2f / %7.2f" % (name, f, b))
-    whole = 1e3 * batch / result["singa"]["samples_per_s"]
-    print("  %-12s %7.2f ms in layers; whole step %.2f ms" % ("sum", total, whole))
-    result["per_layer_ms"] = times
+        breakdowns = [("conv", "the convolutions (batch %d)" % batch, step, [l for l, _, _ in triples], "singa")]
+    result["per_layer_ms"] = {}
+    for key, title, step, layers, side in breakdowns:
+        times = per_layer_times(step, [l for l in layers if hasattr(l, "backward")])
+        total = sum(f + b for f, b in times.values())
+        print("singa per layer (median ms), %s: forward / backward" % title)
+        for name, (f, b) in times.items():
+            print("  %-12s %7.2f / %7.2f" % (name, f, b))
+        whole = 1e3 * batch / result[side]["samples_per_s"]
+        print("  %-12s %7.2f ms in layers; whole step %.2f ms" % ("sum", total, whole))
+        result["per_layer_ms"][key] = times
     if not args.no_memory:
         for side in ("singa", "torch") if torch else ("singa",):
             mem = peak_memory(side, batch, args.threads, args.workdir, full)

@@ -72,23 +72,33 @@ def topological_order(layer_protos):
 
 class NeuralNet:
     def __init__(self, net_proto, phase, backend, streams, dtype=numpy.float32, shared_params=None,
-                 batch_size=None):
+                 batch_size=None, data_slices=None, stream_suffix=""):
         """Build the net of ``phase``.
 
         ``shared_params``: name -> Param of another net (the train net); params with the same
         name here alias its values, as SINGA shared params between its train and test nets.
+        ``data_slices`` (name -> DataSlice) stand in for data layers and ``stream_suffix`` is
+        added to the random stream names: see ``replica``.
         """
         self.phase = phase
         self.backend = backend
+        self.net_proto, self.streams, self.dtype = net_proto, streams, dtype
         protos = topological_order(layers_in_phase(net_proto, phase))
         if not protos:
             raise ConfigError("the net has no layer in phase %s" % job_pb2.Phase.Name(phase))
         self.layers = []
         self.by_name = {}
         self.srcs = {}
+        data_slices = data_slices or {}
         for lp in protos:
+            if lp.name in data_slices:
+                layer = data_slices[lp.name]
+                self.layers.append(layer)
+                self.by_name[lp.name] = layer
+                self.srcs[lp.name] = []
+                continue
             layer = create_layer(lp, backend, dtype)
-            layer.rng = streams.stream("%s/%s" % (PHASE_NAMES.get(phase, phase), lp.name))
+            layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
             srcs = [self.by_name[s] for s in lp.srclayers]
             try:
                 layer.setup([s.out_shape for s in srcs])
@@ -191,6 +201,40 @@ class NeuralNet:
             out.update(layer.metrics())
         return out
 
+    def replica(self, lo, hi, index):
+        """A copy of this net that trains on rows [lo, hi) of each batch, for data-parallel threads
+        (see BPWorker): its own layers and buffers, its data layers replaced by slices of this
+        net's (run this net's data layers first), its params reading this net's values with
+        their own gradients, and random streams of its own (suffix ``#<index>``)."""
+        slices = {l.name: DataSlice(l, lo, hi) for l in self.data_layers}
+        return NeuralNet(self.net_proto, self.phase, self.backend, self.streams, self.dtype,
+                         shared_params=self.owners, data_slices=slices, stream_suffix="#%d" % index)
+
     @property
     def batch_size(self):
         return self.data_layers[0].out_shape[0] if self.data_layers else 0
+
+
+class DataSlice:
+    """A replica's stand-in for a data layer of the master net: rows [lo, hi) of the batch the
+    master's layer read (``data`` and the labels ``aux``), as views."""
+    is_data = True
+    is_loss = False
+    has_metrics = False
+    params = ()
+
+    def __init__(self, layer, lo, hi):
+        self.master, self.lo, self.hi = layer, int(lo), int(hi)
+        self.name = layer.name
+        self.out_shape = (self.hi - self.lo,) + tuple(layer.out_shape[1:])
+        self.data = self.aux = None
+
+    def forward(self, flag, srcs):
+        m = self.master
+        if m.data is None or m.data.shape[0] < self.hi:
+            raise RuntimeError("replica slice [%d, %d) of data layer '%s': the master's batch has %s rows; run "
+                               "the master's data layers first" % (self.lo, self.hi, self.name,
+                                                                 None if m.data is None else m.data.shape[0]))
+        self.data = m.data[self.lo:self.hi]
+        self.aux = None if m.aux is None else m.aux[self.lo:self.hi]
+        return self.data

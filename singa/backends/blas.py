@@ -122,7 +122,10 @@ def blas_threads():
 
 
 def num_threads():
-    """Threads ``parallel`` uses: set by ``set_num_threads``, else OpenBLAS's own count."""
+    """Threads ``parallel`` uses: set by ``set_num_threads``, else OpenBLAS's own count; 1 inside
+    a part of a ``parallel`` call (the cores are taken: nested work runs inline)."""
+    if getattr(_inside, "depth", 0):
+        return 1
     n = _state["threads"]
     return n if n is not None else (blas_threads() if available() else 1)
 
@@ -169,11 +172,19 @@ def parallel(fn, n=None):
     if n <= 1:
         fn(0, 1)
         return
+
+    def part(k):
+        depth = getattr(_inside, "depth", 0)
+        _inside.depth = depth + 1
+        try:
+            fn(k, n)
+        finally:
+            _inside.depth = depth
     _enter_single()
     try:
-        futures = [_pool().submit(fn, k, n) for k in range(1, n)]
+        futures = [_pool().submit(part, k) for k in range(1, n)]
         try:
-            fn(0, n)
+            part(0)
         finally:
             for f in futures:
                 f.exception()          # wait for all before raising
@@ -181,6 +192,9 @@ def parallel(fn, n=None):
             f.result()
     finally:
         _leave_single()
+
+
+_inside = threading.local()      # depth of parallel parts running on this thread
 
 
 def _enter_single():
