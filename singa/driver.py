@@ -130,8 +130,10 @@ class Driver:
         self._init_params(train_net, streams, loaded)
 
         results = Results("train")
-        self.log("Training %r: %d steps from step %d, batch %d, on %s" % (
-            job.name, job.train_steps, start, train_net.batch_size, backend))
+        self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
+            job.name, job.train_steps, start, train_net.batch_size, backend,
+            ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
+            if worker.nreplicas > 1 else ""))
         train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
         step = start
         while step < job.train_steps:

@@ -27,9 +27,10 @@ def test_seed_mlp_reaches_88_percent_on_fashion_mnist(in_tmp):
     assert acc >= 0.88
 
 
-@pytest.mark.xfail(strict=False, reason="issue 3: conv.conf's LeNet reaches 90.27% (10,000 steps) and 90.77% "
-                                        "(20,000 steps) on Fashion-MNIST, short of 91%")
 def test_lenet_reaches_91_percent_on_fashion_mnist(in_tmp):
-    acc = final_test_accuracy("mnist_cnn.py", ["--steps", "10000", "--test-freq", "5000", "--test-steps", "100"],
-                              in_tmp)
+    # conv.conf's LeNet with dropout 0.5 after the dense layer and the lr annealed 0.01 -> 0.001 ->
+    # 0.0001 (the README's run: 91.4%); conv.conf's own inverse schedule gave 90.3-90.8%.
+    acc = final_test_accuracy("mnist_cnn.py", ["--steps", "15000", "--dropout", "0.5", "--lr-type", "manual",
+                                               "--step", "0", "10000", "13000", "--step-lr", "0.01", "0.001", "0.0001",
+                                               "--test-freq", "5000", "--test-steps", "100"], in_tmp)
     assert acc >= 0.91
