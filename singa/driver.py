@@ -17,7 +17,7 @@ from singa.proto import job_pb2
 from singa.random import RandomStreams
 from singa.results import Results
 from singa.updaters import create_updater
-from singa.worker import BPWorker
+from singa.worker import BPWorker, CDWorker
 
 # Arguments SINGA's launcher (singa-run.sh) appended to every process; accepted and ignored.
 _LAUNCHER_ARGS = {"-singa_conf": 1, "-singa_job": 1, "-host": 1, "-conf": 1}
@@ -55,11 +55,11 @@ class Driver:
                 % (c.nworker_groups, c.nworkers_per_group, c.nserver_groups, c.nservers_per_group))
         if training:
             alg = job.train_one_batch.alg
-            if alg != job_pb2.kBP:
+            if alg not in (job_pb2.kBP, job_pb2.kCD):
                 name = job_pb2.AlgType.Name(alg) if alg in job_pb2.AlgType.values() else alg
-                raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation). "
-                                  "Received: %s.\nhelp: kCD and kBPTT are not implemented yet; set "
-                                  "`train_one_batch { alg: kBP }` or fit(alg='bp')" % name)
+                raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation) or kCD "
+                                  "(contrastive divergence, for RBMs). Received: %s.\nhelp: kBPTT is not implemented "
+                                  "yet; set `train_one_batch { alg: kBP }` or fit(alg='bp')" % name)
             if job.train_steps <= 0:
                 raise ConfigError("Invalid value for `train_steps`. Expected a positive number of steps. "
                                   "Received: %d.\nhelp: fit(nb_epoch=N) or `train_steps: N`" % job.train_steps)
@@ -106,7 +106,12 @@ class Driver:
         if not train_net.data_layers:
             raise ConfigError("the training net has no data layer.\nhelp: fit(X_train, ...) with the Data layer "
                               "from load_data(), or a kRecordInput layer with `include: kTrain`")
-        if not any(l.is_loss for l in train_net.layers):
+        rbms = [l.name for l in train_net.layers if getattr(l, "trains_with_cd", False)]
+        if rbms and job.train_one_batch.alg != job_pb2.kCD:
+            raise ConfigError("layers %s are RBM layers, which train with contrastive divergence, but the job's alg "
+                              "is %s.\nhelp: `train_one_batch { alg: kCD }` (fit(alg='cd'))"
+                              % (rbms, job_pb2.AlgType.Name(job.train_one_batch.alg)))
+        if job.train_one_batch.alg != job_pb2.kCD and not any(l.is_loss for l in train_net.layers):
             raise ConfigError("the training net has no loss layer.\nhelp: compile(loss='categorical_crossentropy'"
                               " or 'mean_squared_error'), or add a kSoftmaxLoss/kEuclideanLoss layer")
         shared = train_net.owners
@@ -115,7 +120,10 @@ class Driver:
         val_net = (NeuralNet(job.neuralnet, job_pb2.kVal, backend, streams, shared_params=shared)
                    if job.validate_steps > 0 else None)
         updater = create_updater(job.updater)
-        worker = BPWorker(train_net, updater, test_net, val_net)
+        if job.train_one_batch.alg == job_pb2.kCD:
+            worker = CDWorker(train_net, updater, test_net, val_net, cd_k=job.train_one_batch.cd_conf.cd_k)
+        else:
+            worker = BPWorker(train_net, updater, test_net, val_net)
 
         self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
@@ -220,7 +228,10 @@ class Driver:
             raise DataError("the checkpoint(s) %s hold no values for param(s) %s of the test net.\nhelp: pass the "
                             "checkpoint written by training this net" % (list(job.checkpoint_path), missing))
         nsteps = job.test_steps if job.test_steps > 0 else 10
-        m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
+        if CDWorker._pairs(net):        # an RBM: positive pass and one reconstruction
+            m = CDWorker.test(None, net, nsteps, job_pb2.kTest)
+        else:
+            m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
         found = re.search(r"step(\d+)-worker", job.checkpoint_path[-1])
         step = int(found.group(1)) if found else 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
@@ -232,5 +243,5 @@ def backend_host(p):
 
 
 def fmt(metrics):
-    names = {"acc": "accuracy"}
+    names = {"acc": "accuracy", "se": "Squared Error"}
     return ", ".join("%s = %.6f" % (names.get(k, k), v) for k, v in sorted(metrics.items(), key=lambda kv: kv[0] != "loss"))

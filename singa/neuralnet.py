@@ -9,6 +9,7 @@ import numpy
 
 import singa.layers  # noqa: F401  (registers the layer implementations)
 from singa.errors import ConfigError
+from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name
 from singa.proto import job_pb2
 
@@ -35,8 +36,15 @@ def layers_in_phase(net_proto, phase):
     return out
 
 
+def back_edge(lp, src_proto):
+    """True for the one source link that closes a cycle on purpose: kRBMVis's paired kRBMHid
+    (SINGA's bidirectional RBM connection). It is wired after the net is built."""
+    return lp.type == job_pb2.kRBMVis and src_proto.type == job_pb2.kRBMHid
+
+
 def topological_order(layer_protos):
-    """Layers ordered so every source comes before its consumers (stable for an ordered conf)."""
+    """Layers ordered so every source comes before its consumers (stable for an ordered conf);
+    back edges (``back_edge``) do not count."""
     by_name = {}
     for lp in layer_protos:
         if lp.name in by_name:
@@ -61,7 +69,8 @@ def topological_order(layer_protos):
             raise ConfigError("the net has a cycle: %s" % " -> ".join(path + [lp.name]))
         state[lp.name] = 1
         for s in lp.srclayers:
-            visit(by_name[s], path + [lp.name])
+            if not back_edge(lp, by_name[s]):
+                visit(by_name[s], path + [lp.name])
         state[lp.name] = 2
         order.append(lp)
 
@@ -99,7 +108,8 @@ class NeuralNet:
                 continue
             layer = create_layer(lp, backend, dtype)
             layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
-            srcs = [self.by_name[s] for s in lp.srclayers]
+            protos_by_name = {p.name: p for p in protos}
+            srcs = [self.by_name[s] for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
             try:
                 layer.setup([s.out_shape for s in srcs])
             except ConfigError:
@@ -110,9 +120,42 @@ class NeuralNet:
             self.layers.append(layer)
             self.by_name[lp.name] = layer
             self.srcs[lp.name] = srcs
+        self._wire_back_edges(protos)
         self.data_layers = [l for l in self.layers if l.is_data]
         self.metric_layers = [l for l in self.layers if l.has_metrics]
         self._wire_params(shared_params or {})
+
+    def _wire_back_edges(self, protos):
+        """Pair every kRBMVis with its kRBMHid (``vis.hid``, ``hid.vis``), checking the pairing."""
+        by_proto = {p.name: p for p in protos}
+        for lp in protos:
+            if lp.type == job_pb2.kRBMHid:
+                src = self.srcs[lp.name][0]
+                if not isinstance(src, _rbm.RBMVisLayer):
+                    raise ConfigError("Invalid value for `srclayers` of layer '%s' (kRBMHid). Expected its kRBMVis "
+                                      "layer. Received: '%s' (%s)" % (lp.name, src.name, type_name(src.conf.type)))
+                self.by_name[lp.name].vis = src
+        for lp in protos:
+            if lp.type != job_pb2.kRBMVis:
+                continue
+            hids = [s for s in lp.srclayers if back_edge(lp, by_proto[s])]
+            if len(hids) != 1:
+                raise ConfigError("Invalid value for `srclayers` of layer '%s' (kRBMVis). Expected exactly one kRBMHid "
+                                  "layer among its sources (the paired hidden layer). Received: %s.\nhelp: "
+                                  "`srclayers: \"data\" srclayers: \"RBMHid\"`" % (lp.name, hids or "none"))
+            vis, hid = self.by_name[lp.name], self.by_name[hids[0]]
+            if hid.vis is not vis:
+                raise ConfigError("layer '%s' (kRBMHid) is listed by '%s' but its source is '%s'.\nhelp: "
+                                  "`srclayers: \"%s\"` in '%s'" % (hid.name, vis.name, hid.vis.name, vis.name, hid.name))
+            if hid.hdim != vis.hdim:
+                raise ConfigError("layers '%s' and '%s' disagree on rbm_conf.hdim: %d vs %d.\nhelp: give both the "
+                                  "same `rbm_conf { hdim: ... }`" % (vis.name, hid.name, vis.hdim, hid.hdim))
+            vis.hid = hid
+        for layer in self.layers:
+            if isinstance(layer, _rbm.RBMHidLayer) and layer.vis.hid is not layer:
+                raise ConfigError("layer '%s' (kRBMHid) is not listed as a source of its kRBMVis layer '%s'.\nhelp: "
+                                  "add `srclayers: \"%s\"` to '%s'" % (layer.name, layer.vis.name, layer.name,
+                                                                      layer.vis.name))
 
     def _wire_params(self, shared):
         owners = {}

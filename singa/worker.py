@@ -145,10 +145,11 @@ class BPWorker:
                 out[p] = plan
         return out or None
 
-    def update(self, step, fused=None, grads=None):
-        """Apply the updater to every owner param: its own gradient (``owner_grad``, the mean
-        over its shares: SINGA's grad_scale = 1/num_shares), or ``grads[name]`` when given."""
-        for p in self.train_net.owner_params:
+    def update(self, step, fused=None, grads=None, params=None):
+        """Apply the updater to every owner param (or those in ``params``): its own gradient
+        (``owner_grad``, the mean over its shares: SINGA's grad_scale = 1/num_shares), or
+        ``grads[name]`` when given."""
+        for p in self.train_net.owner_params if params is None else params:
             plan = fused.get(p) if fused else None
             if plan is None or not plan.applied:
                 g = grads[p.name] if grads is not None else p.owner_grad()
@@ -160,5 +161,76 @@ class BPWorker:
         avg = MetricAverager()
         for _ in range(nsteps):
             net.forward(flag)
+            avg.add(net.metrics())
+        return avg.pop()
+
+
+class CDWorker(BPWorker):
+    """alg kCD: contrastive divergence for the RBM pairs of the net (SINGA's CDWorker).
+
+    A step: every layer's positive pass in net order (the layers below the RBM forward as
+    usual; kRBMVis keeps v0, kRBMHid computes h0 and samples), then ``cd_k`` negative passes of
+    each pair (kRBMVis, then its kRBMHid; the first with kTest, which records the squared
+    error), then the CD gradients of the RBM layers and the update of their params only: the
+    layers below are fixed features (the pre-trained RBMs' weights). Test: the positive pass
+    and one reconstruction, reporting 'se'."""
+
+    def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1):
+        from singa.errors import ConfigError
+        if int(cd_k) < 1:
+            from singa.errors import invalid
+            raise invalid("cd_conf.cd_k", "a number of Gibbs steps >= 1", cd_k, hint="`cd_conf { cd_k: 1 }`")
+        super().__init__(train_net, updater, test_net, val_net, fuse_updates=False, replicas=1)
+        self.cd_k = int(cd_k)
+        self.pairs = self._pairs(train_net)
+        if not self.pairs:
+            raise ConfigError("alg kCD needs an RBM: the training net has no kRBMVis/kRBMHid pair.\nhelp: add "
+                              "RBM(...) to an Energy model, or use `train_one_batch { alg: kBP }` for this net")
+        owned = {id(p): p for p in train_net.owner_params}
+        self.cd_params = []
+        for vis in self.pairs:
+            for p in vis.params + vis.hid.params:
+                o = p if p.owner is None else p.owner
+                if id(o) in owned and all(o is not q for q in self.cd_params):
+                    self.cd_params.append(o)
+
+    @staticmethod
+    def _pairs(net):
+        from singa.layers.rbm import RBMVisLayer
+        return [l for l in net.layers if isinstance(l, RBMVisLayer)]
+
+    @staticmethod
+    def _positive(net, flag):
+        from singa.layers.rbm import RBMHidLayer, RBMVisLayer
+        for layer in net.layers:
+            if isinstance(layer, (RBMVisLayer, RBMHidLayer)):
+                layer.positive(net.srcs[layer.name])
+            else:
+                layer.forward(flag, net.srcs[layer.name])
+
+    def train_one_batch(self, step):
+        net = self.train_net
+        self._positive(net, job_pb2.kTrain | job_pb2.kPositive)
+        for k in range(self.cd_k):
+            flag = job_pb2.kNegative | (job_pb2.kTest if k == 0 else 0)
+            for vis in self.pairs:
+                vis.negative(flag)
+                vis.hid.negative(flag)
+        for vis in self.pairs:
+            vis.cd_gradients()
+            vis.hid.cd_gradients()
+        self.train_metrics.add(net.metrics())
+        self.update(step, params=self.cd_params)
+
+    def gemm_updates(self, step):
+        return None
+
+    def test(self, net, nsteps, flag):
+        avg = MetricAverager()
+        pairs = CDWorker._pairs(net)
+        for _ in range(nsteps):
+            CDWorker._positive(net, flag | job_pb2.kPositive)
+            for vis in pairs:
+                vis.negative(job_pb2.kNegative | job_pb2.kTest)
             avg.add(net.metrics())
         return avg.pop()
