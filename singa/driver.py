@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+import warnings
 
 import numpy
 
@@ -73,9 +74,17 @@ class Driver:
         return ws
 
     def _load_checkpoints(self, paths, net):
-        """Copy values from checkpoint files into ``net``'s owner params by name; later files win."""
-        loaded = {}
+        """Copy values from checkpoint files into ``net``'s owner params by name; later files win.
+
+        SINGA-107: a stage's checkpoint holds the params it loaded but did not train with version
+        0; listed after the file that trained them, SINGA re-initialised them. This engine keeps
+        the later file's values (never re-initialises a loaded param) and warns."""
+        loaded, trained_in = {}, {}
         for path in paths:
+            if not os.path.isfile(path):
+                raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
+                                "writes it first (e.g. the lower RBMs), or fix the path (relative to the working "
+                                "directory %s)" % (path, os.getcwd()))
             for name, values, version in ckpt.read_checkpoint(path):
                 p = net.owners.get(strip_unroll(name))
                 if p is None or p.aliased is not None:
@@ -84,9 +93,19 @@ class Driver:
                     raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
                                     "param has shape %s.\nhelp: the checkpoint was written by a different net; "
                                     "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
+                if version == 0 and p.name in trained_in:
+                    warnings.warn(
+                        "checkpoint %s holds param '%s' with version 0 (loaded but not trained by the job that "
+                        "wrote it) and is listed after %s, which trained it (version %d): SINGA v0.3 would "
+                        "re-initialise '%s' (SINGA-107); this engine loads the later file's values.\nhelp: list the "
+                        "newest stage's checkpoint first, as SINGA's rbm and autoencoder confs do"
+                        % (path, p.name, trained_in[p.name][0], trained_in[p.name][1], p.name), CheckpointOrderWarning,
+                        stacklevel=3)
                 p.set_values(values)
                 p.version = version
                 loaded[p.name] = path
+                if version > 0:
+                    trained_in[p.name] = (path, version)
         return loaded
 
     def _init_params(self, net, streams, loaded):
@@ -175,8 +194,9 @@ class Driver:
         return results
 
     def _checkpoint(self, ws, step, net, worker, streams):
+        # The state file first, then the checkpoint: each is published by rename, so a run killed
+        # at any moment leaves either no step<N> checkpoint or one whose state is complete.
         path = ckpt.checkpoint_file(ws, step, 0)
-        ckpt.write_checkpoint(path, [(p.name, backend_host(p), p.version) for p in net.owner_params])
         state = {}
         for pname, st in worker.state.items():
             for k, v in st.items():
@@ -185,6 +205,7 @@ class Driver:
                      if hasattr(l, "pos")}
         ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state(),
                                        "data_positions": positions})
+        ckpt.write_checkpoint(path, [(p.name, backend_host(p), p.version) for p in net.owner_params])
         return path
 
     def _resume(self, ws, net, worker, streams):
@@ -195,7 +216,11 @@ class Driver:
         path = ckpt.checkpoint_file(ws, step, 0)
         loaded = self._load_checkpoints([path], net)
         arrays, meta = ckpt.read_state(path)
-        if arrays is not None:
+        if arrays is None:
+            self.log("Warning: %s has no state file beside it (written by SINGA, or by an older run): the "
+                     "updater history, random streams and data positions start afresh, so this resume is not "
+                     "exact" % path)
+        else:
             for pname, st in worker.state.items():
                 for k in st:
                     key = "updater/%s/%s" % (pname, k)
@@ -240,6 +265,10 @@ class Driver:
 
 def backend_host(p):
     return numpy.asarray(p.backend.to_host(p.data), dtype=numpy.float32)
+
+
+class CheckpointOrderWarning(UserWarning):
+    """checkpoint_path lists a stale copy of a param after the file that trained it (SINGA-107)."""
 
 
 def fmt(metrics):

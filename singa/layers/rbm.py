@@ -19,6 +19,7 @@ reconstruction of the batch.
 """
 import numpy
 
+from singa.backends import blas
 from singa.errors import ConfigError
 from singa.layers.base import Layer, register, type_name
 from singa.layers.neuron import scratch
@@ -112,9 +113,9 @@ class RBMVisLayer(_RBMLayer):
         xp = self.xp
         h = self.hid
         B = self.pos.shape[0]
-        xp.matmul(h.neg.T, self.neg, out=self.weight.grad)
-        self.weight.grad -= xp.matmul(h.pos.T, self.pos)
-        self.weight.grad *= 1.0 / B
+        g = self.weight.grad      # two products, the second subtracted in place: no temporary
+        blas.gemm(h.neg.T, self.neg, g, 1.0 / B, 0.0)
+        blas.gemm(h.pos.T, self.pos, g, -1.0 / B, 1.0)
         xp.subtract(self.neg.sum(axis=0), self.pos.sum(axis=0), out=self.bias.grad)
         self.bias.grad *= 1.0 / B
 
