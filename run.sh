@@ -4,6 +4,10 @@
 #                                 (Fashion-MNIST, or MNIST when its files are present); ARGS go to
 #                                 examples/mnist_mlp.py (e.g. --steps 9400 --lr 0.01 --momentum 0.9)
 #   bash run.sh test [ARGS...]    set everything up, then run the test suite (ARGS go to pytest)
+#   bash run.sh pretrain [ARGS...] the stacked RBMs (examples/mnist_rbm1-4.py), the autoencoder
+#                                 fine-tuned from them (mnist_ae.py), and a logistic regression
+#                                 on its 30-d codes (ae_codes.py); ARGS go to every stage
+#                                 (e.g. --steps 200 --rbm-steps 200 for a quick run)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -38,8 +42,17 @@ case "$cmd" in
         setup
         exec .venv/bin/python -m pytest -m "not slow" -q "$@"
         ;;
+    pretrain)
+        setup
+        for stage in rbm1 rbm2 rbm3 rbm4 ae; do
+            echo "== examples/mnist_$stage.py"
+            .venv/bin/python "examples/mnist_$stage.py" "$@"
+        done
+        echo "== examples/ae_codes.py"
+        exec .venv/bin/python examples/ae_codes.py
+        ;;
     *)
-        echo "usage: bash run.sh train [ARGS...] | bash run.sh test [PYTEST ARGS...]" >&2
+        echo "usage: bash run.sh train [ARGS...] | bash run.sh test [PYTEST ARGS...] | bash run.sh pretrain [ARGS...]" >&2
         exit 2
         ;;
 esac

@@ -6,6 +6,8 @@ classification).
 
     python examples/ae_codes.py [--checkpoint examples/rbm/autoencoder/checkpoint/step12200-worker0]
 
+Without --checkpoint it takes the latest one in examples/rbm/autoencoder/checkpoint.
+
 The encoder is the autoencoder's first half: sigmoid(x W1^T + b12) ... -> x W4^T + b42 (linear
 code), with x = pixels / 255 and the param names of the Python examples (w1..w4, b12..b42).
 """
@@ -64,9 +66,16 @@ def logistic_regression(x, y, x_test, y_test, steps=500, lr=0.5, seed=0):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--dataset', choices=CHOICES, default='auto')
-    ap.add_argument('--checkpoint', default='examples/rbm/autoencoder/checkpoint/step12200-worker0')
+    ap.add_argument('--checkpoint', default=None,
+                    help='default: the latest checkpoint in examples/rbm/autoencoder/checkpoint')
     ap.add_argument('--steps', type=int, default=500, help='gradient steps of the logistic regression')
     args = ap.parse_args()
+    if args.checkpoint is None:
+        step = ckpt.latest_checkpoint_step('examples/rbm/autoencoder')
+        if step is None:
+            sys.exit('no checkpoint in examples/rbm/autoencoder/checkpoint: run examples/mnist_ae.py first')
+        args.checkpoint = ckpt.checkpoint_file('examples/rbm/autoencoder', step, 0)
+    print('Checkpoint: %s' % args.checkpoint)
     params = {name: values for name, values, _ in ckpt.read_checkpoint(args.checkpoint)}
     missing = [n for n in ('w1', 'w2', 'w3', 'w4', 'b12', 'b22', 'b32', 'b42') if n not in params]
     if missing:

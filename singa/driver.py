@@ -30,6 +30,9 @@ def every(step, freq, after):
 
 
 class Driver:
+    """``argv``: the script's command line, as SINGA's Driver::Init read it: ``-resume`` there
+    resumes training from the workspace's latest checkpoint (``python mnist_rbm1.py -resume``)."""
+
     def __init__(self, argv=None, seed=0, verbose=True):
         self.argv = list(argv or [])
         self.seed = seed
@@ -146,7 +149,7 @@ class Driver:
 
         self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
-        if resume or job.resume:
+        if resume or job.resume or "-resume" in self.argv:
             start, loaded = self._resume(ws, train_net, worker, streams)
         else:
             loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)

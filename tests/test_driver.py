@@ -149,3 +149,10 @@ def test_resume_is_exact(job_dir):
     assert min(res) == 20
     again = {n: v for n, v, _ in ckpt.read_checkpoint(str(job_dir / "ws" / "checkpoint" / "step40-worker0"))}
     assert all(np.array_equal(full[n], again[n]) for n in full)
+
+
+def test_resume_from_the_scripts_argv(job_dir):
+    """`python script.py -resume`: the argv a Model hands the Driver resumes, as SINGA's Driver::Init read it."""
+    Driver(verbose=False).train(make_job(steps=30, test_freq=0))
+    res = Driver(argv=["script.py", "-resume"], verbose=False).train(make_job(steps=50, test_freq=0))
+    assert min(res) >= 30 and max(res) == 49
