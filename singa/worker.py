@@ -175,12 +175,12 @@ class CDWorker(BPWorker):
     layers below are fixed features (the pre-trained RBMs' weights). Test: the positive pass
     and one reconstruction, reporting 'se'."""
 
-    def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1):
+    def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1, fuse_updates=True):
         from singa.errors import ConfigError
         if int(cd_k) < 1:
             from singa.errors import invalid
             raise invalid("cd_conf.cd_k", "a number of Gibbs steps >= 1", cd_k, hint="`cd_conf { cd_k: 1 }`")
-        super().__init__(train_net, updater, test_net, val_net, fuse_updates=False, replicas=1)
+        super().__init__(train_net, updater, test_net, val_net, fuse_updates=fuse_updates, replicas=1)
         self.cd_k = int(cd_k)
         self.pairs = self._pairs(train_net)
         if not self.pairs:
@@ -216,14 +216,27 @@ class CDWorker(BPWorker):
             for vis in self.pairs:
                 vis.negative(flag)
                 vis.hid.negative(flag)
+        plans = self.gemm_updates(step) or {}
         for vis in self.pairs:
-            vis.cd_gradients()
             vis.hid.cd_gradients()
+            vis.cd_gradients(plans.get(vis.weight))
         self.train_metrics.add(net.metrics())
-        self.update(step, params=self.cd_params)
+        self.update(step, fused=plans, params=self.cd_params)
 
     def gemm_updates(self, step):
-        return None
+        """{RBM weight: GemmUpdate}: SGD's update of each shared weight applied inside its two CD
+        products (no gradient buffer, no averaging pass over the shares, no updater pass)."""
+        if not self.fuse_updates or self.updater is None:
+            return None
+        out = {}
+        for vis in self.pairs:
+            p = vis.weight
+            if p.owner is None and p.aliased is None and blas.usable(p.data):
+                plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
+                                                wd_scale=p.wd_scale)
+                if plan is not None:
+                    out[p] = plan
+        return out or None
 
     def test(self, net, nsteps, flag):
         avg = MetricAverager()

@@ -113,14 +113,26 @@ def test_cd_step_matches_the_formulas(records, k, gaussian, below):
         np.testing.assert_array_equal(net.owners[n].data, v)
 
 
-def test_momentum_and_weight_decay_apply_to_the_rbm_params(records):
-    job, net, _ = build(job_text(records, upd="momentum: 0.8 weight_decay: 0.0002"))
-    w0 = net.owners["w2"].data.copy()
-    worker = CDWorker(net, create_updater(job.updater))
-    for step in range(3):
-        worker.train_one_batch(step)
-    assert not np.allclose(net.owners["w2"].data, w0)
-    assert np.any(worker.state["w2"]["history"] != 0) if "history" in worker.state["w2"] else True
+@pytest.mark.parametrize("upd", ["", "momentum: 0.8", "momentum: 0.8 weight_decay: 0.0002", "weight_decay: 0.01"])
+def test_update_fused_into_the_cd_products_equals_the_updater(records, upd):
+    runs = []
+    for fuse in (True, False):
+        job, net, _ = build(job_text(records, upd=upd))
+        w0 = net.owners["w2"].data.copy()
+        worker = CDWorker(net, create_updater(job.updater), fuse_updates=fuse)
+        fused = []
+        for step in range(4):
+            fused.append(bool(worker.gemm_updates(step)))
+            worker.train_one_batch(step)
+        runs.append((net, worker, fused))
+    (a, wa, fa), (b, wb, fb) = runs
+    assert fa == [True] * 4 and fb == [False] * 4
+    for pa, pb in zip(a.owner_params, b.owner_params):
+        np.testing.assert_allclose(pa.data, pb.data, rtol=1e-12, atol=1e-14, err_msg=pa.name)
+        assert pa.version == pb.version
+        for k in wa.state[pa.name]:
+            np.testing.assert_allclose(wa.state[pa.name][k], wb.state[pb.name][k], rtol=1e-12, atol=1e-14)
+    assert not np.allclose(a.owners["w2"].data, w0)
 
 
 def test_reconstruction_error_falls_and_test_reports_it(tmp_path, monkeypatch):

@@ -26,18 +26,34 @@ from singa.layers.neuron import scratch
 from singa.proto import job_pb2
 
 
-def _sigmoid(xp, a, out):
-    """out = 1 / (1 + exp(-a)), in place when ``out`` is ``a``."""
-    xp.negative(a, out=out)
-    xp.exp(out, out=out)
-    xp.add(out, 1.0, out=out)
-    xp.reciprocal(out, out=out)
+def _affine(xp, x, w, bias, out, transpose, sigmoid):
+    """out = x w^T + bias (``transpose``) or x w + bias, then sigmoid if asked.
+
+    For the sigmoid the product is written negated, onto the negated bias, by one GEMM
+    (alpha = -1, beta = 1), so 1 / (1 + exp(-a)) needs three more passes (exp, +1, reciprocal)
+    instead of five (+bias, negate, exp, +1, reciprocal)."""
+    sign = -1.0 if sigmoid else 1.0
+    if sigmoid:
+        xp.negative(xp.broadcast_to(bias, out.shape), out=out)
+    else:
+        xp.copyto(out, xp.broadcast_to(bias, out.shape))
+    blas.gemm(x, w.T if transpose else w, out, sign, 1.0)
+    if sigmoid:
+        xp.exp(out, out=out)
+        xp.add(out, 1.0, out=out)
+        xp.reciprocal(out, out=out)
     return out
 
 
 class _RBMLayer(Layer):
     backward_reads_output = False
     trains_with_cd = True
+
+    def _half(self, which, batch, dim):
+        """The negative ([:B]) or positive ([B:]) half of one (2B, dim) buffer: the CD weight
+        gradient h_k^T v_k - h0^T v0 is then one product of the stacked halves."""
+        buf = scratch(self, "both", (2 * batch, dim))
+        return buf[:batch] if which == "neg" else buf[batch:]
 
     def _hdim(self):
         if not self.conf.HasField("rbm_conf"):
@@ -84,7 +100,7 @@ class RBMVisLayer(_RBMLayer):
 
     def positive(self, srcs):
         x = srcs[0].data
-        self.pos = scratch(self, "pos", (x.shape[0], self.vdim))
+        self.pos = self._half("pos", x.shape[0], self.vdim)
         self.xp.copyto(self.pos, x.reshape(x.shape[0], self.vdim))
         self.data = self.pos
         self.first = True
@@ -95,10 +111,8 @@ class RBMVisLayer(_RBMLayer):
         reconstruction of the batch, the squared error against v0."""
         xp = self.xp
         hs = self.hid.sample
-        v = scratch(self, "neg", (hs.shape[0], self.vdim))
-        xp.matmul(hs, self.weight.data, out=v)
-        xp.add(v, self.bias.data, out=v)
-        _sigmoid(xp, v, v)
+        v = _affine(xp, hs, self.weight.data, self.bias.data, self._half("neg", hs.shape[0], self.vdim),
+                    transpose=False, sigmoid=True)
         self.neg = self.data = v
         if flag & job_pb2.kTest and self.first:
             d = scratch(self, "diff", v.shape)
@@ -108,16 +122,35 @@ class RBMVisLayer(_RBMLayer):
             self.first = False
         return v
 
-    def cd_gradients(self):
-        """dW = (h_k^T v_k - h0^T v0) / B and db = mean(v_k - v0) into the params' grads."""
+    def cd_gradients(self, plan=None):
+        """dW = (h_k^T v_k - h0^T v0) / B and db = mean(v_k - v0) into the params' grads.
+
+        With a GemmUpdate ``plan`` (SGD, see BPWorker) the weight's update is applied inside the
+        two products instead: target = beta*target + alpha*dW_owner, where the owner's gradient
+        is dW averaged over the weight's shares (RBMHid's share contributes 0), as the updater
+        would have averaged it."""
         xp = self.xp
         h = self.hid
         B = self.pos.shape[0]
-        g = self.weight.grad      # two products, the second subtracted in place: no temporary
-        blas.gemm(h.neg.T, self.neg, g, 1.0 / B, 0.0)
-        blas.gemm(h.pos.T, self.pos, g, -1.0 / B, 1.0)
+        if plan is None:
+            target, a, beta = self.weight.grad, 1.0 / B, 0.0
+        else:
+            target, a, beta = plan.target, plan.alpha / (B * len(self.weight.shares)), plan.beta
         xp.subtract(self.neg.sum(axis=0), self.pos.sum(axis=0), out=self.bias.grad)
         self.bias.grad *= 1.0 / B
+        # h_k^T v_k - h0^T v0 = [h_k; -h0]^T [v_k; v0]: one product over the stacked halves (the
+        # output is written once), h0 negated for it and restored
+        hb, vb = h.neg.base, self.neg.base
+        if hb is None or vb is None or hb.shape[0] != 2 * B or vb.shape[0] != 2 * B:
+            blas.gemm(h.neg.T, self.neg, target, a, beta)
+            blas.gemm(h.pos.T, self.pos, target, -a, 1.0)
+        else:
+            xp.negative(h.pos, out=h.pos)
+            blas.gemm(hb.T, vb, target, a, beta)
+            xp.negative(h.pos, out=h.pos)
+        if plan is not None:
+            plan.finish()
+            plan.applied = True
 
     def metrics(self):
         if self._se is None:
@@ -143,13 +176,8 @@ class RBMHidLayer(_RBMLayer):
         return self.out_shape
 
     def _hidden(self, v, key):
-        xp = self.xp
-        h = scratch(self, key, (v.shape[0], self.hdim))
-        xp.matmul(v, self.weight.data.T, out=h)
-        xp.add(h, self.bias.data, out=h)
-        if not self.gaussian:
-            _sigmoid(xp, h, h)
-        return h
+        return _affine(self.xp, v, self.weight.data, self.bias.data, self._half(key, v.shape[0], self.hdim),
+                       transpose=True, sigmoid=not self.gaussian)
 
     def _sample(self, h):
         # Noise drawn on the host from the layer's stream (as Dropout): CPU and GPU runs with one
@@ -187,7 +215,9 @@ class RBMHidLayer(_RBMLayer):
         B = self.pos.shape[0]
         xp.subtract(self.neg.sum(axis=0), self.pos.sum(axis=0), out=self.bias.grad)
         self.bias.grad *= 1.0 / B
-        self.weight.grad[...] = 0
+        if not getattr(self, "_zero_grad", False):    # nothing else writes it: zero it once
+            self.weight.grad[...] = 0
+            self._zero_grad = True
 
 
 __all__ = ["RBMVisLayer", "RBMHidLayer"]
