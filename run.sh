@@ -28,7 +28,7 @@ setup() {
     fi
     echo "== installing singa and its dev tools into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[dev,mpi]'
 }
 
 cmd=${1:-}

@@ -11,6 +11,8 @@ import warnings
 import numpy
 
 from singa.backends import Backend
+from singa.cluster import mpi
+from singa.cluster.topology import Topology
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
 from singa.neuralnet import NeuralNet, strip_unroll
@@ -33,10 +35,14 @@ class Driver:
     """``argv``: the script's command line, as SINGA's Driver::Init read it: ``-resume`` there
     resumes training from the workspace's latest checkpoint (``python mnist_rbm1.py -resume``)."""
 
-    def __init__(self, argv=None, seed=0, verbose=True):
+    def __init__(self, argv=None, seed=0, verbose=True, comm=False):
         self.argv = list(argv or [])
         self.seed = seed
-        self.verbose = verbose
+        # comm: a singa.cluster.mpi.Comm, None for in-process, or False: the MPI world if mpiexec
+        # started this process with more than one rank
+        self.comm = mpi.world() if comm is False else comm
+        self.rank = self.comm.rank if self.comm else 0
+        self.verbose = verbose and self.rank == 0     # one rank prints
 
     def log(self, msg):
         if self.verbose:
@@ -50,13 +56,14 @@ class Driver:
         if not job.cluster.workspace:
             raise ConfigError("Invalid value for `cluster.workspace`. Expected a directory for checkpoints. "
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
-        c = job.cluster
-        if (c.nworker_groups, c.nworkers_per_group, c.nserver_groups, c.nservers_per_group) != (1, 1, 1, 1):
+        topo = Topology.for_world(job.cluster, self.comm.size if self.comm else 1)
+        if not topo.synchronous or topo.separate:
             raise ConfigError(
-                "this engine runs one worker group of one worker in one process (cluster asks for %d worker "
-                "group(s) x %d worker(s), %d server group(s) x %d server(s)).\nhelp: use the default Cluster "
-                "settings; distributed topologies over MPI are not implemented yet"
-                % (c.nworker_groups, c.nworkers_per_group, c.nserver_groups, c.nservers_per_group))
+                "the cluster describes %s (%s); this engine runs synchronous worker groups with co-located "
+                "servers (AllReduce) so far.\nhelp: one worker group (`nworker_groups: 1`) without "
+                "`server_worker_separate`; asynchronous Downpour/Hogwild and separate server processes are not "
+                "implemented yet" % (topo.framework(), topo.describe()))
+        self.topology = topo
         if training:
             alg = job.train_one_batch.alg
             if alg not in (job_pb2.kBP, job_pb2.kCD):
@@ -120,6 +127,11 @@ class Driver:
 
     # -- running ----------------------------------------------------------------
     def train(self, job, resume=False):
+        """Train ``job``; in a multi-process job every rank runs this and gets the same Results
+        (rank 0 prints, tests and writes checkpoints). An exception on any rank aborts them all."""
+        return mpi.abort_on_error(self.comm, self._train, job, resume)
+
+    def _train(self, job, resume):
         self._check_job(job, training=True)
         backend = self._backend(job)
         ws = self._workspace(job)
@@ -142,10 +154,15 @@ class Driver:
         val_net = (NeuralNet(job.neuralnet, job_pb2.kVal, backend, streams, shared_params=shared)
                    if job.validate_steps > 0 else None)
         updater = create_updater(job.updater)
+        slices, slice_ids = self._worker_slices(train_net.batch_size)
         if job.train_one_batch.alg == job_pb2.kCD:
+            if self.comm is not None or self.topology.nworkers_per_group > 1:
+                raise ConfigError("alg kCD runs one worker in one process so far.\nhelp: leave the Cluster at its "
+                                  "defaults and start the RBM job without mpiexec")
             worker = CDWorker(train_net, updater, test_net, val_net, cd_k=job.train_one_batch.cd_conf.cd_k)
         else:
-            worker = BPWorker(train_net, updater, test_net, val_net)
+            worker = BPWorker(train_net, updater, test_net, val_net, comm=self.comm, slices=slices,
+                              slice_ids=slice_ids)
 
         self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
@@ -158,22 +175,35 @@ class Driver:
                     if p.name in loaded:
                         p.version = start
         self._init_params(train_net, streams, loaded)
+        if self.comm is not None:
+            # every rank starts from rank 0's values (they agree already when all ranks read the
+            # same files with the same seed; this makes it so whatever each rank could read)
+            flat = mpi.FlatBuffer([p.shape for p in train_net.owner_params], train_net.owner_params[0].dtype)
+            for p, v in zip(train_net.owner_params, flat.views):
+                v[...] = backend.to_host(p.data)
+            self.comm.bcast(flat.flat)
+            for p, v in zip(train_net.owner_params, flat.views):
+                p.set_values(v)
 
         results = Results("train")
+        where = ""
+        if self.comm is not None:
+            where = ", %d processes x %d worker(s) (MPI, synchronous: %s)" % (
+                self.comm.size, worker.nreplicas, self.topology.framework())
+        elif worker.nreplicas > 1:
+            where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
-            job.name, job.train_steps, start, train_net.batch_size, backend,
-            ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
-            if worker.nreplicas > 1 else ""))
+            job.name, job.train_steps, start, train_net.batch_size, backend, where))
         train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
         step = start
         while step < job.train_steps:
-            if val_net is not None and every(step, job.validate_freq, job.validate_after):
+            if val_net is not None and self.rank == 0 and every(step, job.validate_freq, job.validate_after):
                 results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
                 self.log("Validation @ step %d: %s" % (step, fmt(m)))
-            if test_net is not None and every(step, job.test_freq, job.test_after):
+            if test_net is not None and self.rank == 0 and every(step, job.test_freq, job.test_after):
                 results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
                 self.log("Test @ step %d: %s" % (step, fmt(m)))
-            if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start:
+            if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
                 self._checkpoint(ws, step, train_net, worker, streams)
             t = time.perf_counter()
             worker.train_one_batch(step)
@@ -188,13 +218,30 @@ class Driver:
         if worker.train_metrics.n:  # metrics since the last display (all of them if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
             self.log("Train @ step %d: %s" % (last, fmt(m)))
-        if test_net is not None and job.test_freq > 0 and step not in results.test:
+        if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
             results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
             self.log("Test @ step %d: %s" % (step, fmt(m)))
-        path = self._checkpoint(ws, step, train_net, worker, streams)
-        self.log("Checkpoint written to %s" % path)
+        if self.rank == 0:
+            path = self._checkpoint(ws, step, train_net, worker, streams)
+            self.log("Checkpoint written to %s" % path)
         results = Results("train", results.train, results.validation, results.test)
+        if self.comm is not None:     # every rank returns rank 0's results (tests ran there)
+            results = self.comm.bcast_object(results)
         return results
+
+    def _worker_slices(self, batch):
+        """The rows of each global batch this process trains, per local worker, and the workers'
+        global ids: the batch split evenly among the group's workers (SINGA's partition_dim 0).
+        None for the default in-process engine (BPWorker picks its replicas)."""
+        topo = self.topology
+        W = topo.nworkers_per_group
+        if self.comm is None and W == 1:
+            return None, None
+        if batch < W:
+            raise ConfigError("the batch (%d) is smaller than the number of workers it is split among (%d).\nhelp: "
+                              "a batch of at least %d, or fewer workers" % (batch, W, W))
+        ids = [i for _, i in topo.workers_of(self.rank)]
+        return [(batch * i // W, batch * (i + 1) // W) for i in ids], ids
 
     def _checkpoint(self, ws, step, net, worker, streams):
         # The state file first, then the checkpoint: each is published by rename, so a run killed

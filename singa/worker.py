@@ -72,7 +72,8 @@ class BPWorker:
     draws from its own stream. None: ``auto_replicas(train_net)``. Results are reproducible for
     a given seed and number of replicas."""
 
-    def __init__(self, train_net, updater, test_net=None, val_net=None, fuse_updates=True, replicas=None):
+    def __init__(self, train_net, updater, test_net=None, val_net=None, fuse_updates=True, replicas=None,
+                 comm=None, slices=None, slice_ids=None):
         self.train_net = train_net
         self.test_net = test_net
         self.val_net = val_net
@@ -80,15 +81,26 @@ class BPWorker:
         self.fuse_updates = bool(fuse_updates)
         self.state = {p.name: updater.init_state(p.data) for p in train_net.owner_params} if updater else {}
         self.train_metrics = MetricAverager()
-        n = auto_replicas(train_net) if replicas is None else int(replicas)
         B = train_net.batch_size
-        n = max(1, min(n, B))
-        self.nreplicas = n
+        # ``comm`` (singa.cluster.mpi.Comm): a synchronous worker group over processes; this
+        # process trains ``slices`` [(lo, hi)] of every global batch (one replica each) and the
+        # gradients are summed over all processes with one Allreduce of a flat buffer.
+        self.comm = comm
+        self.flat = None
+        if slices is not None:
+            self.bounds = [(int(lo), int(hi)) for lo, hi in slices]
+            self.nreplicas = len(self.bounds)
+        else:
+            n = auto_replicas(train_net) if replicas is None else int(replicas)
+            n = max(1, min(n, B))
+            self.nreplicas = n
+            self.bounds = [(B * k // n, B * (k + 1) // n) for k in range(n)] if n > 1 else []
         self.replicas = []        # (net, weight); built on the first step
-        self.bounds = [(B * k // n, B * (k + 1) // n) for k in range(n)] if n > 1 else []
+        # names of the replicas' random streams: the global slice (worker) ids
+        self.slice_ids = list(slice_ids) if slice_ids is not None else list(range(len(self.bounds)))
 
     def train_one_batch(self, step):
-        if self.nreplicas > 1:
+        if self.nreplicas > 1 or self.comm is not None:
             self._train_replicated(step)
             return
         net = self.train_net
@@ -102,7 +114,7 @@ class BPWorker:
         net = self.train_net
         if not self.replicas:
             B = net.batch_size
-            self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in enumerate(self.bounds)]
+            self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
         for layer in net.data_layers:           # the whole batch, read once
             layer.forward(job_pb2.kTrain, net.srcs[layer.name])
         for rnet, _ in self.replicas:          # values may have been replaced (restore)
@@ -120,22 +132,43 @@ class BPWorker:
         for rnet, w in self.replicas:
             for key, v in rnet.metrics().items():
                 metrics[key] = metrics.get(key, 0.0) + w * v
-        self.train_metrics.add(metrics)
         grads = {}
-        for p in net.owner_params:
-            g = None
-            for rnet, w in self.replicas:
-                rg = rnet.owners[p.name].owner_grad()
-                if g is None:
-                    g = rg * p.dtype.type(w)
-                else:
-                    g += rg * p.dtype.type(w)
-            grads[p.name] = g
+        if net.backend.xp is numpy:
+            # the weighted sum written straight into one flat buffer: what the Allreduce sends
+            if self.flat is None:
+                from singa.cluster.mpi import FlatBuffer
+                self.flat = FlatBuffer([p.shape for p in net.owner_params], net.owner_params[0].dtype)
+            for p, g in zip(net.owner_params, self.flat.views):
+                for k, (rnet, w) in enumerate(self.replicas):
+                    rg = rnet.owners[p.name].owner_grad()
+                    if k == 0:
+                        numpy.multiply(rg, p.dtype.type(w), out=g)
+                    else:
+                        blas.axpy(w, rg, g)
+                grads[p.name] = g
+        else:
+            if self.comm is not None:
+                raise NotImplementedError("multi-process training on a GPU backend")
+            for p in net.owner_params:
+                g = None
+                for rnet, w in self.replicas:
+                    rg = rnet.owners[p.name].owner_grad() * p.dtype.type(w)
+                    g = rg if g is None else g + rg
+                grads[p.name] = g
+        if self.comm is not None:
+            # every process's weighted share, summed: one collective for all gradients, one for
+            # the metrics (weighted by the slices' shares of the global batch too)
+            self.comm.allreduce_sum(self.flat.flat)
+            keys = sorted(metrics)
+            vals = numpy.array([metrics[k] for k in keys], dtype=numpy.float64)
+            self.comm.allreduce_sum(vals)
+            metrics = dict(zip(keys, vals.tolist()))
+        self.train_metrics.add(metrics)
         self.update(step, grads=grads)
 
     def gemm_updates(self, step):
         """{param: GemmUpdate} for this step's params updated within backward (None if none)."""
-        if not self.fuse_updates or self.updater is None or self.nreplicas > 1:
+        if not self.fuse_updates or self.updater is None or self.nreplicas > 1 or self.comm is not None:
             return None
         out = {}
         for p in self.train_net.fusable_params():

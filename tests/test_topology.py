@@ -47,7 +47,8 @@ def test_in_process_quick_starts_and_defaults():
     # two worker groups (in-memory Downpour) and two synchronous workers (in-memory Sandblaster) in one process
     assert Topology(cluster(nworker_groups=2, nworkers_per_procs=2)).workers_of(0) == [(0, 0), (1, 0)]
     assert Topology(cluster(nworkers_per_group=2, nworkers_per_procs=2)).workers_of(0) == [(0, 0), (0, 1)]
-    assert is_default(cluster()) and not is_default(cluster(nworker_groups=1))
+    assert is_default(cluster()) and is_default(cluster(nworker_groups=1, nservers_per_procs=1))
+    assert not is_default(cluster(nworker_groups=2)) and not is_default(cluster(server_worker_separate=True))
 
 
 def test_default_cluster_on_n_processes_is_one_synchronous_group():

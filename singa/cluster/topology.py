@@ -37,8 +37,10 @@ def _bad(field, expected, received, hint):
 
 
 def is_default(cluster):
-    """True when no process-layout field of ``cluster`` is set (the workspace may be)."""
-    return not any(cluster.HasField(f) for f in _COUNTS + ("server_worker_separate",))
+    """True when every process-layout field of ``cluster`` has SINGA's default value (one worker
+    and one server in one process), set or not: what the Python API's ``Cluster(workspace)``
+    writes. The workspace and the other fields may be anything."""
+    return all(getattr(cluster, f) == 1 for f in _COUNTS) and not cluster.server_worker_separate
 
 
 class Topology:

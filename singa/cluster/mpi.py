@@ -1,0 +1,120 @@
+"""The MPI side of a job started with ``mpiexec -n N`` (mpi4py): the world communicator, buffer
+collectives for gradients and parameters, and the rule that an exception on any rank ends the
+whole job (MPI Abort) instead of leaving the others waiting in a collective.
+
+Without mpiexec (or with one process) ``world()`` is None and everything runs in-process; mpi4py
+is only imported when the environment says a process manager started this process.
+"""
+import os
+import sys
+import traceback
+
+import numpy
+
+from singa.errors import ConfigError
+
+# Variables a process manager (MPICH's hydra, Open MPI's orterun, PMIx, Slurm) sets in every rank.
+_LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
+
+_world = {}
+
+
+def launched_by_mpiexec():
+    return any(v in os.environ for v in _LAUNCH_VARS)
+
+
+class Comm:
+    """The world communicator of a multi-process job: ``rank``, ``size`` and the few collectives
+    the engine uses (buffer forms: one flat array per call)."""
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+        self.MPI = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def allreduce_sum(self, buf):
+        """buf = the sum of every rank's buf, in place (one Allreduce of the whole buffer)."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        return buf
+
+    def bcast(self, buf, root=0):
+        """buf = root's buf, in place."""
+        self.comm.Bcast(buf, root=root)
+        return buf
+
+    def bcast_object(self, obj, root=0):
+        """A small picklable object (metadata such as results) from ``root``."""
+        return self.comm.bcast(obj, root=root)
+
+    def barrier(self):
+        self.comm.Barrier()
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+
+def world():
+    """The job's Comm when started by mpiexec with more than one process, else None."""
+    if "comm" in _world:
+        return _world["comm"]
+    comm = None
+    if launched_by_mpiexec():
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise ConfigError("this process was started by mpiexec but mpi4py is not installed.\nhelp: pip install "
+                              "'singa[mpi]' (mpi4py and MPICH from PyPI), or run without mpiexec") from None
+        if MPI.COMM_WORLD.Get_size() > 1:
+            comm = Comm(MPI.COMM_WORLD)
+            install_abort_hook(comm)
+    _world["comm"] = comm
+    return comm
+
+
+def install_abort_hook(comm):
+    """An uncaught exception on this rank prints it with the rank and aborts every rank."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        sys.stderr.write("singa: rank %d of %d failed:\n%s" % (comm.rank, comm.size,
+                                                                "".join(traceback.format_exception(kind, value, tb))))
+        sys.stderr.flush()
+        try:
+            comm.abort(1)
+        finally:
+            previous(kind, value, tb)
+    sys.excepthook = hook
+
+
+def abort_on_error(comm, fn, *args, **kwargs):
+    """fn(*args, **kwargs); an exception on this rank is printed with the rank and aborts the job
+    (the other ranks may be blocked in a collective and would never see it)."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt and SystemExit end the job too)
+        if comm is None or (isinstance(e, SystemExit) and not e.code):
+            raise
+        from singa.errors import ConfigError, DataError
+        detail = "" if isinstance(e, (ConfigError, DataError)) else traceback.format_exc()   # user errors: the message
+        sys.stderr.write("singa: rank %d of %d failed: %s: %s\n%s" % (comm.rank, comm.size, type(e).__name__, e, detail))
+        sys.stderr.flush()
+        comm.abort(1)
+        raise
+
+
+class FlatBuffer:
+    """One contiguous float array holding several arrays end to end, with views of each: the
+    gradients of all params exchanged by one collective per step."""
+
+    def __init__(self, shapes, dtype):
+        sizes = [int(numpy.prod(s)) for s in shapes]
+        self.flat = numpy.zeros(sum(sizes), dtype=dtype)
+        self.views, off = [], 0
+        for shape, n in zip(shapes, sizes):
+            self.views.append(self.flat[off:off + n].reshape(shape))
+            off += n
+
+
+__all__ = ["Comm", "world", "launched_by_mpiexec", "install_abort_hook", "abort_on_error", "FlatBuffer"]

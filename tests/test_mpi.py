@@ -1,0 +1,149 @@
+"""Training across processes under a real mpiexec (MPICH from PyPI, mpi4py): synchronous worker
+groups give the parameters of one process on the same global batch, a wrong process count and
+a failing or killed rank end the whole job quickly with a clear message, and the seed's CIFAR-10
+script runs unchanged on 4 processes."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from singa.driver import Driver
+from singa.io import checkpoint as ckpt
+from singa.io.kvfile import KVFileWriter
+from singa.io.record import encode_record
+from singa.proto import parse_job_conf
+from tests.conftest import ROOT
+
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install 'singa[mpi]')")
+
+JOB = """
+name: "mpi"
+train_steps: %(steps)d
+disp_freq: 5
+train_one_batch { alg: kBP }
+cluster { workspace: "%(ws)s" %(cluster)s }
+updater { type: kSGD momentum: 0.9 weight_decay: 0.001 learning_rate { type: kFixed base_lr: 0.05 } }
+neuralnet {
+  layer { name: "data" type: kRecordInput
+          store_conf { backend: "kvfile" path: "train.bin" batchsize: 12 shape: 2 shape: 5 shape: 5 std_value: 2 } }
+  layer { name: "conv" type: kCConvolution srclayers: "data" convolution_conf { num_filters: 3 kernel: 3 pad: 1 }
+          param { name: "w0" init { type: kGaussian std: 0.3 } } param { name: "b0" init { type: kConstant value: 0 } } }
+  layer { name: "relu" type: kReLU srclayers: "conv" }
+  layer { name: "fc1" type: kInnerProduct srclayers: "relu" innerproduct_conf { num_output: 16 }
+          param { name: "w1" init { type: kGaussian std: 0.3 } } param { name: "b1" init { type: kConstant value: 0 } } }
+  layer { name: "act1" type: kSTanh srclayers: "fc1" }
+  layer { name: "fc2" type: kInnerProduct srclayers: "act1" innerproduct_conf { num_output: 3 }
+          param { name: "w2" init { type: kGaussian std: 0.3 } } param { name: "b2" init { type: kConstant value: 0 } } }
+  layer { name: "loss" type: kSoftmaxLoss srclayers: "fc2" srclayers: "data" }
+}
+"""
+
+
+def write_records(path, n=60):
+    rng = np.random.default_rng(3)
+    with KVFileWriter(str(path)) as w:
+        for i in range(n):
+            c = int(rng.integers(0, 3))
+            x = rng.normal(0, 2, 50) + c
+            w.insert("%08d" % i, encode_record(label=c, data=x.astype(np.float32).tolist(), shape=[2, 5, 5]))
+
+
+def mpirun(n, args, cwd, timeout=120, env=None):
+    t = time.time()
+    r = subprocess.run([MPIEXEC, "-n", str(n), sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout, env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1", **(env or {})))
+    return r, time.time() - t
+
+
+def params(path):
+    return {n: v for n, v, _ in ckpt.read_checkpoint(str(path))}
+
+
+def test_synchronous_training_matches_one_process(in_tmp):
+    write_records(in_tmp / "train.bin")
+    for ws in ("one", "two", "four"):
+        (in_tmp / (ws + ".conf")).write_text(JOB % dict(steps=20, ws=ws, cluster=""))
+    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
+    outs = {}
+    for n, ws in ((2, "two"), (4, "four")):
+        r, _ = mpirun(n, ["-m", "singa", "-conf", ws + ".conf"], in_tmp)
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert "%d processes x 1 worker(s) (MPI, synchronous: AllReduce)" % n in r.stdout
+        assert r.stdout.count("Checkpoint written") == 1          # one rank prints and writes
+        outs[n] = r.stdout
+    a = params(in_tmp / "one/checkpoint/step20-worker0")
+    for ws in ("two", "four"):
+        b = params(in_tmp / ws / "checkpoint/step20-worker0")
+        assert a.keys() == b.keys()
+        for k in a:     # the gradient sum's order differs: equal to float32 rounding
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg="%s %s" % (ws, k))
+    # the metrics are the global batch's
+    one = Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
+    loss = float(re.findall(r"Train @ step 19: loss = ([\d.]+)", outs[4])[0])
+    assert loss == pytest.approx(one.train[19]["loss"], rel=1e-4)
+
+
+def test_in_process_workers_of_one_group_match_one_worker(in_tmp):
+    write_records(in_tmp / "train.bin")
+    one = Driver(verbose=False, comm=None).train(parse_job_conf(JOB % dict(steps=10, ws="a", cluster="")))
+    two = Driver(verbose=False, comm=None).train(parse_job_conf(JOB % dict(
+        steps=10, ws="b", cluster="nworkers_per_group: 2 nworkers_per_procs: 2")))
+    a, b = params(in_tmp / "a/checkpoint/step10-worker0"), params(in_tmp / "b/checkpoint/step10-worker0")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
+    assert two.train[9]["loss"] == pytest.approx(one.train[9]["loss"], rel=1e-5)
+
+
+def test_wrong_process_count_says_which_n(in_tmp):
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=5, ws="ws", cluster="nworkers_per_group: 2 nservers_per_group: 2"))
+    r, secs = mpirun(3, ["-m", "singa", "-conf", "job.conf"], in_tmp)
+    assert r.returncode != 0 and secs < 60
+    assert "needs 2 process(es)" in r.stderr and "started with 3" in r.stderr and "mpiexec -n 2" in r.stderr
+
+
+def test_asynchronous_frameworks_are_refused_clearly(in_tmp):
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=5, ws="ws", cluster="nworker_groups: 2 nserver_groups: 2"))
+    r, _ = mpirun(2, ["-m", "singa", "-conf", "job.conf"], in_tmp)
+    assert r.returncode != 0 and "Distributed Hogwild" in r.stderr and "not implemented yet" in r.stderr
+
+
+FAIL = """
+import os, signal, sys, time
+from singa.cluster import mpi
+comm = mpi.world()
+if comm.rank == 1:
+    time.sleep(0.5)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("boom on purpose")
+    os.kill(os.getpid(), signal.SIGKILL)
+comm.barrier()      # rank 0 waits here for a rank that never comes
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_a_failing_or_killed_rank_ends_the_job(in_tmp, how):
+    (in_tmp / "fail.py").write_text(FAIL)
+    r, secs = mpirun(2, ["fail.py", how], in_tmp, timeout=60)
+    assert r.returncode != 0 and secs < 30, (r.returncode, secs)
+    assert "not reached" not in r.stdout
+    if how == "raise":
+        assert "rank 1 of 2 failed" in r.stderr and "boom on purpose" in r.stderr
+
+
+def test_seed_cifar10_script_on_four_processes(in_tmp):
+    from tests.test_cifar10_data import write_batches
+    write_batches(in_tmp / "raw", n=40)
+    r, _ = mpirun(4, [os.path.join(ROOT, "examples", "cifar10_cnn.py"), "--data-dir", str(in_tmp / "raw"), "--steps",
+                      "3", "--test-steps", "1", "--test-freq", "2", "--test-batch", "20"], in_tmp, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "4 processes x 1 worker(s)" in r.stdout
+    assert r.stdout.count("Final test metrics") == 4      # fit/evaluate return the results on every rank
