@@ -43,15 +43,34 @@ VARIANTS = {"default": (True, True, False), "blas": (True, False, False), "fused
 
 def singa_step_fn(batch, workdir, momentum=0.0, variant="default"):
     """A training step of the seed MLP built through singa's Python API and run by its engine."""
-    import numpy as np
+    from singa.backends import blas
+    from singa.updaters import create_updater
+    from singa.worker import BPWorker
+    net, job = singa_mlp_net(batch, workdir, momentum)
+    use_blas, fuse, split = VARIANTS[variant]
+    worker = BPWorker(net, create_updater(job.updater), fuse_updates=fuse)
+    state = {"step": 0}
+
+    def step():
+        blas.set_enabled(use_blas)
+        blas.set_split_products(split)       # off: one BLAS call per product, OpenBLAS threads it
+        try:
+            worker.train_one_batch(state["step"])
+        finally:
+            blas.set_enabled(True)
+            blas.set_split_products(False)
+        state["step"] += 1
+    return step
+
+
+def singa_mlp_net(batch, workdir, momentum=0.0):
+    """(net, job) of the seed MLP built through singa's Python API, params initialised."""
     from singa.io.kvfile import KVFileWriter
     from singa.io.record import encode_record
     from singa.model import Cluster, Data, Dense, SGD, Sequential, Store
     from singa.neuralnet import NeuralNet
-    from singa.backends import Backend, blas
+    from singa.backends import Backend
     from singa.random import RandomStreams
-    from singa.updaters import create_updater
-    from singa.worker import BPWorker
     from singa.proto import job_pb2
 
     x, y = make_data()
@@ -71,20 +90,7 @@ def singa_step_fn(batch, workdir, momentum=0.0, variant="default"):
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
     for p in net.owner_params:
         p.init_values(streams.stream("init/" + p.name))
-    use_blas, fuse, split = VARIANTS[variant]
-    worker = BPWorker(net, create_updater(job.updater), fuse_updates=fuse)
-    state = {"step": 0}
-
-    def step():
-        blas.set_enabled(use_blas)
-        blas.set_split_products(split)       # off: one BLAS call per product, OpenBLAS threads it
-        try:
-            worker.train_one_batch(state["step"])
-        finally:
-            blas.set_enabled(True)
-            blas.set_split_products(False)
-        state["step"] += 1
-    return step
+    return net, job
 
 
 def torch_step_fn(batch, momentum=0.0):
