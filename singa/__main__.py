@@ -2,9 +2,12 @@
 
     singa-run -conf job.conf [-resume] [-test] [-seed N]   run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
+    singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
 
-Arguments SINGA's launcher passed to every process (-singa_conf F, -singa_job N, -host H) are
-accepted and ignored.
+When the conf's cluster needs more than one process (SINGA-V0.md 3.3) and this is not already an
+MPI job, singa-run starts mpiexec itself with that many processes, as SINGA's launcher started
+one process per host. Arguments SINGA's launcher passed to every process (-singa_conf F,
+-singa_job N, -host H) are accepted and ignored.
 """
 import os
 import runpy
@@ -57,6 +60,13 @@ def main(argv=None):
         else:
             return _fail("unknown argument %r\n%s" % (a, USAGE))
         i += 1
+    if conf is not None:
+        try:
+            code = _launch_processes(conf, argv)
+        except SingaError as e:
+            return _fail(str(e))
+        if code is not None:
+            return code
     if script is not None:
         if not os.path.isfile(script):
             return _fail("no such script: %r" % script)
@@ -78,6 +88,49 @@ def main(argv=None):
     except SingaError as e:
         return _fail(str(e))
     return 0
+
+
+def _cluster_of(conf):
+    """The ClusterProto of a job.conf, or of a file holding only `cluster { ... }` (no check of
+    the job's other required fields here: the run itself does that)."""
+    from google.protobuf import text_format
+    from singa.proto import job_pb2
+    try:
+        with open(conf) as f:
+            text = f.read()
+    except OSError:
+        return None          # the run reports the missing file
+    job = job_pb2.JobProto()
+    try:
+        text_format.Parse(text, job)
+    except text_format.ParseError:
+        return None          # the run reports the parse error with its line and column
+    return job.cluster
+
+
+def _launch_processes(conf, argv):
+    """Re-run this command under ``mpiexec -n <the cluster's process count>`` when needed;
+    returns its exit code, or None to run here."""
+    from singa.cluster import mpi
+    from singa.cluster.topology import Topology
+    if mpi.launched_by_mpiexec():
+        return None
+    cluster = _cluster_of(conf)
+    if cluster is None:
+        return None
+    nprocs = Topology(cluster).nprocs
+    if nprocs <= 1:
+        return None
+    import shutil
+    import subprocess
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if mpiexec is None:
+        from singa.errors import ConfigError
+        raise ConfigError("the cluster in %s needs %d processes but no mpiexec was found.\nhelp: pip install "
+                          "'singa[mpi]' (mpi4py and MPICH), or start it yourself with `mpiexec -n %d singa-run ...`"
+                          % (conf, nprocs, nprocs))
+    print("singa-run: starting %d processes: %s -n %d" % (nprocs, mpiexec, nprocs), file=sys.stderr, flush=True)
+    return subprocess.call([mpiexec, "-n", str(nprocs), sys.executable, "-m", "singa"] + list(argv))
 
 
 if __name__ == "__main__":

@@ -147,3 +147,21 @@ def test_seed_cifar10_script_on_four_processes(in_tmp):
     assert r.returncode == 0, r.stderr + r.stdout
     assert "4 processes x 1 worker(s)" in r.stdout
     assert r.stdout.count("Final test metrics") == 4      # fit/evaluate return the results on every rank
+
+
+def test_singa_run_starts_mpiexec_for_the_clusters_process_count(in_tmp):
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=6, ws="ws", cluster="nworkers_per_group: 2 nservers_per_group: 2"))
+    r = subprocess.run([sys.executable, "-m", "singa", "-conf", "job.conf"], cwd=in_tmp, capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "starting 2 processes" in r.stderr and "2 processes x 1 worker(s)" in r.stdout
+    assert os.path.isfile(in_tmp / "ws/checkpoint/step6-worker0")
+    # a script with a cluster-only conf
+    (in_tmp / "cluster.conf").write_text("cluster { nworkers_per_group: 2 nservers_per_group: 2 }\n")
+    (in_tmp / "hello.py").write_text("from singa.cluster import mpi\nc = mpi.world()\nprint('rank %d of %d' % "
+                                     "(c.rank, c.size))\n")
+    r = subprocess.run([sys.executable, "-m", "singa", "-conf", "cluster.conf", "-exec", "hello.py"], cwd=in_tmp,
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert sorted(re.findall(r"rank (\d) of 2", r.stdout)) == ["0", "1"]
