@@ -19,6 +19,10 @@ USAGE = __doc__
 
 
 def _fail(msg, code=2):
+    from singa.cluster import mpi
+    comm = mpi.world() if mpi.launched_by_mpiexec() else None
+    if comm is not None:      # one rank leaving quietly would leave the others waiting in a collective
+        mpi._report_and_abort(comm, "singa-run: error (rank %d of %d): %s\n" % (comm.rank, comm.size, msg))
     print("singa-run: error: %s" % msg, file=sys.stderr)
     return code
 

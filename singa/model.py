@@ -36,6 +36,7 @@ from google.protobuf import text_format
 
 from singa.errors import ConfigError
 from singa.layer import *  # noqa: F401,F403
+from singa.cluster import mpi as _mpi
 from singa.layer import (Accuracy, Autoencoder, Dense, Layer, Loss, Parameter, RBM,
                          replace_fields)
 from singa.layer import __all__ as _layer_all
@@ -47,6 +48,12 @@ from singa.utils.utility import generate_name, name_epoch, reset_names
 _JOB_FIELDS = tuple(field_names(job_pb2.JobProto))
 _LOSS_NAMES = ("categorical_crossentropy", "mean_squared_error")
 _LOSS_TYPES = (job_pb2.kSoftmaxLoss, job_pb2.kEuclideanLoss, job_pb2.kCudnnSoftmaxLoss)
+
+# Under mpiexec, join the MPI world as soon as a script imports the API: an exception anywhere in
+# the script (loading data, building the model) then aborts every rank instead of leaving the
+# others waiting for it in a collective.
+if _mpi.launched_by_mpiexec():
+    _mpi.world()
 
 
 def _layer_type_name(t):

@@ -137,7 +137,11 @@ class BPWorker:
             # the weighted sum written straight into one flat buffer: what the Allreduce sends
             if self.flat is None:
                 from singa.cluster.mpi import FlatBuffer
-                self.flat = FlatBuffer([p.shape for p in net.owner_params], net.owner_params[0].dtype)
+                # the gradients, then (across processes) this step's weighted metrics: one buffer,
+                # one collective
+                self.metric_keys = sorted(metrics)
+                extra = [(len(self.metric_keys),)] if self.comm is not None else []
+                self.flat = FlatBuffer([p.shape for p in net.owner_params] + extra, net.owner_params[0].dtype)
             for p, g in zip(net.owner_params, self.flat.views):
                 for k, (rnet, w) in enumerate(self.replicas):
                     rg = rnet.owners[p.name].owner_grad()
@@ -156,13 +160,15 @@ class BPWorker:
                     g = rg if g is None else g + rg
                 grads[p.name] = g
         if self.comm is not None:
-            # every process's weighted share, summed: one collective for all gradients, one for
-            # the metrics (weighted by the slices' shares of the global batch too)
+            # every process's weighted share of the gradients and of the metrics, summed by one
+            # Allreduce of the flat buffer
+            mview = self.flat.views[-1]
+            if sorted(metrics) != self.metric_keys:
+                raise RuntimeError("the net's metrics changed between steps: %s, then %s"
+                                   % (self.metric_keys, sorted(metrics)))
+            mview[...] = [metrics[k] for k in self.metric_keys]
             self.comm.allreduce_sum(self.flat.flat)
-            keys = sorted(metrics)
-            vals = numpy.array([metrics[k] for k in keys], dtype=numpy.float64)
-            self.comm.allreduce_sum(vals)
-            metrics = dict(zip(keys, vals.tolist()))
+            metrics = dict(zip(self.metric_keys, mview.astype(numpy.float64).tolist()))
         self.train_metrics.add(metrics)
         self.update(step, grads=grads)
 

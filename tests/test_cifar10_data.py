@@ -86,3 +86,25 @@ def test_import_lines():
     from examples.datasets import cifar10 as a
     from singa.datasets import cifar10 as b
     assert a.load_data is b.load_data
+
+
+def test_processes_converting_at_once_all_get_the_records(tmp_path):
+    """The ranks of an MPI job all load the data at start-up: one converts, the others wait."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    write_batches(tmp_path / "raw", n=30)
+    code = ("import os, singa.io.create_data as cd\n"
+            "real = cd.convert_cifar10\n"
+            "def counted(*a, **k):\n    print('CONVERTED')\n    import time; time.sleep(1.0)   # a slow conversion: the others check meanwhile\n    return real(*a, **k)\n"
+            "cd.convert_cifar10 = counted\n"
+            "from singa.datasets import cifar10\nt, s, m = cifar10.locate(%r)\n"
+            "print(os.path.getsize(t), os.path.getsize(s), os.path.getsize(m))" % str(tmp_path / "raw"))
+    env = dict(os.environ, PYTHONPATH=ROOT, SINGA_CACHE=str(tmp_path / "cache"))
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert sum(o.count("CONVERTED") for o, _ in outs) == 1          # one converted, three reused its records
+    assert len({o.replace("CONVERTED\n", "") for o, _ in outs}) == 1
+    assert not [f for f in os.listdir(tmp_path / "cache" / "cifar10") if f.endswith(".tmp")]

@@ -5,6 +5,7 @@ script runs unchanged on 4 processes."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,10 +56,26 @@ def write_records(path, n=60):
 
 
 def mpirun(n, args, cwd, timeout=120, env=None):
+    """mpiexec -n n python args, in a session of its own that is killed whole afterwards: no rank
+    outlives its test (an orphan busy-polling in a collective would slow every later test)."""
     t = time.time()
-    r = subprocess.run([MPIEXEC, "-n", str(n), sys.executable] + args, cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout, env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1", **(env or {})))
-    return r, time.time() - t
+    p = subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable] + args, cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1", **(env or {})))
+    timed_out = False
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if timed_out:
+        out, err = p.communicate()
+        err += "\n[test] timed out after %d s" % timeout
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err), time.time() - t
 
 
 def params(path):
@@ -143,7 +160,7 @@ def test_seed_cifar10_script_on_four_processes(in_tmp):
     from tests.test_cifar10_data import write_batches
     write_batches(in_tmp / "raw", n=40)
     r, _ = mpirun(4, [os.path.join(ROOT, "examples", "cifar10_cnn.py"), "--data-dir", str(in_tmp / "raw"), "--steps",
-                      "3", "--test-steps", "1", "--test-freq", "2", "--test-batch", "20"], in_tmp, timeout=300)
+                      "3", "--test-steps", "1", "--test-freq", "2", "--test-batch", "20"], in_tmp, timeout=120)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "4 processes x 1 worker(s)" in r.stdout
     assert r.stdout.count("Final test metrics") == 4      # fit/evaluate return the results on every rank
@@ -165,3 +182,15 @@ def test_singa_run_starts_mpiexec_for_the_clusters_process_count(in_tmp):
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr
     assert sorted(re.findall(r"rank (\d) of 2", r.stdout)) == ["0", "1"]
+
+
+def test_a_script_failing_before_training_aborts_the_job(in_tmp):
+    # rank 1 fails while "loading data", before any Driver exists: importing the API joined the
+    # MPI world, so the failure aborts rank 0, which would otherwise wait for it forever
+    (in_tmp / "early.py").write_text(
+        "import sys\nfrom singa.model import *\nfrom singa.cluster import mpi\n"
+        "if mpi.world().rank == 1:\n    raise FileNotFoundError('no data here')\n"
+        "mpi.world().barrier()\nprint('not reached')\n")
+    r, secs = mpirun(2, ["early.py"], in_tmp, timeout=60)
+    assert r.returncode != 0 and secs < 30 and "not reached" not in r.stdout
+    assert "rank 1 of 2 failed" in r.stderr and "no data here" in r.stderr

@@ -7,6 +7,7 @@ is only imported when the environment says a process manager started this proces
 """
 import os
 import sys
+import time
 import traceback
 
 import numpy
@@ -73,16 +74,30 @@ def world():
     return comm
 
 
+def _report_and_abort(comm, text):
+    """Write ``text`` to stderr, give the process manager a moment to forward it (an abort
+    tears the job down at once and can drop output still in flight), then abort every rank."""
+    try:
+        sys.stderr.flush()
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
+    time.sleep(ABORT_GRACE_S)
+    comm.abort(1)
+
+
+# Seconds between a failing rank's message and MPI_Abort.
+ABORT_GRACE_S = 0.5
+
+
 def install_abort_hook(comm):
     """An uncaught exception on this rank prints it with the rank and aborts every rank."""
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        sys.stderr.write("singa: rank %d of %d failed:\n%s" % (comm.rank, comm.size,
-                                                                "".join(traceback.format_exception(kind, value, tb))))
-        sys.stderr.flush()
         try:
-            comm.abort(1)
+            _report_and_abort(comm, "singa: rank %d of %d failed:\n%s" % (
+                comm.rank, comm.size, "".join(traceback.format_exception(kind, value, tb))))
         finally:
             previous(kind, value, tb)
     sys.excepthook = hook
@@ -98,9 +113,8 @@ def abort_on_error(comm, fn, *args, **kwargs):
             raise
         from singa.errors import ConfigError, DataError
         detail = "" if isinstance(e, (ConfigError, DataError)) else traceback.format_exc()   # user errors: the message
-        sys.stderr.write("singa: rank %d of %d failed: %s: %s\n%s" % (comm.rank, comm.size, type(e).__name__, e, detail))
-        sys.stderr.flush()
-        comm.abort(1)
+        _report_and_abort(comm, "singa: rank %d of %d failed: %s: %s\n%s" % (comm.rank, comm.size, type(e).__name__,
+                                                                           e, detail))
         raise
 
 

@@ -17,6 +17,7 @@ import shutil
 import urllib.request
 
 from singa.errors import DataError
+from singa.io.atomic import DirLock, write_text_atomic
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -101,16 +102,14 @@ class IdxDataset:
         train, test = os.path.join(out, "train_data.bin"), os.path.join(out, "test_data.bin")
         stamp = os.path.join(out, "converted-from")
         source = "\n".join(os.path.abspath(idx[k]) for k in sorted(idx))
-        if os.path.isfile(train) and os.path.isfile(test) and os.path.isfile(stamp):
-            with open(stamp) as f:
-                if f.read() == source:
-                    return train, test
-        convert_idx_to_kvfile(idx["train_images"], idx["train_labels"], train)
-        convert_idx_to_kvfile(idx["test_images"], idx["test_labels"], test)
-        tmp = stamp + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(source)
-        os.replace(tmp, stamp)
+        with DirLock(out):    # one process converts; the others (MPI ranks) wait and reuse it
+            if os.path.isfile(train) and os.path.isfile(test) and os.path.isfile(stamp):
+                with open(stamp) as f:
+                    if f.read() == source:
+                        return train, test
+            convert_idx_to_kvfile(idx["train_images"], idx["train_labels"], train)
+            convert_idx_to_kvfile(idx["test_images"], idx["test_labels"], test)
+            write_text_atomic(stamp, source)
         return train, test
 
     def _download(self):
@@ -138,7 +137,7 @@ class IdxDataset:
         errors = []
         for mirror in self.mirrors:
             url = mirror.rstrip("/") + "/" + fname
-            tmp = dest + ".part"
+            tmp = "%s.%d.part" % (dest, os.getpid())
             try:
                 with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
                     shutil.copyfileobj(r, f)

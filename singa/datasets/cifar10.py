@@ -59,16 +59,16 @@ def _archive(d):
 
 
 def _convert(batch_dir):
+    from singa.io.atomic import DirLock, write_text_atomic
     from singa.io.create_data import convert_cifar10
     out = cache_dir()
     stamp = os.path.join(out, "converted-from")
     src = os.path.abspath(batch_dir)
-    if _records(out) and os.path.isfile(stamp) and open(stamp).read() == src:
-        return _records(out)
-    convert_cifar10(batch_dir, out)
-    with open(stamp + ".tmp", "w") as f:
-        f.write(src)
-    os.replace(stamp + ".tmp", stamp)
+    with DirLock(out):        # one process converts; the others (MPI ranks) wait and reuse it
+        if _records(out) and os.path.isfile(stamp) and open(stamp).read() == src:
+            return _records(out)
+        convert_cifar10(batch_dir, out)
+        write_text_atomic(stamp, src)
     return _records(out)
 
 

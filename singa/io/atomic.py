@@ -44,3 +44,41 @@ class PublishOnClose:
             self.close()
         else:
             self.abort()
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file of this process, published by rename:
+    processes writing the same file at once never see or leave a partial one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class DirLock:
+    """An exclusive advisory lock on ``<folder>/.lock`` (flock): one process at a time converts
+    or downloads into a cache folder; the others wait, then find the result (e.g. the ranks of an
+    MPI job that all load the same data set at start-up)."""
+
+    def __init__(self, folder):
+        self.path = os.path.join(folder, ".lock")
+        self._fd = None
+
+    def __enter__(self):
+        import fcntl
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
