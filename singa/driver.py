@@ -76,7 +76,26 @@ class Driver:
                                   "Received: %d.\nhelp: fit(nb_epoch=N) or `train_steps: N`" % job.train_steps)
 
     def _backend(self, job):
-        return Backend(job.gpu[0] if len(job.gpu) else None)
+        """The backend of this process's workers. ``job.gpu`` (``device=``) lists one GPU id per
+        worker of this process: the i-th local worker gets gpu[i]. Checked before any training:
+        the count, then CuPy and every id (Backend raises a clear error for each)."""
+        gpus = list(job.gpu)
+        if not gpus:
+            return Backend(None)
+        topo = getattr(self, "topology", None)
+        local = len(topo.workers_of(self.rank)) if topo is not None else 1
+        if len(gpus) != local:
+            raise ConfigError("Invalid value for `device` (JobProto.gpu). Expected one GPU id per worker of this "
+                              "process (%d). Received: %s.\nhelp: device=%s, or set nworkers_per_procs to the "
+                              "number of GPUs" % (local, gpus, list(range(local))))
+        if self.comm is not None:
+            raise ConfigError("training across processes on GPUs (device=%s under mpiexec) is not implemented yet."
+                              "\nhelp: drop device= to train on the CPUs of every process" % gpus)
+        backends = [Backend(g) for g in gpus]
+        if len(backends) > 1:
+            raise ConfigError("several workers on GPUs in one process (device=%s) are not supported yet.\nhelp: one "
+                              "worker per process (mpiexec -n %d) with one id each" % (gpus, len(gpus)))
+        return backends[0]
 
     def _workspace(self, job):
         ws = job.cluster.workspace

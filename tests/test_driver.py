@@ -156,3 +156,17 @@ def test_resume_from_the_scripts_argv(job_dir):
     Driver(verbose=False).train(make_job(steps=30, test_freq=0))
     res = Driver(argv=["script.py", "-resume"], verbose=False).train(make_job(steps=50, test_freq=0))
     assert min(res) >= 30 and max(res) == 49
+
+
+def test_gpu_ids_are_checked_before_training(job_dir):
+    """device= (JobProto.gpu): one id per worker of the process, then CuPy and the ids themselves."""
+    with pytest.raises(ConfigError, match=r"(?s)one GPU id per worker of this process \(1\). Received: \[0, 1\]"):
+        Driver(verbose=False).train(make_job(extra="gpu: 0 gpu: 1\n"))
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy installed: the missing-CuPy error cannot be shown here")
+    except ImportError:
+        pass
+    with pytest.raises(ConfigError, match="CuPy is not installed"):
+        Driver(verbose=False).train(make_job(extra="gpu: 0\n"))
+    assert not os.path.exists(job_dir / "ws" / "checkpoint")       # nothing ran
