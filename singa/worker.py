@@ -8,6 +8,7 @@ import os
 import numpy
 
 from singa.backends import blas
+from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
 
 # Automatic replicas: at least this many samples per thread.
@@ -30,7 +31,6 @@ def auto_replicas(net):
         except ValueError:
             n = 0
         if n < 1:
-            from singa.errors import invalid
             raise invalid("SINGA_REPLICAS", "a number of replicas >= 1 (1: off)", env,
                           hint="e.g. SINGA_REPLICAS=2, or unset it for the automatic choice")
         return n
@@ -218,9 +218,7 @@ class CDWorker(BPWorker):
     and one reconstruction, reporting 'se'."""
 
     def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1, fuse_updates=True):
-        from singa.errors import ConfigError
         if int(cd_k) < 1:
-            from singa.errors import invalid
             raise invalid("cd_conf.cd_k", "a number of Gibbs steps >= 1", cd_k, hint="`cd_conf { cd_k: 1 }`")
         super().__init__(train_net, updater, test_net, val_net, fuse_updates=fuse_updates, replicas=1)
         self.cd_k = int(cd_k)

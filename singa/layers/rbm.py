@@ -126,7 +126,7 @@ class RBMVisLayer(_RBMLayer):
         """dW = (h_k^T v_k - h0^T v0) / B and db = mean(v_k - v0) into the params' grads.
 
         With a GemmUpdate ``plan`` (SGD, see BPWorker) the weight's update is applied inside the
-        two products instead: target = beta*target + alpha*dW_owner, where the owner's gradient
+        product instead: target = beta*target + alpha*dW_owner, where the owner's gradient
         is dW averaged over the weight's shares (RBMHid's share contributes 0), as the updater
         would have averaged it."""
         xp = self.xp
@@ -140,14 +140,10 @@ class RBMVisLayer(_RBMLayer):
         self.bias.grad *= 1.0 / B
         # h_k^T v_k - h0^T v0 = [h_k; -h0]^T [v_k; v0]: one product over the stacked halves (the
         # output is written once), h0 negated for it and restored
-        hb, vb = h.neg.base, self.neg.base
-        if hb is None or vb is None or hb.shape[0] != 2 * B or vb.shape[0] != 2 * B:
-            blas.gemm(h.neg.T, self.neg, target, a, beta)
-            blas.gemm(h.pos.T, self.pos, target, -a, 1.0)
-        else:
-            xp.negative(h.pos, out=h.pos)
-            blas.gemm(hb.T, vb, target, a, beta)
-            xp.negative(h.pos, out=h.pos)
+        hb, vb = h._scratch["both"], self._scratch["both"]
+        xp.negative(h.pos, out=h.pos)
+        blas.gemm(hb.T, vb, target, a, beta)
+        xp.negative(h.pos, out=h.pos)
         if plan is not None:
             plan.finish()
             plan.applied = True
