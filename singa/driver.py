@@ -12,7 +12,7 @@ import numpy
 
 from singa.backends import Backend
 from singa.cluster import mpi
-from singa.cluster.topology import Topology
+from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
 from singa.neuralnet import NeuralNet, strip_unroll
@@ -57,13 +57,10 @@ class Driver:
             raise ConfigError("Invalid value for `cluster.workspace`. Expected a directory for checkpoints. "
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
         topo = Topology.for_world(job.cluster, self.comm.size if self.comm else 1)
-        if not topo.synchronous or topo.separate:
-            raise ConfigError(
-                "the cluster describes %s (%s); this engine runs synchronous worker groups with co-located "
-                "servers (AllReduce) so far.\nhelp: one worker group (`nworker_groups: 1`) without "
-                "`server_worker_separate`; asynchronous Downpour/Hogwild and separate server processes are not "
-                "implemented yet" % (topo.framework(), topo.describe()))
         self.topology = topo
+        # parameter servers of their own (Downpour, Hogwild, Sandblaster) or every worker
+        # updating its replica from the group's summed gradients (AllReduce)
+        self.ps = not topo.synchronous or topo.separate
         if training:
             alg = job.train_one_batch.alg
             if alg not in (job_pb2.kBP, job_pb2.kCD):
@@ -77,24 +74,29 @@ class Driver:
 
     def _backend(self, job):
         """The backend of this process's workers. ``job.gpu`` (``device=``) lists one GPU id per
-        worker of this process: the i-th local worker gets gpu[i]. Checked before any training:
-        the count, then CuPy and every id (Backend raises a clear error for each)."""
+        worker of this process (the i-th local worker gets gpu[i]) or, with several processes on
+        a machine, per worker of the machine (``assign_gpus``). Checked before any training: the
+        count, then CuPy and every id (Backend raises a clear error for each)."""
         gpus = list(job.gpu)
         if not gpus:
             return Backend(None)
         topo = getattr(self, "topology", None)
         local = len(topo.workers_of(self.rank)) if topo is not None else 1
-        if len(gpus) != local:
-            raise ConfigError("Invalid value for `device` (JobProto.gpu). Expected one GPU id per worker of this "
-                              "process (%d). Received: %s.\nhelp: device=%s, or set nworkers_per_procs to the "
-                              "number of GPUs" % (local, gpus, list(range(local))))
-        if self.comm is not None:
-            raise ConfigError("training across processes on GPUs (device=%s under mpiexec) is not implemented yet."
-                              "\nhelp: drop device= to train on the CPUs of every process" % gpus)
-        backends = [Backend(g) for g in gpus]
+        before, machine = 0, local
+        if self.comm is not None:       # the workers of the processes on this machine, in rank order
+            MPI = self.comm.MPI
+            node = self.comm.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+            counts = node.allgather(local)
+            before, machine = sum(counts[:node.Get_rank()]), sum(counts)
+            node.Free()
+        ids = assign_gpus(gpus, local, before, machine)
+        if not ids:                     # servers only: they update on the CPU
+            return Backend(None)
+        backends = [Backend(g) for g in sorted(set(ids))]
         if len(backends) > 1:
-            raise ConfigError("several workers on GPUs in one process (device=%s) are not supported yet.\nhelp: one "
-                              "worker per process (mpiexec -n %d) with one id each" % (gpus, len(gpus)))
+            raise ConfigError("several GPUs in one process (device=%s gives this process's workers %s) are not "
+                              "supported yet.\nhelp: one worker per process (nworkers_per_procs: 1, mpiexec -n %d) "
+                              "with one id each" % (gpus, ids, len(gpus)))
         return backends[0]
 
     def _workspace(self, job):
@@ -173,15 +175,44 @@ class Driver:
         val_net = (NeuralNet(job.neuralnet, job_pb2.kVal, backend, streams, shared_params=shared)
                    if job.validate_steps > 0 else None)
         updater = create_updater(job.updater)
-        slices, slice_ids = self._worker_slices(train_net.batch_size)
-        if job.train_one_batch.alg == job_pb2.kCD:
-            if self.comm is not None or self.topology.nworkers_per_group > 1:
-                raise ConfigError("alg kCD runs one worker in one process so far.\nhelp: leave the Cluster at its "
-                                  "defaults and start the RBM job without mpiexec")
-            worker = CDWorker(train_net, updater, test_net, val_net, cd_k=job.train_one_batch.cd_conf.cd_k)
-        else:
-            worker = BPWorker(train_net, updater, test_net, val_net, comm=self.comm, slices=slices,
-                              slice_ids=slice_ids)
+        topo = self.topology
+        params = train_net.owner_params
+        B = train_net.batch_size                  # the batch of a worker group
+        mine = topo.workers_of(self.rank)         # [(group, id)] of this process's workers
+        local_groups = sorted({g for g, _ in mine})
+        stub = group_comm = None
+        if self.ps:
+            if job.train_one_batch.alg == job_pb2.kCD:
+                raise ConfigError("alg kCD (RBMs) runs with synchronous workers only (AllReduce).\nhelp: one worker "
+                                  "group without `server_worker_separate`")
+            from singa.cluster.stub import GroupComm, Stub, WorkerStub
+            stub = Stub(self.comm, topo, params, updater)
+            if self.rank == 0:
+                stub.expect_finals()
+            if self.comm is not None and topo.nworkers_per_group > topo.nworkers_per_procs:
+                # the processes of this worker group (servers-only processes join no group)
+                MPI = self.comm.MPI
+                sub = self.comm.comm.Split(local_groups[0] if mine else MPI.UNDEFINED, self.rank)
+                group_comm = GroupComm(sub, stub, MPI) if mine else None
+        # a worker (BPWorker: this process's workers of the group as replicas) per local group
+        groups = []                               # (group, worker, WorkerStub or None, train net)
+        for k, g in enumerate(local_groups):
+            net = train_net if k == 0 else self._group_net(job, backend, streams, train_net)
+            part, slices, slice_ids = self._worker_slices(B, g, [i for gg, i in mine if gg == g])
+            wstub = WorkerStub(stub, g, net.owner_params, group_comm) if stub is not None else None
+            if job.train_one_batch.alg == job_pb2.kCD:
+                worker = CDWorker(net, updater, test_net, val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
+                                  comm=self.comm, slices=slices, slice_ids=slice_ids, batch=B)
+            else:
+                worker = BPWorker(net, updater, test_net if k == 0 else None, val_net if k == 0 else None,
+                                  comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
+                                  batch=B, ps=wstub)
+            if part is not None:                  # this process reads only its rows of its group's batches
+                stride = B * (topo.nworker_groups if self.ps else 1)
+                for layer in net.data_layers:
+                    layer.read_part(part[0], part[1], stride)
+            groups.append((g, worker, wstub, net))
+        worker = groups[0][1] if groups else None   # a process of servers only has none
 
         self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
@@ -190,32 +221,46 @@ class Driver:
         else:
             loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)
             if job.reset_param_version:
-                for p in train_net.owner_params:
+                for p in params:
                     if p.name in loaded:
                         p.version = start
         self._init_params(train_net, streams, loaded)
-        if self.comm is not None:
+        if self.comm is not None or stub is not None:
             # every rank starts from rank 0's values (they agree already when all ranks read the
             # same files with the same seed; this makes it so whatever each rank could read)
-            flat = mpi.FlatBuffer([p.shape for p in train_net.owner_params], train_net.owner_params[0].dtype)
-            for p, v in zip(train_net.owner_params, flat.views):
+            flat = mpi.FlatBuffer([p.shape for p in params], params[0].dtype)
+            for p, v in zip(params, flat.views):
                 v[...] = backend.to_host(p.data)
-            self.comm.bcast(flat.flat)
-            for p, v in zip(train_net.owner_params, flat.views):
+            if self.comm is not None:
+                self.comm.bcast(flat.flat)
+            for p, v in zip(params, flat.views):
                 p.set_values(v)
+            if stub is not None:
+                stub.load(flat.flat)
+        for g, _, _, net in groups:
+            if net is not train_net:              # another group of this process: the same values
+                self._link_group_params(net, train_net, job.cluster.share_memory)
+        if self.ps:                               # worker group g reads batches g, g+G, g+2G, ... of the data
+            base = {l.name: l.pos for l in train_net.data_layers}
+            for g, _, _, net in groups:
+                for layer in net.data_layers:
+                    layer.pos = (base[layer.name] + g * B) % len(layer.store)
 
         results = Results("train")
-        where = ""
-        if self.comm is not None:
+        if self.ps:
+            where = ", %d processes: %s (%s)" % (topo.nprocs, topo.framework(), topo.describe())
+        elif self.comm is not None:
             where = ", %d processes x %d worker(s) (MPI, synchronous: %s)" % (
-                self.comm.size, worker.nreplicas, self.topology.framework())
+                self.comm.size, worker.nreplicas, topo.framework())
         elif worker.nreplicas > 1:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
+        else:
+            where = ""
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
-            job.name, job.train_steps, start, train_net.batch_size, backend, where))
+            job.name, job.train_steps, start, B, backend, where))
         train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
         step = start
-        while step < job.train_steps:
+        while worker is not None and step < job.train_steps:
             if val_net is not None and self.rank == 0 and every(step, job.validate_freq, job.validate_after):
                 results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
                 self.log("Validation @ step %d: %s" % (step, fmt(m)))
@@ -225,49 +270,122 @@ class Driver:
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
                 self._checkpoint(ws, step, train_net, worker, streams)
             t = time.perf_counter()
-            worker.train_one_batch(step)
+            for _, w, _, _ in groups:
+                w.train_one_batch(step)
             train_time += time.perf_counter() - t
             if every(step, job.disp_freq, job.disp_after):
                 results.train[step] = m = worker.train_metrics.pop()
-                rate = (step + 1 - n0) * train_net.batch_size / max(train_time, 1e-9)
-                self.log("Train @ step %d: %s (%.0f samples/s)" % (step, fmt(m), rate))
+                rate = (step + 1 - n0) * B / max(train_time, 1e-9)
+                self.log("Train @ step %d: %s (%.0f samples/s%s)" % (step, fmt(m), rate,
+                                                                   " in group 0" if topo.nworker_groups > 1 else ""))
                 train_time, n0 = 0.0, step + 1
+            if stub is not None:
+                stub.serve()                      # answer the other groups' pushes to servers here
             step += 1
+        step = max(step, job.train_steps)
         last = step - 1
-        if worker.train_metrics.n:  # metrics since the last display (all of them if disp_freq is 0)
+        if worker is not None and worker.train_metrics.n:  # metrics since the last display (all if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
             self.log("Train @ step %d: %s" % (last, fmt(m)))
+        if stub is not None:
+            results.cluster = self._finish_servers(stub, groups)
         if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
             results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
             self.log("Test @ step %d: %s" % (step, fmt(m)))
         if self.rank == 0:
             path = self._checkpoint(ws, step, train_net, worker, streams)
             self.log("Checkpoint written to %s" % path)
-        results = Results("train", results.train, results.validation, results.test)
+        results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
         if self.comm is not None:     # every rank returns rank 0's results (tests ran there)
             results = self.comm.bcast_object(results)
         return results
 
-    def _worker_slices(self, batch):
-        """The rows of each global batch this process trains, per local worker, and the workers'
-        global ids: the batch split evenly among the group's workers (SINGA's partition_dim 0).
-        None for the default in-process engine (BPWorker picks its replicas)."""
+    def _group_net(self, job, backend, streams, first):
+        """The train net of another worker group of this process (in-process Downpour/Hogwild)."""
+        return NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams)
+
+    @staticmethod
+    def _link_group_params(net, first, share_memory):
+        """Another local group's params: the first group's arrays (``share_memory``, SINGA's default:
+        the groups read the values the last reply brought, whichever group asked), else a copy."""
+        for name, p in net.owners.items():
+            src = first.owners[name]
+            if share_memory:
+                p.data = src.data
+                for s in p.shares:
+                    s.data = src.data
+            else:
+                p.set_values(backend_host(src))
+
+    def _finish_servers(self, stub, groups):
+        """The end of a job with parameter servers: the groups say they are done, the servers
+        finish (Hogwild: the last deltas reach the masters), every rank takes the final values,
+        and the servers' update counts are checked against the workers' pushes."""
+        for _, _, wstub, _ in groups:
+            wstub.done()
+        stub.finish()
+        final = stub.final if self.rank == 0 else numpy.empty(stub.total, stub.dtype)
+        if self.comm is not None:
+            self.comm.bcast(final)
+        for _, _, _, net in groups:
+            off = 0
+            for p in net.owner_params:
+                p.set_values(final[off:off + p.size])
+                off += p.size
+        pushes = {w.group: w.pushes for _, _, w, _ in groups if w.leader}
+        stats = [(stub.stats(), pushes)]
+        if self.comm is not None:
+            stats = self.comm.gather_object(stats[0])
+        stub.close()
+        if self.rank != 0:
+            return None
+        servers, pushed = {}, {}
+        for st, pu in stats:
+            servers.update(st)
+            pushed.update(pu)
+        topo = self.topology
+        for (g, sid), (updates, by_group, _) in sorted(servers.items()):
+            lo, hi = stub.server_range[sid]
+            expected = {wg: n for wg, n in pushed.items() if topo.server_group_of(wg) == g} if hi > lo else {}
+            if by_group != expected:
+                raise RuntimeError("server (%d, %d) applied %s updates by worker group but the groups pushed %s: "
+                                   "a gradient was lost or applied twice" % (g, sid, by_group, expected))
+        updates = sum(u for u, _, _ in servers.values())
+        deltas = sum(d for _, _, d in servers.values())
+        self.log("Servers (%s): %d updates applied for %d pushes (%s)%s" % (
+            topo.framework(), updates, sum(pushed.values()),
+            ", ".join("group %d: %d" % kv for kv in sorted(pushed.items())),
+            "; %d deltas synced between server groups" % deltas if topo.nserver_groups > 1 else ""))
+        return {"framework": topo.framework(), "pushes": pushed, "updates": {k: v[0] for k, v in servers.items()},
+                "deltas": deltas}
+
+    def _worker_slices(self, batch, group, ids):
+        """For this process's workers ``ids`` of worker group ``group``: the part of each group
+        batch the process reads, the workers' rows within that part, and the workers' global ids
+        (which name their random streams): the batch split evenly among the group's workers
+        (SINGA's partition_dim 0). (None, None, None) for the default in-process engine (BPWorker
+        picks its replicas)."""
         topo = self.topology
         W = topo.nworkers_per_group
-        if self.comm is None and W == 1:
-            return None, None
+        if self.comm is None and W == 1 and not self.ps:
+            return None, None, None
         if batch < W:
             raise ConfigError("the batch (%d) is smaller than the number of workers it is split among (%d).\nhelp: "
                               "a batch of at least %d, or fewer workers" % (batch, W, W))
-        ids = [i for _, i in topo.workers_of(self.rank)]
-        return [(batch * i // W, batch * (i + 1) // W) for i in ids], ids
+        bounds = [(batch * i // W, batch * (i + 1) // W) for i in ids]
+        lo, hi = bounds[0][0], bounds[-1][1]
+        gids = [group * W + i for i in ids]
+        if self.comm is None and not self.ps:
+            return None, bounds, gids
+        return (lo, hi), [(a - lo, b - lo) for a, b in bounds], gids
 
     def _checkpoint(self, ws, step, net, worker, streams):
         # The state file first, then the checkpoint: each is published by rename, so a run killed
         # at any moment leaves either no step<N> checkpoint or one whose state is complete.
         path = ckpt.checkpoint_file(ws, step, 0)
         state = {}
-        for pname, st in worker.state.items():
+        # with parameter servers the updater state lives on the servers: not in the checkpoint
+        for pname, st in ({} if self.ps else worker.state).items():
             for k, v in st.items():
                 state["updater/%s/%s" % (pname, k)] = net.backend.to_host(v)
         positions = {"%d/%s" % (n.phase, l.name): int(l.pos) for n in self._nets for l in n.data_layers
@@ -290,7 +408,7 @@ class Driver:
                      "updater history, random streams and data positions start afresh, so this resume is not "
                      "exact" % path)
         else:
-            for pname, st in worker.state.items():
+            for pname, st in (worker.state if worker is not None and not self.ps else {}).items():
                 for k in st:
                     key = "updater/%s/%s" % (pname, k)
                     if key in arrays:

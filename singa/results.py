@@ -8,7 +8,10 @@ phases are reachable on every Results as ``.train``, ``.validation`` and ``.test
 
 
 class Results(dict):
-    def __init__(self, main="train", train=None, validation=None, test=None):
+    def __init__(self, main="train", train=None, validation=None, test=None, cluster=None):
+        # ``cluster``: for jobs with parameter servers, the framework and what the servers did
+        # ({'framework', 'pushes': {worker group: n}, 'updates': {(server group, id): n}, 'deltas'})
+        self.cluster = cluster
         self.train = train if train is not None else {}
         self.validation = validation if validation is not None else {}
         self.test = test if test is not None else {}

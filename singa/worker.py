@@ -73,7 +73,7 @@ class BPWorker:
     a given seed and number of replicas."""
 
     def __init__(self, train_net, updater, test_net=None, val_net=None, fuse_updates=True, replicas=None,
-                 comm=None, slices=None, slice_ids=None):
+                 comm=None, slices=None, slice_ids=None, batch=None, ps=None):
         self.train_net = train_net
         self.test_net = test_net
         self.val_net = val_net
@@ -81,11 +81,16 @@ class BPWorker:
         self.fuse_updates = bool(fuse_updates)
         self.state = {p.name: updater.init_state(p.data) for p in train_net.owner_params} if updater else {}
         self.train_metrics = MetricAverager()
-        B = train_net.batch_size
         # ``comm`` (singa.cluster.mpi.Comm): a synchronous worker group over processes; this
-        # process trains ``slices`` [(lo, hi)] of every global batch (one replica each) and the
-        # gradients are summed over all processes with one Allreduce of a flat buffer.
+        # process trains ``slices`` [(lo, hi)] (rows of what its data layers read) of every group
+        # batch of ``batch`` rows (one replica each) and the gradients are summed over all the
+        # group's processes with one Allreduce of a flat buffer.
+        # ``ps`` (singa.cluster.stub.WorkerStub): the group's gradients go to parameter servers,
+        # which send back fresh values (Downpour, Hogwild, Sandblaster), instead of the local update.
+        B = self.batch = int(batch) if batch is not None else train_net.batch_size
         self.comm = comm
+        self.ps = ps
+        self.update_params = None      # the params this worker trains (None: every owner param)
         self.flat = None
         if slices is not None:
             self.bounds = [(int(lo), int(hi)) for lo, hi in slices]
@@ -100,7 +105,7 @@ class BPWorker:
         self.slice_ids = list(slice_ids) if slice_ids is not None else list(range(len(self.bounds)))
 
     def train_one_batch(self, step):
-        if self.nreplicas > 1 or self.comm is not None:
+        if self.nreplicas > 1 or self.comm is not None or self.ps is not None:
             self._train_replicated(step)
             return
         net = self.train_net
@@ -113,7 +118,9 @@ class BPWorker:
     def _train_replicated(self, step):
         net = self.train_net
         if not self.replicas:
-            B = net.batch_size
+            B = self.batch
+            if not self.bounds:      # one pass over the whole batch, as a replica (parameter servers)
+                self.bounds, self.slice_ids = [(0, B)], self.slice_ids or [0]
             self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
         for layer in net.data_layers:           # the whole batch, read once
             layer.forward(job_pb2.kTrain, net.srcs[layer.name])
@@ -124,27 +131,28 @@ class BPWorker:
                     s.data = p.data
 
         def run(k, n):
-            rnet = self.replicas[k][0]
-            rnet.forward(job_pb2.kTrain)
-            rnet.backward(job_pb2.kTrain)
+            self._replica_step(self.replicas[k][0])
         blas.parallel(run, len(self.replicas))
         metrics = {}
         for rnet, w in self.replicas:
             for key, v in rnet.metrics().items():
                 metrics[key] = metrics.get(key, 0.0) + w * v
         grads = {}
-        if net.backend.xp is numpy:
-            # the weighted sum written straight into one flat buffer: what the Allreduce sends
-            if self.flat is None:
-                from singa.cluster.mpi import FlatBuffer
-                # the gradients, then (across processes) this step's weighted metrics: one buffer,
-                # one collective
-                self.metric_keys = sorted(metrics)
-                extra = [(len(self.metric_keys),)] if self.comm is not None else []
-                self.flat = FlatBuffer([p.shape for p in net.owner_params] + extra, net.owner_params[0].dtype)
+        plist = self.update_params or net.owner_params
+        on_host = net.backend.xp is numpy
+        exchanged = self.comm is not None or self.ps is not None
+        if self.flat is None and (on_host or exchanged):
+            from singa.cluster.mpi import FlatBuffer
+            # the gradients, then (across processes) this step's weighted metrics: one host
+            # buffer, one collective
+            self.metric_keys = sorted(metrics)
+            extra = [(len(self.metric_keys),)] if self.comm is not None else []
+            self.flat = FlatBuffer([p.shape for p in plist] + extra, plist[0].dtype)
+        if on_host:
+            # the weighted sum written straight into the flat buffer: what the Allreduce sends.
             # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into
             # the next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
-            for p, g in zip(net.owner_params, self.flat.views):
+            for p, g in zip(plist, self.flat.views):
                 for k, (rnet, w) in enumerate(self.replicas):
                     rg = rnet.owners[p.name].owner_grad()
                     if k == 0:
@@ -154,14 +162,15 @@ class BPWorker:
                         g += rg
                 grads[p.name] = g
         else:
-            if self.comm is not None:
-                raise NotImplementedError("multi-process training on a GPU backend")
-            for p in net.owner_params:
+            for p in plist:
                 g = None
                 for rnet, w in self.replicas:
                     rg = rnet.owners[p.name].owner_grad() * p.dtype.type(w)
                     g = rg if g is None else g + rg
                 grads[p.name] = g
+            if exchanged:       # a GPU's gradients cross to the host buffer for MPI
+                for p, v in zip(plist, self.flat.views):
+                    v[...] = net.backend.to_host(grads[p.name])
         if self.comm is not None:
             # every process's weighted share of the gradients and of the metrics, summed by one
             # Allreduce of the flat buffer
@@ -172,12 +181,25 @@ class BPWorker:
             mview[...] = [metrics[k] for k in self.metric_keys]
             self.comm.allreduce_sum(self.flat.flat)
             metrics = dict(zip(self.metric_keys, mview.astype(numpy.float64).tolist()))
+            if not on_host:     # the summed gradients back on the GPU for the update
+                grads = {p.name: net.backend.asarray(v, dtype=p.dtype) for p, v in zip(plist, self.flat.views)}
         self.train_metrics.add(metrics)
-        self.update(step, grads=grads)
+        if self.ps is not None:
+            self.ps.push_pull(step, self.flat)
+            for p in net.owner_params:
+                p.version = step + 1
+        else:
+            self.update(step, grads=grads, params=self.update_params)
+
+    def _replica_step(self, rnet):
+        """One replica's pass over its slice of the batch: its gradients, into its params."""
+        rnet.forward(job_pb2.kTrain)
+        rnet.backward(job_pb2.kTrain)
 
     def gemm_updates(self, step):
         """{param: GemmUpdate} for this step's params updated within backward (None if none)."""
-        if not self.fuse_updates or self.updater is None or self.nreplicas > 1 or self.comm is not None:
+        if (not self.fuse_updates or self.updater is None or self.nreplicas > 1 or self.comm is not None
+                or self.ps is not None):
             return None
         out = {}
         for p in self.train_net.fusable_params():
@@ -217,10 +239,14 @@ class CDWorker(BPWorker):
     layers below are fixed features (the pre-trained RBMs' weights). Test: the positive pass
     and one reconstruction, reporting 'se'."""
 
-    def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1, fuse_updates=True):
+    def __init__(self, train_net, updater, test_net=None, val_net=None, cd_k=1, fuse_updates=True, comm=None,
+                 slices=None, slice_ids=None, batch=None):
         if int(cd_k) < 1:
             raise invalid("cd_conf.cd_k", "a number of Gibbs steps >= 1", cd_k, hint="`cd_conf { cd_k: 1 }`")
-        super().__init__(train_net, updater, test_net, val_net, fuse_updates=fuse_updates, replicas=1)
+        # one pass with the update fused into the CD products, unless the batch is split among
+        # workers (``slices``, ``comm``: see BPWorker), whose CD gradients are then averaged
+        super().__init__(train_net, updater, test_net, val_net, fuse_updates=fuse_updates, replicas=1, comm=comm,
+                         slices=slices, slice_ids=slice_ids, batch=batch)
         self.cd_k = int(cd_k)
         self.pairs = self._pairs(train_net)
         if not self.pairs:
@@ -233,6 +259,8 @@ class CDWorker(BPWorker):
                 o = p if p.owner is None else p.owner
                 if id(o) in owned and all(o is not q for q in self.cd_params):
                     self.cd_params.append(o)
+        self.update_params = self.cd_params
+        self._replica_pairs = {}
 
     @staticmethod
     def _pairs(net):
@@ -248,14 +276,29 @@ class CDWorker(BPWorker):
             else:
                 layer.forward(flag, net.srcs[layer.name])
 
-    def train_one_batch(self, step):
-        net = self.train_net
+    def _replica_step(self, rnet):
+        pairs = self._replica_pairs.get(id(rnet))
+        if pairs is None:
+            pairs = self._replica_pairs[id(rnet)] = self._pairs(rnet)
+        self._cd_passes(rnet, pairs)
+        for vis in pairs:
+            vis.hid.cd_gradients()
+            vis.cd_gradients()
+
+    def _cd_passes(self, net, pairs):
         self._positive(net, job_pb2.kTrain | job_pb2.kPositive)
         for k in range(self.cd_k):
             flag = job_pb2.kNegative | (job_pb2.kTest if k == 0 else 0)
-            for vis in self.pairs:
+            for vis in pairs:
                 vis.negative(flag)
                 vis.hid.negative(flag)
+
+    def train_one_batch(self, step):
+        if self.nreplicas > 1 or self.comm is not None:
+            self._train_replicated(step)
+            return
+        net = self.train_net
+        self._cd_passes(net, self.pairs)
         plans = self.gemm_updates(step) or {}
         for vis in self.pairs:
             vis.hid.cd_gradients()

@@ -70,6 +70,25 @@ def test_batch_larger_than_store(rec_file):
     assert numpy.array_equal(x2, PIX[numpy.arange(25, 50) % N].astype(numpy.float32))
 
 
+def test_a_worker_reads_only_its_part(rec_file):
+    # rows [1, 3) of each batch of 4, every 2nd batch after skipping one (group 1 of 2): the
+    # records one worker of a group of two reads when the whole stream is the groups' batches in turn
+    lay = layer('path: "train.bin" batchsize: 4 shape: 6')
+    lay.setup([])
+    lay.read_part(1, 3, stride=8)
+    assert lay.out_shape == (2, 6) and lay.data.shape == (2, 6) and lay.aux.shape == (2,)
+    lay.pos = (lay.pos + 4) % N
+    got = batches(lay, 3)
+    for b, (x, y) in enumerate(got):
+        idx = (numpy.arange(4) + 4 + 8 * b)[1:3] % N
+        assert numpy.array_equal(x, PIX[idx].astype(numpy.float32)), b
+        assert y.tolist() == LAB[idx].tolist()
+    assert lay.pos == (4 + 24) % N
+    for bad in ((2, 2, 4), (0, 5, 4), (-1, 2, 4), (0, 2, 0)):
+        with pytest.raises(ValueError, match="read_part"):
+            lay.read_part(*bad)
+
+
 def test_repeated_batchsize_uses_first(rec_file):
     lay = layer('path: "train.bin" batchsize: 3 batchsize: 5 shape: 6')
     assert lay.setup([]) == (3, 6)

@@ -104,13 +104,13 @@ def test_every_small_cluster_places_every_worker_and_server_once():
 
 @pytest.mark.parametrize("num", [1, 2, 3, 4, 6])
 @pytest.mark.parametrize("sizes", [[784000, 1000, 500000, 500, 125000, 250, 7500, 30],   # the autoencoder's RBMs
-                                   [10, 10, 10, 10], [1], [7, 3], [100, 1, 1, 1, 1000]])
+                                   [10, 10, 10, 10], [1], [7, 3], [100, 1, 1, 1, 1000], [6, 10, 4, 8]])
 def test_slicing_invariants(num, sizes):
     pieces = slice_sizes(num, sizes)
     assert [sum(p) for p in pieces] == sizes and all(s > 0 for p in pieces for s in p)
     flat = [s for p in pieces for s in p]
     boxes = partition_slices(num, flat)
-    assert len(boxes) == len(flat) and boxes == sorted(boxes) and max(boxes) < num + 1
+    assert len(boxes) == len(flat) and boxes == sorted(boxes) and max(boxes) < num   # a server that exists
     total = sum(sizes)
     avg = total // num + total % num
     # every piece fits a box with its tenth of slack, except a param bigger than a box (kept in pieces)
@@ -124,6 +124,8 @@ def test_slicing_matches_the_box_rule_by_hand():
     # one box: nothing is cut
     assert slice_sizes(1, [5, 7]) == [[5], [7]]
     assert partition_slices(1, [5, 7]) == [0, 0]
+    # rounding opens a third box for two: its slices stay with the last server that exists
+    assert partition_slices(2, [6, 2, 8, 4, 4, 4]) == [0, 0, 1, 1, 1, 1]
 
 
 def test_role_table_gives_each_server_its_slices():
@@ -139,3 +141,24 @@ def test_role_table_gives_each_server_its_slices():
     per_server = [sum(slices[i].size for i in ids) for row in table for ids in row["slices"].values()]
     assert max(per_server) - min(per_server) <= 0.25 * sum(sizes)
     assert math.lcm(t.nserver_groups, t.nservers_per_group) == 2
+
+
+def test_gpu_ids_map_to_the_workers_of_the_process_or_the_machine():
+    from singa.cluster import assign_gpus
+    # SINGA's rule: one id per worker of the process
+    assert assign_gpus([3], 1) == [3]
+    assert assign_gpus([1, 0], 2) == [1, 0]
+    # mpiexec -n 2 on one machine, a worker each: device=[0, 1] gives rank 0 GPU 0, rank 1 GPU 1
+    assert assign_gpus([0, 1], 1, workers_before=0, machine_workers=2) == [0]
+    assert assign_gpus([0, 1], 1, workers_before=1, machine_workers=2) == [1]
+    # two processes of two workers each on one machine
+    assert assign_gpus([4, 5, 6, 7], 2, workers_before=2, machine_workers=4) == [6, 7]
+    # a process of servers only runs no worker on a GPU
+    assert assign_gpus([0, 1], 0, workers_before=2, machine_workers=2) == []
+    with pytest.raises(ConfigError, match=r"(?s)per worker of this process \(1\) or per worker of this machine "
+                                          r"\(2\). Received: \[0, 1, 2\] \(3 ids\).*device=\[0, 1\]"):
+        assign_gpus([0, 1, 2], 1, workers_before=1, machine_workers=2)
+    with pytest.raises(ConfigError, match=r"per worker of this process \(2\). Received: \[0\]"):
+        assign_gpus([0], 2)
+    with pytest.raises(ConfigError, match="ids >= 0"):
+        assign_gpus([-2], 1)

@@ -49,6 +49,10 @@ class Comm:
         """A small picklable object (metadata such as results) from ``root``."""
         return self.comm.bcast(obj, root=root)
 
+    def gather_object(self, obj, root=0):
+        """Every rank's small picklable ``obj``, as a list on ``root`` (None elsewhere)."""
+        return self.comm.gather(obj, root=root)
+
     def barrier(self):
         self.comm.Barrier()
 

@@ -170,6 +170,30 @@ class Topology:
         return table
 
 
+def assign_gpus(gpus, local_workers, workers_before=0, machine_workers=None):
+    """The GPU id of each of this process's ``local_workers`` workers from ``device=``
+    (JobProto.gpu): one id per worker of the process (SINGA's rule: the i-th local worker gets
+    gpu[i]), or, for several processes on one machine (``mpiexec -n N`` with a worker each), one
+    id per worker of the machine in rank order, this process's workers coming after
+    ``workers_before`` of them. A process with no workers (servers only) gets none."""
+    gpus = [int(g) for g in gpus]
+    machine_workers = local_workers if machine_workers is None else machine_workers
+    if any(g < 0 for g in gpus):
+        raise ConfigError("Invalid value for `device`. Expected GPU ids >= 0. Received: %s.\nhelp: drop device= "
+                          "to train on the CPU" % gpus)
+    if local_workers == 0:
+        return []
+    if len(gpus) == local_workers:
+        return gpus
+    if len(gpus) == machine_workers:
+        return gpus[workers_before:workers_before + local_workers]
+    per_machine = "" if machine_workers == local_workers else " or per worker of this machine (%d)" % machine_workers
+    raise ConfigError("Invalid value for `device` (JobProto.gpu). Expected one GPU id per worker of this process (%d)"
+                      "%s. Received: %s (%d ids).\nhelp: device=%s, or change nworkers_per_procs / the process count "
+                      "to match the GPUs" % (local_workers, per_machine, gpus, len(gpus),
+                                            list(range(machine_workers))))
+
+
 def _boxes(num, total):
     avg = total // num + total % num
     return avg, avg // 10
@@ -227,7 +251,9 @@ def partition_slices(num, slices):
             continue
         out.append(box)
         i += 1
-    return out
+    # the box rule can open one box too many at the end (rounding); its slices go to the last
+    # box (SINGA would address a server that does not exist)
+    return [min(b, num - 1) for b in out]
 
 
-__all__ = ["Topology", "Slice", "slice_sizes", "partition_slices", "is_default"]
+__all__ = ["Topology", "Slice", "slice_sizes", "partition_slices", "is_default", "assign_gpus"]

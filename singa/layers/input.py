@@ -204,11 +204,25 @@ class RecordInputLayer(Layer):
             skip = int(self.rng.integers(0, sc.random_skip, endpoint=True))
         self.skipped = skip
         self.pos = skip % n
-        self.out_shape = (bs,) + shape
-        self.data = self.xp.empty(self.out_shape, dtype=dt)
-        self._out2d = self.data.reshape(bs, count)
-        self.aux = None if labels is None else self.xp.empty((bs,), dtype=numpy.int32)
+        self.read_part(0, bs, bs)
         return self.out_shape
+
+    def read_part(self, lo, hi, stride):
+        """Read only rows [lo, hi) of each batch, and step ``stride`` records from one batch to
+        the next: a worker's own part of the data (a worker of a synchronous group reads its rows
+        of the group's batch; worker group g of G asynchronous groups reads every G-th batch,
+        with ``stride`` = G * batchsize after skipping g batches). ``pos`` stays the first record
+        of the next whole batch. The default is (0, batchsize, batchsize): every row, in order."""
+        bs = self.batchsize
+        if not (0 <= lo < hi <= bs) or stride < 1:
+            raise ValueError("read_part(%r, %r, %r): expected 0 <= lo < hi <= batchsize (%d) and stride >= 1"
+                             % (lo, hi, stride, bs))
+        self.part, self.stride = (int(lo), int(hi)), int(stride)
+        rows = hi - lo
+        self.out_shape = (rows,) + self.shape
+        self.data = self.xp.empty(self.out_shape, dtype=self.dtype)
+        self._out2d = self.data.reshape(rows, self.count)
+        self.aux = None if self._labels is None else self.xp.empty((rows,), dtype=numpy.int32)
 
     # -- running --------------------------------------------------------------------
     def _fill(self, dst, src):
@@ -223,11 +237,12 @@ class RecordInputLayer(Layer):
             xp.divide(dst, self._std, out=dst)
 
     def forward(self, flag, srcs):
-        bs, n = self.batchsize, len(self.store)
+        n = len(self.store)
         out, lab = self._out2d, self.aux
-        pos, filled = self.pos, 0
-        while filled < bs:    # wraps to the first record as often as needed (SINGA's SeekToFirst)
-            take = min(bs - filled, n - pos)
+        rows = out.shape[0]
+        pos, filled = (self.pos + self.part[0]) % n, 0
+        while filled < rows:    # wraps to the first record as often as needed (SINGA's SeekToFirst)
+            take = min(rows - filled, n - pos)
             self._fill(out[filled:filled + take], self._values[pos:pos + take])
             if lab is not None:
                 part = self._labels[pos:pos + take]
@@ -236,7 +251,7 @@ class RecordInputLayer(Layer):
             pos += take
             if pos == n:
                 pos = 0
-        self.pos = pos
+        self.pos = (self.pos + self.stride) % n
         return self.data
 
     def backward(self, flag, srcs, grad):
