@@ -51,7 +51,8 @@ def train(args):
     # the rate falls by 5x at half and at three quarters of each worker's steps, so the end of
     # training is stable enough to compare runs (at a fixed rate the test accuracy moves by a
     # point or two from one evaluation to the next)
-    sgd = SGD(lr=args.lr, momentum=0.9, lr_type="manual", step=(0, steps // 2, steps * 3 // 4),
+    momentum = args.momentum if args.mode == "sync" or args.async_momentum is None else args.async_momentum
+    sgd = SGD(lr=args.lr, momentum=momentum, lr_type="manual", step=(0, steps // 2, steps * 3 // 4),
               step_lr=(args.lr, args.lr / 5, args.lr / 25))
     m.compile(loss="categorical_crossentropy", optimizer=sgd, cluster=cluster)
     t = time.perf_counter()
@@ -59,7 +60,7 @@ def train(args):
     # tested 10 times during training (rank 0, on group 0's values) and at the end
     r = m.evaluate(X_test, batch_size=100, test_steps=100, test_freq=steps // 10)
     secs = time.perf_counter() - t
-    return steps, secs, r.test
+    return steps, secs, r.test, momentum
 
 
 def main():
@@ -69,17 +70,21 @@ def main():
     ap.add_argument("--sync-freq", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--lr", type=float, default=0.05, help="the first rate (then /5 at 1/2, /25 at 3/4)")
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--async-momentum", type=float, default=None,
+                    help="momentum of the asynchronous runs (default: --momentum); asynchrony adds some of its own")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--workspace", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:                       # inside a run
-        steps, secs, tests = train(args)
+        steps, secs, tests, momentum = train(args)
         from singa.cluster import mpi
         if (mpi.world().rank if mpi.world() else 0) == 0:
             last = [tests[k]["acc"] for k in sorted(tests)[-3:]]
             print("RESULT " + json.dumps({"mode": args.mode, "groups": args.groups, "steps": steps, "seed": args.seed,
+                                          "lr": args.lr, "momentum": momentum,
                                           "samples": steps * 64 * (1 if args.mode == "sync" else args.groups),
                                           "wall_s": round(secs, 1), "test": tests[max(tests)],
                                           "acc_last3": sum(last) / len(last),
@@ -95,7 +100,9 @@ def main():
             with tempfile.TemporaryDirectory() as ws:
                 cmd = [sys.executable, __file__, "--mode", mode, "--groups", str(args.groups), "--steps",
                        str(args.steps), "--sync-freq", str(args.sync_freq), "--workspace", ws, "--seed", str(seed),
-                       "--lr", str(args.lr)]
+                       "--lr", str(args.lr), "--momentum", str(args.momentum)]
+                if args.async_momentum is not None:
+                    cmd += ["--async-momentum", str(args.async_momentum)]
                 if n > 1:
                     cmd = [mpiexec, "-n", str(n)] + cmd
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -266,3 +266,30 @@ def test_slices_are_consecutive_ranges_per_server():
             parts = sorted(stub.master_range[(sid, g)] for g in range(nsg))
             covered = sum(b - a for a, b in parts)
             assert covered == hi - lo
+
+
+KILL_SERVER = """
+import os, signal, sys
+from singa.cluster import stub
+from singa.driver import Driver
+from singa.proto import parse_job_conf
+on_push, seen = stub.Stub._on_push, []
+def dying(self, *args):
+    seen.append(1)
+    if len(seen) == 6:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return on_push(self, *args)
+stub.Stub._on_push = dying
+Driver().train(parse_job_conf(open(sys.argv[1]).read()))
+print("finished")
+"""
+
+
+def test_a_killed_server_process_ends_the_job(in_tmp):
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=500, ws="ws", cluster="nworker_groups: 2 "
+                                                "server_worker_separate: true"))
+    (in_tmp / "kill.py").write_text(KILL_SERVER)
+    r, secs = mpirun(3, ["kill.py", "job.conf"], in_tmp, timeout=60)
+    assert r.returncode != 0 and secs < 30, (r.returncode, secs, r.stderr[-2000:])
+    assert "finished" not in r.stdout
