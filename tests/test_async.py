@@ -65,6 +65,8 @@ CASES = {
     "hogwild": ("nworker_groups: 2 nserver_groups: 2", 2),
     "hogwild-3-sync3": ("nworker_groups: 3 nserver_groups: 3 sync_freq: 3", 3),
     "hogwild-2servers": ("nworker_groups: 2 nserver_groups: 2 nservers_per_group: 2 nservers_per_procs: 2", 2),
+    "hogwild-separate": ("nworker_groups: 2 nserver_groups: 2 server_worker_separate: true", 4),
+    "hogwild-2-groups-per-server-group": ("nworker_groups: 4 nserver_groups: 2 sync_freq: 2", 4),
 }
 
 

@@ -71,6 +71,7 @@ def test_explicit_cluster_on_the_wrong_number_of_processes_says_which_n():
     (dict(nworkers_per_group=3, nworkers_per_procs=2), "nworkers_per_procs.*divisor"),
     (dict(nworker_groups=3, nworkers_per_group=2, nworkers_per_procs=3), "nworkers_per_procs"),
     (dict(nservers_per_group=4, nservers_per_procs=3), "nservers_per_procs.*divisor"),
+    (dict(nworker_groups=2, nserver_groups=2, sync_freq=0), "sync_freq.*>= 1.*Received: 0"),
 ])
 def test_bad_clusters(fields, match):
     with pytest.raises(ConfigError, match=match):

@@ -72,6 +72,7 @@ class Stub:
             self.servers[(g, sid)] = Server(g, sid, lo, hi, params, updater, masters, nworker_groups=per_group,
                                             sync_freq=t.sync_freq)
         self._recvs = []       # (request, buffer, callback(buffer))
+        self._push_buffers = {}  # (server group, id, source) -> [gradient, reply, reply's send request]
         self._sends = []       # (request, buffer): buffers kept alive until sent
         self.finished = set()  # local servers that sent their final values
         self.final = None      # rank 0: the job's final values (flat layout)
@@ -91,7 +92,20 @@ class Stub:
 
     # -- messages -------------------------------------------------------------------------
     def _send(self, buf, dest, tag):
-        self._sends.append((self.comm.Isend(buf, dest=dest, tag=tag), buf))
+        req = self.comm.Isend(buf, dest=dest, tag=tag)
+        self._sends.append((req, buf))
+        return req
+
+    def _buffers(self, server, src):
+        """A server's receive and reply buffers for pushes from ``src``, reused from step to step
+        (a push of the seed MLP is 48 MB: fresh arrays would page-fault through it every time).
+        A source has one push in flight at a time: it waits for the reply before the next."""
+        key = (server.group, server.sid, src)
+        bufs = self._push_buffers.get(key)
+        if bufs is None:
+            n = server.hi - server.lo
+            bufs = self._push_buffers[key] = [numpy.empty(n, self.dtype), numpy.empty(n, self.dtype), None]
+        return bufs
 
     def _recv(self, buf, src, tag, callback):
         self._recvs.append((self.comm.Irecv(buf, source=src, tag=tag), buf, callback))
@@ -153,8 +167,7 @@ class Stub:
             raise RuntimeError("process %d got a message (kind %d) for server (%d, %d), which it does not run"
                                % (self.rank, kind, sgroup, sid))
         if kind == PUSH:
-            self._recv(numpy.empty(server.hi - server.lo, self.dtype), src, DATA,
-                       lambda g: self._on_push(server, step, wgroup, g, src))
+            self._recv(self._buffers(server, src)[0], src, DATA, lambda g: self._on_push(server, step, wgroup, g, src))
         elif kind == DONE:
             server.done(wgroup)
         elif kind in (SYNC, FLUSH):
@@ -166,7 +179,12 @@ class Stub:
 
     def _on_push(self, server, step, wgroup, grad, src):
         server.update(step, grad, wgroup)
-        self._send(server.values.copy(), src, VALUES + self.server_index(server.group, server.sid))
+        bufs = self._buffers(server, src)
+        if bufs[2] is not None:
+            bufs[2].Wait()        # the previous reply: delivered already (the source pushed again)
+        # a copy: the values may change (another group's push) while the reply is in flight
+        numpy.copyto(bufs[1], server.values)
+        bufs[2] = self._send(bufs[1], src, VALUES + self.server_index(server.group, server.sid))
         self._after_update(server)
 
     def _on_delta(self, server, delta, from_group, src, final):

@@ -60,6 +60,9 @@ class Topology:
         self.nworkers_per_procs, self.nservers_per_procs = c.nworkers_per_procs, c.nservers_per_procs
         self.separate = bool(c.server_worker_separate)
         self.sync_freq = c.sync_freq
+        if self.sync_freq < 1:
+            raise _bad("sync_freq", "a number of updates >= 1 between two syncs of a server group with the "
+                       "masters", self.sync_freq, "leave it out for SINGA's default 1")
         if self.nworker_groups % self.nserver_groups:
             raise _bad("nserver_groups", "a divisor of nworker_groups (%d): each server group serves the same "
                        "number of worker groups" % self.nworker_groups, self.nserver_groups,
