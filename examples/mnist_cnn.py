@@ -29,6 +29,7 @@ parser.add_argument('--lr-type', default='inverse',
 parser.add_argument('--step', type=int, nargs='+', default=[0], help="lr_type 'manual': steps where the lr changes")
 parser.add_argument('--step-lr', type=float, nargs='+', default=[0.01], help="lr_type 'manual': lr from each step on")
 parser.add_argument('--seed', type=int, default=0)
+parser.add_argument('--history', metavar='PREFIX', help='save the metrics to PREFIX.csv and the curves to PREFIX.png')
 parser.add_argument('--workspace', default=None)
 args, singa_argv = parser.parse_known_args()
 
@@ -59,3 +60,5 @@ result = m.evaluate(X_test, batch_size=100, test_steps=args.test_steps, test_fre
 
 print('Final training metrics:', result.last('train'))
 print('Final test metrics (%d test batches of 100):' % args.test_steps, result.last('test'))
+if args.history:
+    print('History:', m.history.to_csv(args.history + '.csv'), m.history.plot(args.history + '.png', title=m.jobconf.name))

@@ -11,6 +11,8 @@ import warnings
 import numpy
 
 from singa.backends import Backend
+from singa.callbacks import CallbackList, Run, TerminateOnNaN
+from singa.progress import Progress, resolve_verbose
 from singa.cluster import mpi
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
@@ -42,11 +44,13 @@ class Driver:
         # started this process with more than one rank
         self.comm = mpi.world() if comm is False else comm
         self.rank = self.comm.rank if self.comm else 0
-        self.verbose = verbose and self.rank == 0     # one rank prints
+        # verbose: 0 silent, 1 a progress bar on a terminal (lines otherwise), 2 lines; one rank prints
+        self.progress = Progress(resolve_verbose(verbose) if self.rank == 0 else 0)
+        self.verbose = self.progress.verbose > 0
 
     def log(self, msg):
         if self.verbose:
-            print(msg, flush=True)
+            self.progress.print(msg)
 
     # -- building ---------------------------------------------------------------
     def _check_job(self, job, training):
@@ -147,12 +151,18 @@ class Driver:
                 p.init_values(streams.stream("init/" + strip_unroll(p.name)))
 
     # -- running ----------------------------------------------------------------
-    def train(self, job, resume=False):
+    def train(self, job, resume=False, callbacks=None, terminate_on_nan=True):
         """Train ``job``; in a multi-process job every rank runs this and gets the same Results
-        (rank 0 prints, tests and writes checkpoints). An exception on any rank aborts them all."""
-        return mpi.abort_on_error(self.comm, self._train, job, resume)
+        (rank 0 prints, tests and writes checkpoints). An exception on any rank aborts them all.
+        ``callbacks``: singa.callbacks.Callback objects; ``terminate_on_nan`` adds TerminateOnNaN
+        unless one is given."""
+        cbs = CallbackList(callbacks)
+        if terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
+            cbs.callbacks.append(TerminateOnNaN())
+        return mpi.abort_on_error(self.comm, self._train, job, resume, cbs)
 
-    def _train(self, job, resume):
+    def _train(self, job, resume, cbs=None):
+        cbs = cbs if cbs is not None else CallbackList([])
         self._check_job(job, training=True)
         backend = self._backend(job)
         ws = self._workspace(job)
@@ -258,47 +268,89 @@ class Driver:
             where = ""
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
             job.name, job.train_steps, start, B, backend, where))
+        run = Run(job, train_net, worker, updater, results, rank=self.rank, test_net=test_net, val_net=val_net)
+        run.step = start
+        cbs.on_train_begin(run)
+        # a stop asked on one rank of a synchronous multi-process job stops every rank at that step
+        stop_flag = numpy.zeros(1, numpy.int8) if self.comm is not None and not self.ps else None
         train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
         step = start
+        progress = self.progress
+        progress.begin(start, job.train_steps, B)
         while worker is not None and step < job.train_steps:
+            run.step = step
             if val_net is not None and self.rank == 0 and every(step, job.validate_freq, job.validate_after):
                 results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
                 self.log("Validation @ step %d: %s" % (step, fmt(m)))
+                cbs.on_test_end(run, step, "validation", m)
             if test_net is not None and self.rank == 0 and every(step, job.test_freq, job.test_after):
                 results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
                 self.log("Test @ step %d: %s" % (step, fmt(m)))
+                cbs.on_test_end(run, step, "test", m)
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
-                self._checkpoint(ws, step, train_net, worker, streams)
+                run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
+                cbs.on_checkpoint(run, step, path)
             t = time.perf_counter()
             for _, w, _, _ in groups:
                 w.train_one_batch(step)
-            train_time += time.perf_counter() - t
+            dt = time.perf_counter() - t
+            train_time += dt
+            progress.step(step, worker.train_metrics.last, dt)
+            cbs.on_step_end(run, step, worker.train_metrics.last)
             if every(step, job.disp_freq, job.disp_after):
                 results.train[step] = m = worker.train_metrics.pop()
                 rate = (step + 1 - n0) * B / max(train_time, 1e-9)
-                self.log("Train @ step %d: %s (%.0f samples/s%s)" % (step, fmt(m), rate,
-                                                                   " in group 0" if topo.nworker_groups > 1 else ""))
+                self.log("Train @ step %d: %s (%.0f samples/s%s, ETA %s)" % (
+                    step, fmt(m), rate, " in group 0" if topo.nworker_groups > 1 else "", progress.eta()))
+                progress.displayed()
+                cbs.on_display(run, step, m)
                 train_time, n0 = 0.0, step + 1
             if stub is not None:
                 stub.serve()                      # answer the other groups' pushes to servers here
             step += 1
-        step = max(step, job.train_steps)
+            if self._stop(run, stop_flag):
+                run.stop_reason = run.stop_reason or "a callback asked to stop (after step %d)" % (step - 1)
+                self.log("Training stopped after step %d: %s" % (step - 1, run.stop_reason))
+                break
+        progress.end()
+        if not run.stop_training:
+            step = max(step, job.train_steps)
         last = step - 1
         if worker is not None and worker.train_metrics.n:  # metrics since the last display (all if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
             self.log("Train @ step %d: %s" % (last, fmt(m)))
+            cbs.on_display(run, last, m)
         if stub is not None:
             results.cluster = self._finish_servers(stub, groups)
-        if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
-            results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
-            self.log("Test @ step %d: %s" % (step, fmt(m)))
-        if self.rank == 0:
-            path = self._checkpoint(ws, step, train_net, worker, streams)
-            self.log("Checkpoint written to %s" % path)
+        run.step = step
+        if not run.diverged:
+            if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
+                results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
+                self.log("Test @ step %d: %s" % (step, fmt(m)))
+                cbs.on_test_end(run, step, "test", m)
+            if self.rank == 0:
+                run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
+                self.log("Checkpoint written to %s" % path)
+                cbs.on_checkpoint(run, step, path)
         results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
+        results.stopped = run.stop_reason
+        results.checkpoint = run.last_checkpoint
         if self.comm is not None:     # every rank returns rank 0's results (tests ran there)
             results = self.comm.bcast_object(results)
+        cbs.on_train_end(run, results)
         return results
+
+    def _stop(self, run, flag):
+        """Whether a callback asked to stop; in a synchronous multi-process job, whether any rank did
+        (one tiny Allreduce per step, so every rank leaves the loop at the same step)."""
+        if flag is None:
+            return run.stop_training
+        flag[0] = 1 if run.stop_training else 0
+        self.comm.comm.Allreduce(self.comm.MPI.IN_PLACE, flag, op=self.comm.MPI.MAX)
+        if flag[0] and not run.stop_training:
+            run.stop_training = True
+            run.stop_reason = run.stop_reason or "another rank's callback asked to stop"
+        return bool(flag[0])
 
     def _group_net(self, job, backend, streams, first):
         """The train net of another worker group of this process (in-process Downpour/Hogwild)."""

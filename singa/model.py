@@ -139,6 +139,8 @@ class Model:
         self._net_template = None
         self._trained = False
         self._seed = 0
+        self._callbacks, self._terminate_on_nan, self._verbose = [], True, 1
+        self.history = None       # a singa.history.History once training ran
 
     # -- layers -----------------------------------------------------------------
     def add(self, layer):
@@ -398,7 +400,8 @@ class Model:
         self._set_device(device)
         return job
 
-    def fit(self, data=None, alg="bp", nb_epoch=0, with_test=False, execpath="", device=None, seed=0, **fields):
+    def fit(self, data=None, alg="bp", nb_epoch=0, with_test=False, execpath="", device=None, seed=0,
+            callbacks=None, terminate_on_nan=True, verbose=1, **fields):
         """Configure training and, unless ``with_test``, run it now and return the Results.
 
         ``nb_epoch`` is the number of training steps; ``disp_freq`` defaults to nb_epoch//10 and
@@ -406,8 +409,15 @@ class Model:
         (a phase='val' Data layer; set ``validate_steps`` too), any JobProto field
         (``disp_freq``, ``validate_freq``, ``checkpoint_path``, ...). ``device``: GPU id(s).
         ``seed`` seeds the engine. With ``with_test=True`` nothing runs until ``evaluate()``.
-        ``execpath`` is accepted and unused.
+        ``execpath`` is accepted and unused. ``callbacks``: singa.callbacks objects (EarlyStopping,
+        ModelCheckpoint, CSVLogger, LearningRateScheduler, ...); a NaN or infinite loss stops the
+        run unless ``terminate_on_nan=False``. ``m.history`` keeps the run's metrics by step.
+        ``verbose``: 0 silent, 1 a progress bar on a terminal (SINGA's lines otherwise), 2 lines.
         """
+        from singa.callbacks import CallbackList
+        self._callbacks = CallbackList(callbacks).callbacks
+        from singa.progress import resolve_verbose
+        self._terminate_on_nan, self._verbose = bool(terminate_on_nan), resolve_verbose(verbose)
         self._configure_fit(data=data, alg=alg, nb_epoch=nb_epoch, device=device, **fields)
         self._seed = seed
         if with_test:
@@ -477,10 +487,16 @@ class Model:
 
     def _run(self, test, seed):
         from singa.driver import Driver   # imported here so building a job needs no engine
-        driver = Driver(argv=self.argv, seed=seed)
+        from singa.history import History
+        driver = Driver(argv=self.argv, seed=seed, verbose=self._verbose)
         if test:
             return driver.test(self.jobconf)
-        return driver.train(self.jobconf, resume=False)
+        self.history = History()
+        result = driver.train(self.jobconf, resume=False, callbacks=[self.history] + list(self._callbacks),
+                              terminate_on_nan=self._terminate_on_nan)
+        if result.checkpoint:       # the newest checkpoint written (the last good one if the run diverged)
+            self.last_checkpoint_path = result.checkpoint
+        return result
 
     def _check_data(self, data, phase, method, arg):
         if not getattr(data, "is_datalayer", False) or not isinstance(getattr(data, "layer", None),

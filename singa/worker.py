@@ -47,8 +47,10 @@ class MetricAverager:
 
     def __init__(self):
         self.sums, self.n = {}, 0
+        self.last = {}          # the metrics of the latest batch
 
     def add(self, metrics):
+        self.last = metrics
         for k, v in metrics.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.n += 1

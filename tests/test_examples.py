@@ -12,10 +12,15 @@ from tests.test_datasets import needs_fashion
 def test_mnist_mlp_example_few_steps(in_tmp):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "mnist_mlp.py"), "--dataset", "fashion_mnist",
                         "--steps", "20", "--lr", "0.01", "--momentum", "0.9", "--test-freq", "10",
-                        "--test-steps", "3"], cwd=in_tmp, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                        "--test-steps", "3", "--history", "hist"], cwd=in_tmp, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0, r.stderr + r.stdout
     assert "Dataset: fashion_mnist" in r.stdout
+    # m.history: every step, the display steps and the tests, as CSV and as a picture
+    rows = (in_tmp / "hist.csv").read_text().splitlines()
+    assert rows[0] == "phase,step,acc,loss" and sum(r.startswith("step,") for r in rows) == 20
+    assert sum(r.startswith("test,") for r in rows) == 3
+    assert (in_tmp / "hist.png").read_bytes()[:4] == b"\x89PNG"
     acc = [float(a) for a in re.findall(r"Test @ step \d+: loss = [\d.]+, accuracy = ([\d.]+)", r.stdout)]
     assert len(acc) == 3 and acc[-1] > 0.3
     assert "Final test metrics" in r.stdout

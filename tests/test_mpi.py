@@ -233,3 +233,29 @@ def test_gpu_ids_are_mapped_and_checked_before_training_under_mpiexec(in_tmp):
         assert r.returncode != 0 and secs < 30
         assert re.search(match, r.stderr), r.stderr
         assert not os.path.exists(in_tmp / "ws" / "checkpoint")
+
+
+STOP_ON_RANK0 = """
+import sys
+from singa.callbacks import Callback
+from singa.driver import Driver
+from singa.proto import parse_job_conf
+
+class StopOnRank0(Callback):
+    def on_step_end(self, run, step, metrics):
+        if run.rank == 0 and step == 5:
+            run.stop_training = True
+
+r = Driver().train(parse_job_conf(open(sys.argv[1]).read()), callbacks=[StopOnRank0()])
+print("rank done, last step %d, stopped: %s" % (max(r.train), r.stopped))
+"""
+
+
+def test_a_stop_on_one_rank_stops_every_rank_of_a_synchronous_job(in_tmp):
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=500, ws="ws", cluster=""))
+    (in_tmp / "stop.py").write_text(STOP_ON_RANK0)
+    r, secs = mpirun(2, ["stop.py", "job.conf"], in_tmp, timeout=60)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.stdout.count("rank done, last step 5, stopped: a callback asked to stop (after step 5)") == 2
+    assert os.path.isfile(in_tmp / "ws/checkpoint/step6-worker0")

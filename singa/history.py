@@ -1,0 +1,166 @@
+"""History: the metrics of a training run by step, kept by ``fit`` (``m.history``), saved as CSV
+or JSON lines and drawn as loss and accuracy curves (matplotlib, the ``plot`` extra).
+
+    m.fit(X_train, nb_epoch=5000, with_test=True)
+    m.evaluate(X_test, test_steps=100, test_freq=500)
+    m.history.to_csv('history.csv'); m.history.plot('curves.png')
+
+Phases: 'step' (the metrics of every training batch), 'train' (their averages at display steps,
+SINGA's "Train @ step" lines), 'validation' and 'test'.
+"""
+import csv
+import json
+import math
+
+from singa.callbacks import Callback
+from singa.errors import ConfigError, DataError
+
+PHASES = ("step", "train", "validation", "test")
+
+
+class History(Callback):
+    def __init__(self):
+        self.step, self.train, self.validation, self.test = {}, {}, {}, {}
+
+    def on_step_end(self, run, step, metrics):
+        self.step[step] = dict(metrics)
+
+    def on_display(self, run, step, metrics):
+        self.train[step] = dict(metrics)
+
+    def on_test_end(self, run, step, phase, metrics):
+        getattr(self, phase)[step] = dict(metrics)
+
+    def __repr__(self):
+        return "History(%s)" % ", ".join("%s: %d" % (p, len(getattr(self, p))) for p in PHASES)
+
+    def __eq__(self, other):
+        return isinstance(other, History) and all(getattr(self, p) == getattr(other, p) for p in PHASES)
+
+    def metrics(self):
+        """Every metric name recorded, sorted."""
+        return sorted({k for p in PHASES for m in getattr(self, p).values() for k in m})
+
+    def rows(self):
+        """(phase, step, metrics) for every record, by phase then step."""
+        for p in PHASES:
+            for step in sorted(getattr(self, p)):
+                yield p, step, getattr(self, p)[step]
+
+    # -- files ---------------------------------------------------------------------------
+    def to_csv(self, path):
+        """One row per record: phase, step, then a column per metric (empty where a phase lacks it)."""
+        keys = self.metrics()
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["phase", "step"] + keys)
+            for p, step, m in self.rows():
+                w.writerow([p, step] + [repr(float(m[k])) if k in m else "" for k in keys])
+        return path
+
+    def to_jsonl(self, path):
+        """One JSON object per record: {"phase": ..., "step": ..., metric: value, ...}."""
+        with open(path, "w") as f:
+            for p, step, m in self.rows():
+                rec = {"phase": p, "step": step}
+                rec.update({k: _json_float(v) for k, v in m.items()})
+                f.write(json.dumps(rec) + "\n")
+        return path
+
+    @classmethod
+    def from_csv(cls, path):
+        h = cls()
+        with open(path, newline="") as f:
+            r = csv.reader(f)
+            head = next(r, None)
+            if not head or head[:2] != ["phase", "step"]:
+                raise DataError("%s is not a History CSV: its header is %r, expected 'phase,step,...'.\nhelp: write "
+                                "it with History.to_csv" % (path, head))
+            for n, row in enumerate(r, 2):
+                h._add(path, n, row[0], row[1], {k: float(v) for k, v in zip(head[2:], row[2:]) if v != ""})
+        return h
+
+    @classmethod
+    def from_jsonl(cls, path):
+        h = cls()
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    phase, step = rec.pop("phase"), rec.pop("step")
+                except (ValueError, KeyError, AttributeError) as e:
+                    raise DataError("%s line %d is not a History record (%s): %r" % (path, n, e, line[:80])) from None
+                h._add(path, n, phase, step, {k: float(v) for k, v in rec.items()})
+        return h
+
+    def _add(self, path, n, phase, step, metrics):
+        if phase not in PHASES:
+            raise DataError("%s line %d: phase %r, expected one of %s" % (path, n, phase, PHASES))
+        try:
+            step = int(step)
+        except ValueError:
+            raise DataError("%s line %d: step %r is not a number" % (path, n, step)) from None
+        getattr(self, phase)[step] = metrics
+
+    # -- pictures --------------------------------------------------------------------------
+    def plot(self, path, title=None, smooth=None):
+        """Loss and (when recorded) accuracy against the step: every training batch (light,
+        smoothed over ``smooth`` batches, default about 1/50 of the run), the display averages,
+        validation and test. Writes a PNG (or any format matplotlib knows by the suffix)."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ConfigError("History.plot needs matplotlib.\nhelp: pip install 'singa[plot]' (or pip install "
+                              "matplotlib); to_csv/to_jsonl work without it") from None
+        names = [k for k in ("loss", "acc", "se") if any(k in m for p in PHASES for m in getattr(self, p).values())]
+        if not names:
+            raise ConfigError("History.plot: nothing to draw, no metric was recorded.\nhelp: plot after fit()")
+        fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+        labels = {"loss": "loss", "acc": "accuracy", "se": "squared error"}
+        for ax, name in zip(axes[0], names):
+            steps = sorted(s for s, m in self.step.items() if name in m)
+            if steps:
+                vals = [self.step[s][name] for s in steps]
+                k = smooth or max(1, len(vals) // 50)
+                ax.plot(steps, vals, color="tab:blue", alpha=0.2, lw=0.8, label="train (each batch)")
+                if k > 1 and len(vals) > k:
+                    ax.plot(steps[k - 1:], _moving_mean(vals, k), color="tab:blue", lw=1.2,
+                            label="train (mean of %d)" % k)
+            for phase, style in (("train", dict(color="tab:blue", marker="o", ms=3, ls="none")),
+                                 ("validation", dict(color="tab:orange", marker="s", ms=4)),
+                                 ("test", dict(color="tab:green", marker="D", ms=4))):
+                d = getattr(self, phase)
+                pts = sorted(s for s, m in d.items() if name in m)
+                if pts and not (phase == "train" and steps):     # display averages only without each batch
+                    ax.plot(pts, [d[s][name] for s in pts], label=phase, **style)
+            ax.set_xlabel("step")
+            ax.set_ylabel(labels.get(name, name))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def _moving_mean(vals, k):
+    out, acc = [], sum(vals[:k])
+    out.append(acc / k)
+    for i in range(k, len(vals)):
+        acc += vals[i] - vals[i - k]
+        out.append(acc / k)
+    return out
+
+
+def _json_float(v):
+    v = float(v)
+    return v if math.isfinite(v) else str(v)      # JSON has no NaN/Infinity
+
+
+__all__ = ["History", "PHASES"]
