@@ -324,6 +324,11 @@ class Driver:
             results.cluster = self._finish_servers(stub, groups)
         run.step = step
         if not run.diverged:
+            # the final validation and test, of the values training ended with
+            if val_net is not None and job.validate_freq > 0 and step not in results.validation and self.rank == 0:
+                results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
+                self.log("Validation @ step %d: %s" % (step, fmt(m)))
+                cbs.on_test_end(run, step, "validation", m)
             if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
                 results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
                 self.log("Test @ step %d: %s" % (step, fmt(m)))

@@ -32,6 +32,8 @@ Differences to SINGA v0.3, on purpose (the rest is as SINGA):
 """
 import numbers
 
+import numpy
+
 from google.protobuf import text_format
 
 from singa.errors import ConfigError
@@ -41,6 +43,7 @@ from singa.layer import (Accuracy, Autoencoder, Dense, Layer, Loss, Parameter, R
                          replace_fields)
 from singa.layer import __all__ as _layer_all
 from singa.proto import job_pb2
+from singa.results import Results
 from singa.utils.message import (enumAlgType, enumPhase, enumUpdaterType, field_names, setval,
                                  unknown_field_error)
 from singa.utils.utility import generate_name, name_epoch, reset_names
@@ -67,6 +70,16 @@ def _check_job_kwargs(method, fields, extra):
                 "Invalid value for `%s` (a keyword argument of %s). Expected one of %s or a JobProto field "
                 "(%s). Received: %s=%r\nhelp: check the spelling; SINGA v0.3 silently ignored unknown keywords"
                 % (key, method, ", ".join(extra), ", ".join(_JOB_FIELDS), key, val))
+
+
+def _is_array(x):
+    return isinstance(x, (numpy.ndarray, list, tuple)) and not getattr(x, "is_datalayer", False)
+
+
+def _positive_int(v, name, method):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ConfigError("Invalid value for `%s` of %s(). Expected a positive integer. Received: %r" % (name, method, v))
+    return int(v)
 
 
 def _alg_value(alg, method):
@@ -414,6 +427,9 @@ class Model:
         run unless ``terminate_on_nan=False``. ``m.history`` keeps the run's metrics by step.
         ``verbose``: 0 silent, 1 a progress bar on a terminal (SINGA's lines otherwise), 2 lines.
         """
+        if _is_array(data):     # Keras style: fit(x, y, batch_size=32, epochs=1, validation_data=(xv, yv))
+            return self._fit_arrays(data, None if isinstance(alg, str) else alg, seed=seed, callbacks=callbacks,
+                                    terminate_on_nan=terminate_on_nan, verbose=verbose, device=device, **fields)
         from singa.callbacks import CallbackList
         self._callbacks = CallbackList(callbacks).callbacks
         from singa.progress import resolve_verbose
@@ -426,6 +442,71 @@ class Model:
         self.result = self._run(test=False, seed=seed)
         self._trained = True
         return self.result
+
+    def _fit_arrays(self, x, y=None, batch_size=32, epochs=1, validation_data=None, shuffle=True, seed=0,
+                    **kwargs):
+        """fit(x, y, ...) on NumPy arrays: ``epochs`` passes over x in batches of ``batch_size``
+        (``epochs * ceil(N / batch_size)`` steps, a display step per epoch), shuffled once with
+        ``seed`` unless ``shuffle=False``; ``validation_data=(xv, yv)`` is tested every epoch."""
+        from singa.layers.input import array_store
+        y = kwargs.pop("y", y)
+        if y is None:
+            raise ConfigError("Invalid value for `y` of fit(). Expected the labels of x (class indices, shape (N,)). "
+                              "Received: None\nhelp: m.fit(x_train, y_train, batch_size=64, epochs=5)")
+        x = numpy.asarray(x)
+        n = x.shape[0] if x.ndim else 0
+        batch_size = _positive_int(batch_size, "batch_size", "fit")
+        epochs = _positive_int(epochs, "epochs", "fit")
+        if n and batch_size > n:
+            batch_size = n
+        order = numpy.random.default_rng(seed).permutation(n) if shuffle and n else slice(None)
+        y = numpy.asarray(y)
+        path, store = array_store(x[order], y[order] if y.shape[:1] == (n,) else y)
+        self._array_stores = [store]
+        per_epoch = -(-n // batch_size)
+        self.layers = [l for l in self.layers if not (l.is_datalayer and (enumPhase("train") in l.layer.include or
+                                                                          enumPhase("val") in l.layer.include))]
+        train = Data(load="recordinput", phase="train", conf=Store(path=path, backend="kvfile", batchsize=batch_size,
+                                                                   shape=tuple(x.shape[1:])))
+        fields = dict(kwargs)
+        fields.setdefault("disp_freq", per_epoch)
+        if validation_data is not None:
+            try:
+                xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise ConfigError("Invalid value for `validation_data` of fit(). Expected a pair (x_val, y_val). "
+                                  "Received: %r" % (type(validation_data).__name__,)) from None
+            xv = numpy.asarray(xv)
+            vpath, vstore = array_store(xv, yv)
+            self._array_stores.append(vstore)
+            vb = min(batch_size, xv.shape[0])
+            fields["validate_data"] = Data(load="recordinput", phase="val", conf=Store(
+                path=vpath, backend="kvfile", batchsize=vb, shape=tuple(xv.shape[1:])))
+            fields.setdefault("validate_steps", -(-xv.shape[0] // vb))
+            fields.setdefault("validate_freq", per_epoch)
+        return self.fit(train, nb_epoch=per_epoch * epochs, seed=seed, **fields)
+
+    def predict(self, x, batch_size=100, checkpoint_path=None):
+        """The model's outputs for the samples of NumPy array ``x``, one row each: the class
+        probabilities for a softmax loss, the reconstruction for a Euclidean loss. Uses the last
+        checkpoint fit() wrote (or ``checkpoint_path``) and the normalisation of the model's data
+        layer."""
+        return self._predictor(x, None, batch_size, checkpoint_path, "predict").predict()
+
+    def _predictor(self, x, y, batch_size, checkpoint_path, method):
+        from singa.backends import Backend
+        from singa.inference import Predictor
+        paths = _paths(checkpoint_path, "checkpoint_path") or (
+            [self.last_checkpoint_path] if self.last_checkpoint_path else list(self.jobconf.checkpoint_path))
+        if not paths:
+            raise ConfigError("Invalid value for `checkpoint_path` of %s(). Expected the checkpoint of the trained "
+                              "params. Received: None\nhelp: fit() the model first, or pass checkpoint_path="
+                              "workspace + '/checkpoint/step1000-worker0'" % method)
+        if self.layers:
+            self.build()
+        gpus = list(self.jobconf.gpu)
+        return Predictor(self.jobconf, paths, x, y, batch_size=batch_size,
+                         backend=Backend(gpus[0]) if gpus else None, seed=self._seed)
 
     def _configure_evaluate(self, data=None, alg=None, checkpoint_path=None, device=None, show_acc=False,
                             **fields):
@@ -477,6 +558,22 @@ class Model:
         fit() set (SINGA reset it to 'bp', which broke fit(alg='cd', with_test=True)). ``show_acc`` adds
         test-only softmax + accuracy layers. ``seed`` defaults to the one given to fit().
         """
+        if _is_array(data):       # evaluate(x, y): exact test metrics over every sample of the arrays
+            import re
+            y = fields.pop("y", None) if isinstance(alg, (str, type(None))) else alg
+            if y is None:
+                raise ConfigError("Invalid value for `y` of evaluate(). Expected the labels of x. Received: None\n"
+                                  "help: m.evaluate(x_test, y_test)")
+            unknown = set(fields) - {"batch_size"}
+            if unknown:
+                raise ConfigError("Invalid keyword(s) %s for evaluate(x, y). Expected batch_size (and checkpoint_path)."
+                                  % sorted(unknown))
+            pred = self._predictor(data, y, fields.get("batch_size", 100), checkpoint_path, "evaluate")
+            m = pred.metrics()
+            path = (_paths(checkpoint_path, "checkpoint_path") or [self.last_checkpoint_path or ""])[-1]
+            found = re.search(r"step(\d+)-worker", path or "")
+            self.result = Results("test", test={int(found.group(1)) if found else 0: m})
+            return self.result
         job = self._configure_evaluate(data=data, alg=alg, checkpoint_path=checkpoint_path, device=device,
                                        show_acc=show_acc, **fields)
         seed = self._seed if seed is None else seed
@@ -556,6 +653,87 @@ class Model:
     def display(self):
         """Print the JobProto in text format (job.conf syntax)."""
         print(text_format.MessageToString(self.to_jobproto()))
+
+    # -- summary, save, load --------------------------------------------------------
+    def summary(self, phase="train", print_fn=print):
+        """The layers in net order with their output shapes and params, and the totals (a shared
+        param counts once); printed with ``print_fn`` and returned as text. The net of ``phase`` is
+        set up to know the shapes (its data layers read their stores' headers)."""
+        from singa.backends import Backend
+        from singa.neuralnet import NeuralNet
+        from singa.random import RandomStreams
+        job = self.to_jobproto()
+        net = NeuralNet(job.neuralnet, enumPhase(phase), Backend(None), RandomStreams(0))
+        rows = [("Layer (type)", "Output shape", "Params", "")]
+        total = 0
+        for layer in net.layers:
+            own = [p for p in getattr(layer, "params", ()) if p.owner is None]
+            n = sum(p.size for p in own)
+            total += n
+            detail = ", ".join("%s %s" % (p.name, p.shape) for p in layer.params) if layer.params else ""
+            shares = [p.name for p in getattr(layer, "params", ()) if p.owner is not None]
+            if shares:
+                detail += " (shared: %s)" % ", ".join(shares)
+            type_name = job_pb2.LayerType.Name(layer.conf.type) if layer.conf.type in job_pb2.LayerType.values() \
+                else str(layer.conf.type)
+            rows.append(("%s (%s)" % (layer.name, type_name), str(tuple(layer.out_shape)), "{:,}".format(n), detail))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = ['Model: "%s" (%s net, batch %d)' % (job.name, phase, net.batch_size)]
+        for r in rows:
+            lines.append(("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + ("  " + r[3] if r[3] else "")).rstrip())
+            if r is rows[0]:
+                lines.append("-" * (sum(widths) + 4))
+        lines.append("Total params: {:,} ({:.1f} MiB as float32)".format(total, total * 4 / 2 ** 20))
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, directory, overwrite=False):
+        """The model as one directory: ``job.conf`` (its JobProto as text, SINGA's syntax) and its
+        trained params (``step<N>-worker0``, SINGA's checkpoint format). ``Model.load`` reads it
+        back; ``singa-run -conf <dir>/job.conf`` runs the job."""
+        import os
+        import shutil
+        from singa.io.atomic import write_text_atomic
+        from singa.proto import job_to_text
+        if not self.last_checkpoint_path or not os.path.isfile(self.last_checkpoint_path):
+            raise ConfigError("save(): the model has no trained params to save (last checkpoint: %r).\nhelp: fit() "
+                              "the model first" % (self.last_checkpoint_path,))
+        directory = os.fspath(directory)
+        if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
+            raise ConfigError("Invalid value for `directory` of save(). Expected a new or empty directory. Received: "
+                              "%r, which holds files\nhelp: save(%r, overwrite=True) replaces the saved model there"
+                              % (directory, directory))
+        os.makedirs(directory, exist_ok=True)
+        # SINGA's checkpoint name, so the step stays known
+        params = os.path.join(directory, os.path.basename(self.last_checkpoint_path))
+        tmp = params + ".tmp"
+        shutil.copyfile(self.last_checkpoint_path, tmp)
+        os.replace(tmp, params)
+        write_text_atomic(os.path.join(directory, "job.conf"), job_to_text(self.to_jobproto()))
+        return directory
+
+    @classmethod
+    def load(cls, directory, argv=None):
+        """A model saved by ``save``: its job, with its params as the checkpoint for predict,
+        evaluate and further training (checkpoint_path)."""
+        import glob
+        import os
+        from singa.errors import DataError
+        from singa.proto import read_job_conf
+        conf = os.path.join(directory, "job.conf")
+        found = sorted(glob.glob(os.path.join(glob.escape(os.fspath(directory)), "step*-worker0")))
+        if not os.path.isfile(conf) or len(found) != 1:
+            raise DataError("Model.load(%r): expected job.conf and one step<N>-worker0 checkpoint there. Found: %s.\n"
+                            "help: load a directory written by Model.save" % (directory, sorted(os.listdir(directory))
+                                                                               if os.path.isdir(directory) else "no "
+                                                                               "such directory"))
+        params = found[0]
+        m = cls.from_jobproto(read_job_conf(conf), argv=argv)
+        m.last_checkpoint_path = params
+        m._trained = True
+        return m
 
 
 class Sequential(Model):

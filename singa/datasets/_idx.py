@@ -16,6 +16,8 @@ import os
 import shutil
 import urllib.request
 
+import numpy
+
 from singa.errors import DataError
 from singa.io.atomic import DirLock, write_text_atomic
 
@@ -153,6 +155,17 @@ class IdxDataset:
             return
         raise DataError("could not download %s for %s:\n  %s\nhelp: download the idx files by hand and set %s "
                         "to their folder" % (fname, self.name, "\n  ".join(errors) or "no mirror", self.env_var))
+
+
+def load_arrays(dataset, data_dir=None, download=False):
+    """((x_train, y_train), (x_test, y_test)) as NumPy arrays, Keras's layout: uint8 images (N, 28, 28)
+    and int32 labels (N,), for fit(x, y) / evaluate(x, y) / predict(x)."""
+    from singa.io.record import load_record_file
+    out = []
+    for path in dataset.locate(data_dir, download):
+        values, labels = load_record_file(path, 784)
+        out.append((numpy.asarray(values, dtype=numpy.uint8).reshape(-1, 28, 28), numpy.asarray(labels, numpy.int32)))
+    return tuple(out)
 
 
 def load_data(dataset, workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None,

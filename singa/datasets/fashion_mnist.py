@@ -2,7 +2,7 @@
 
 Also found in Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 """
-from singa.datasets._idx import IdxDataset, load_data as _load
+from singa.datasets._idx import IdxDataset, load_arrays as _arrays, load_data as _load
 
 DATASET = IdxDataset(
     "fashion_mnist", singa_dir="examples/fashion_mnist", env_var="SINGA_FASHION_MNIST_DIR",
@@ -21,3 +21,8 @@ def load_data(workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, da
 
 def available(data_dir=None):
     return DATASET.available(data_dir)
+
+
+def load_arrays(data_dir=None, download=False):
+    """((x_train, y_train), (x_test, y_test)): uint8 images (N, 28, 28) and int32 labels."""
+    return _arrays(DATASET, data_dir, download)

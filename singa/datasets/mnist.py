@@ -3,7 +3,7 @@
 Real MNIST only: if its files are not found this raises a DataError saying where it looked
 (see singa.datasets._idx); it never substitutes another dataset.
 """
-from singa.datasets._idx import IdxDataset, load_data as _load
+from singa.datasets._idx import IdxDataset, load_arrays as _arrays, load_data as _load
 
 DATASET = IdxDataset(
     "mnist", singa_dir="examples/mnist", env_var="SINGA_MNIST_DIR",
@@ -22,3 +22,8 @@ def load_data(workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, da
 def available(data_dir=None):
     """True when MNIST's files are found without downloading."""
     return DATASET.available(data_dir)
+
+
+def load_arrays(data_dir=None, download=False):
+    """((x_train, y_train), (x_test, y_test)): uint8 images (N, 28, 28) and int32 labels."""
+    return _arrays(DATASET, data_dir, download)

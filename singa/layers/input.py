@@ -64,8 +64,62 @@ def clear_store_cache():
     _RECENT.clear()
 
 
+# In-memory stores: NumPy arrays given to fit/evaluate/predict, read by kRecordInput layers whose
+# store_conf path is "mem:<name>". The registry holds them weakly; the Model that made them keeps
+# them alive.
+MEMORY_PREFIX = "mem:"
+_ARRAYS = weakref.WeakValueDictionary()
+_ARRAY_COUNT = [0]
+
+
+def array_store(values, labels=None, name=None):
+    """Register ``values`` (N, ...) and integer ``labels`` (N,) as an in-memory store; returns
+    (path, StoreData): the path goes in store_conf, the caller keeps the StoreData alive."""
+    values = numpy.asarray(values)
+    if values.ndim < 1 or values.shape[0] == 0 or values.size == 0:
+        raise DataError("Invalid value for `x`. Expected an array of samples, shape (N, ...) with N >= 1. Received: "
+                        "an array of shape %s" % (values.shape,))
+    if values.dtype.kind not in "biuf":
+        raise DataError("Invalid value for `x`. Expected numbers. Received: an array of dtype %s" % values.dtype)
+    # a copy: the store is made read-only, the caller's arrays must stay theirs
+    values = numpy.array(values, dtype=numpy.uint8 if values.dtype == numpy.uint8 else numpy.float32, copy=True)
+    bad = 0 if values.dtype == numpy.uint8 else int((~numpy.isfinite(values)).sum())
+    if bad:
+        raise DataError("Invalid value for `x`. Expected finite numbers. Received: an array with %d NaN or infinite "
+                        "value(s)" % bad)
+    values = values.reshape(values.shape[0], -1)
+    if labels is not None:
+        lab = numpy.asarray(labels)
+        if lab.ndim == 2 and lab.shape[1] == 1:
+            lab = lab[:, 0]
+        if lab.ndim != 1 or lab.shape[0] != values.shape[0]:
+            hint = ("\nhelp: pass class indices, not one-hot rows (y.argmax(axis=1))"
+                    if lab.ndim == 2 and lab.shape[0] == values.shape[0] else "")
+            raise DataError("Invalid value for `y`. Expected %d integer labels (one per sample of x), shape (%d,). "
+                            "Received: an array of shape %s%s" % (values.shape[0], values.shape[0], lab.shape, hint))
+        if lab.size and (not numpy.all(numpy.equal(numpy.mod(lab, 1), 0)) or lab.min() < 0):
+            raise DataError("Invalid value for `y`. Expected class indices (integers >= 0). Received: values such as "
+                            "%s\nhelp: pass class indices, not one-hot rows (y.argmax(axis=1))" % lab[:5].tolist())
+        labels = numpy.array(lab, dtype=numpy.int32, copy=True)
+    _ARRAY_COUNT[0] += 1
+    path = "%s%s" % (MEMORY_PREFIX, name or "arrays%d" % _ARRAY_COUNT[0])
+    data = StoreData(path, values, labels)
+    _ARRAYS[path] = data
+    return path, data
+
+
 def load_store(path, backend, count, kind="record", separator=",", has_label=True):
     """The StoreData of a store file, from the cache when the same file (path, mtime, size) was loaded."""
+    if str(path).startswith(MEMORY_PREFIX):
+        data = _ARRAYS.get(str(path))
+        if data is None:
+            raise DataError("the in-memory store %s is gone: it lives as long as the model that was given the "
+                            "arrays.\nhelp: pass the arrays again (fit/evaluate/predict), or write them to a record "
+                            "file (singa.io.create_data) for a job.conf" % path)
+        if data.values.shape[1] != count:
+            raise DataError("the in-memory store %s has %d values per sample but the layer expects %d (store_conf "
+                            "shape)" % (path, data.values.shape[1], count))
+        return data
     if backend == "kvfile":
         real = kv.resolve_path(path)
     else:
