@@ -48,6 +48,15 @@ class Driver:
         self.progress = Progress(resolve_verbose(verbose) if self.rank == 0 else 0)
         self.verbose = self.progress.verbose > 0
 
+    # SINGA v0.3's SWIG Driver: Init(argv) once before interactive training; InitLog(name) names the log
+    def Init(self, argv=None):
+        """Keep ``argv`` (``-resume`` there resumes training); returns self."""
+        self.argv = list(argv or [])
+        return self
+
+    def InitLog(self, name=None):
+        return self
+
     def log(self, msg):
         if self.verbose:
             self.progress.print(msg)

@@ -22,7 +22,10 @@ Other differences to SINGA v0.3, on purpose:
 import copy
 import numbers
 
+import numpy
+
 from singa.errors import ConfigError
+from singa.interactive import _InputLike
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
 from singa.proto import job_pb2
 from singa.utils import message
@@ -117,6 +120,42 @@ class Layer:
             else self.layer.type
         return "%s(%r, %s)" % (type(self).__name__, self.layer.name, t)
 
+    # -- interactive training (SINGA v0.3, SINGA-126; see singa.interactive) ----------------
+    def ComputeFeature(self, *srcs):
+        """Forward this layer on the outputs of ``srcs`` (a loss: prediction, then the label
+        input); the first call creates and sets up its engine layer and initialises its params."""
+        from singa.interactive import compute_feature
+        return compute_feature(self, srcs)
+
+    def ComputeGradient(self):
+        """Back-propagate: params' gradients and the gradients of this layer's sources."""
+        from singa.interactive import compute_gradient
+        compute_gradient(self)
+
+    def GetParams(self):
+        """(weight, bias) as NumPy arrays: the weight in SINGA's layout, the bias as (n, 1)."""
+        from singa.interactive import get_params
+        return get_params(self)
+
+    def SetParams(self, *params):
+        """Replace the params' values (as many arrays as the layer has params, in order)."""
+        from singa.interactive import set_params
+        set_params(self, *params)
+
+    def GetData(self):
+        """This layer's last output, flattened (a NumPy array)."""
+        from singa.interactive import runtime
+        r = runtime(self)
+        return numpy.array(r.backend.to_host(r.data) if hasattr(r, "backend") else r.data).reshape(-1)
+
+    def ToString(self, debug=False, flag=None):
+        from singa.interactive import to_string
+        return to_string(self)
+
+    def display(self):
+        """Print the layer's metrics (a loss: 'Loss = ..., accuracy = ...')."""
+        print(self.ToString())
+
 
 class Data(Layer):
     """An input layer: ``Data(load='recordinput', phase='train', conf=Store(...))``.
@@ -176,6 +215,70 @@ def replace_fields(proto, **kwargs):
         if fd is not None and fd.is_repeated and fd.type != fd.TYPE_MESSAGE:
             proto.ClearField(key)
     return setval(proto, **kwargs)
+
+
+class Dummy(Layer, _InputLike):
+    """An input fed from Python (kDummy with ``dummy_conf { input: true }``): ``Feed(data)``."""
+
+    def __init__(self, shape=None, **kwargs):
+        from singa.interactive import Input
+        layer_kw, _ = _split_kwargs(type(self).__name__, kwargs)
+        self._setup(layer_kw.pop("name", None) or generate_name("dummy"), dict(layer_kw, type=job_pb2.kDummy))
+        self.layer.dummy_conf.input = True
+        if shape:
+            self.layer.dummy_conf.shape.extend(int(d) for d in shape)
+        self._input = Input(self.layer.name)
+
+    def Feed(self, data, nb_channel=1, is_label=0):
+        """The next batch: ``data`` (batch, ...) numbers; with ``is_label`` the labels instead."""
+        arr = numpy.asarray(data)
+        if arr.ndim < 1 or arr.shape[0] == 0:
+            raise ConfigError("Invalid value for `data` of %s.Feed(). Expected a batch (N, ...). Received: an array "
+                              "of shape %s" % (type(self).__name__, arr.shape))
+        if is_label:
+            self._input.feed(labels=_labels(arr, type(self).__name__))
+        else:
+            self._input.feed(data=self._shape(numpy.ascontiguousarray(arr, dtype=numpy.float32)))
+
+    def _shape(self, arr):
+        return arr
+
+
+def _labels(arr, owner):
+    lab = arr.reshape(-1) if arr.ndim == 2 and arr.shape[1] == 1 else arr
+    if lab.ndim != 1 or (lab.size and (numpy.any(lab < 0) or numpy.any(lab != numpy.round(lab)))):
+        raise ConfigError("Invalid value for the labels of %s.Feed(). Expected class indices, shape (N,) or (N, 1). "
+                          "Received: shape %s" % (owner, arr.shape))
+    return numpy.ascontiguousarray(lab, dtype=numpy.int32)
+
+
+class ImageInput(Dummy):
+    """Images fed from Python: ``ImageInput(width, height, nb_channel=1).Feed(x)`` with x of shape
+    (batch, pixels) (or any shape holding width*height*nb_channel values per row); the layer's
+    output is (batch, nb_channel, height, width), or (batch, pixels) without a width."""
+
+    def __init__(self, width=None, height=None, nb_channel=1, **kwargs):
+        super().__init__(**kwargs)
+        self.width, self.height, self.nb_channel = width, height if height is not None else width, int(nb_channel)
+        if width is not None:
+            self.layer.dummy_conf.shape.extend([self.nb_channel, int(self.height), int(width)])
+
+    def _shape(self, arr):
+        if self.width is None:
+            return arr.reshape(arr.shape[0], -1)
+        per = self.nb_channel * int(self.height) * int(self.width)
+        if arr.size != arr.shape[0] * per:
+            raise ConfigError("Invalid value for `data` of ImageInput.Feed(). Expected %d values per image (%d x %d x "
+                              "%d). Received: an array of shape %s" % (per, self.nb_channel, self.height, self.width,
+                                                                       arr.shape))
+        return arr.reshape(arr.shape[0], self.nb_channel, int(self.height), int(self.width))
+
+
+class LabelInput(Dummy):
+    """Labels fed from Python: ``LabelInput().Feed(y)`` with class indices, (batch,) or (batch, 1)."""
+
+    def Feed(self, data, nb_channel=1, is_label=1):
+        super().Feed(data, is_label=1)
 
 
 class Dense(Layer):
@@ -411,6 +514,6 @@ class RBM(Layer):
         self.bidirect = hid
 
 
-__all__ = ["Layer", "Data", "Dense", "Activation", "Loss", "Dropout", "Accuracy", "Convolution2D",
+__all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy", "Convolution2D",
            "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
            "Parameter", "set_param_field"] + message.__all__

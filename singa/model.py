@@ -979,6 +979,32 @@ class AdamMax(Updater):
                beta2=_number("beta2", beta2, "AdamMax"))
 
 
+def _updater_update(self, step, layer):
+    """Interactive training (SINGA v0.3): apply this updater to every param of ``layer`` with the
+    gradients its last ComputeGradient() left (the updater's state kept per param)."""
+    from singa.interactive import UpdaterState
+    st = getattr(self, "_interactive", None)
+    if st is None:
+        st = self._interactive = UpdaterState(self.proto)
+    st.update(step, layer)
+
+
+Updater.Update = _updater_update
+
+
+def save_model_parameter(step, folder, layers):
+    """Write the params of ``layers`` to ``<folder>/step<step>-worker0`` (SINGA's checkpoint format)."""
+    from singa.interactive import save_model_parameter as save
+    return save(step, folder, layers)
+
+
+def load_model_parameter(path, layers, batchsize=1, data_shape=None):
+    """Load the params of ``layers`` by name from a checkpoint (setting the layers up for an input of
+    ``data_shape`` per sample when they have not run yet)."""
+    from singa.interactive import load_model_parameter as load
+    load(path, layers, batchsize, data_shape)
+
+
 class Cluster:
     """A ClusterProto (``.proto``) with the workspace and the six topology counts always written;
     other ClusterProto fields (server_worker_separate, sync_freq, ...) as keywords."""
@@ -1008,4 +1034,5 @@ class Cluster:
 
 __all__ = list(_layer_all) + ["Model", "Sequential", "Energy", "Store", "Algorithm", "Updater", "SGD",
                               "AdaGrad", "Nesterov", "RMSProp", "AdaDelta", "Adam", "AdamMax", "Cluster",
+                              "save_model_parameter", "load_model_parameter",
                               "generate_name"]

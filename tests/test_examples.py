@@ -25,3 +25,28 @@ def test_mnist_mlp_example_few_steps(in_tmp):
     assert len(acc) == 3 and acc[-1] > 0.3
     assert "Final test metrics" in r.stdout
     assert os.path.isfile(in_tmp / "examples/fashion_mnist/checkpoint/step20-worker0")
+
+
+@needs_fashion
+def test_interactive_train_mnist_example(in_tmp):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_mnist.py"), "--dataset", "fashion_mnist",
+                        "--steps", "60", "--hidden", "128", "--lr", "0.01"], cwd=in_tmp, capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr + r.stdout
+    losses = [float(v) for v in re.findall(r"Step +\d+: Loss = ([\d.]+)", r.stdout)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    acc = float(re.search(r"Test accuracy: ([\d.]+) \(10000 test images\)", r.stdout).group(1))
+    assert acc > 0.5
+    assert os.path.isfile(in_tmp / "examples/mnist_interactive/checkpoint/step60-worker0")
+
+
+def test_interactive_train_cifar10_example(in_tmp):
+    from tests.test_cifar10_data import write_batches
+    write_batches(in_tmp / "raw", n=100)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train_cifar10.py"), "--data-dir",
+                        str(in_tmp / "raw"), "--steps", "10", "--test-images", "100"], cwd=in_tmp, capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT,
+                                                       SINGA_CIFAR10_DIR=str(in_tmp / "cache")))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert re.search(r"Step  10: Loss = [\d.]+, accuracy = [\d.]+", r.stdout)
+    assert re.search(r"Test accuracy: [\d.]+ \(100 test images\)", r.stdout)

@@ -150,6 +150,20 @@ def available(data_dir=None):
     return any(_records(d) or _batches(d) or _archive(d) for d in _candidates(data_dir))
 
 
+def load_arrays(data_dir=None, download=False):
+    """((x_train, y_train), (x_test, y_test), mean): uint8 images (N, 3, 32, 32), int32 labels and
+    the float32 mean image (3, 32, 32) that SINGA's CIFAR-10 stores subtract."""
+    import numpy
+    from singa.io.record import first_record_values, load_record_file
+    train, test, mean_file = locate(data_dir, download)
+    out = []
+    for path in (train, test):
+        values, labels = load_record_file(path, 3072)
+        out.append((numpy.asarray(values, dtype=numpy.uint8).reshape(-1, 3, 32, 32), numpy.asarray(labels, numpy.int32)))
+    mean = numpy.asarray(first_record_values(mean_file), dtype=numpy.float32).reshape(3, 32, 32)
+    return out[0], out[1], mean
+
+
 def load_data(workspace=None, backend="kvfile", batchsize=64, random=5000, shape=(3, 32, 32), std=127.5,
               mean=127.5, data_dir=None, download=False):
     """SINGA's cifar10.load_data: (train Data layer, test Data layer, workspace).
