@@ -493,6 +493,17 @@ class Model:
         layer."""
         return self._predictor(x, None, batch_size, checkpoint_path, "predict").predict()
 
+    def export_onnx(self, path, checkpoint_path=None, preprocess=True, opset=17):
+        """Write the trained model as ONNX (input: raw samples as predict() takes them, output:
+        what predict() returns); see singa.onnx_export. Needs the onnx package."""
+        from singa.inference import reference_input
+        from singa.onnx_export import export
+        if self.layers:
+            self.build()
+        shape = tuple(reference_input(self.jobconf.neuralnet).store_conf.shape)
+        pred = self._predictor(numpy.zeros((1,) + shape, numpy.float32), None, 1, checkpoint_path, "export_onnx")
+        return export(self.jobconf, pred, path, preprocess=preprocess, opset=opset)
+
     def _predictor(self, x, y, batch_size, checkpoint_path, method):
         from singa.backends import Backend
         from singa.inference import Predictor
