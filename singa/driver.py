@@ -71,6 +71,14 @@ class Driver:
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
         topo = Topology.for_world(job.cluster, self.comm.size if self.comm else 1)
         self.topology = topo
+        if topo.nworkers_per_group > 1:
+            split = [lp.name for lp in job.neuralnet.layer if lp.partition_dim == 1]
+            if job.neuralnet.partition_dim == 1 or split:
+                raise ConfigError(
+                    "Invalid value for `partition_dim` (%s). Expected 0 (each worker of a group takes a slice of the "
+                    "batch) or -1. Received: 1 (splitting the features among the workers), which this engine does not "
+                    "implement.\nhelp: leave partition_dim out (0)" % ("neuralnet" if job.neuralnet.partition_dim == 1
+                                                                       else "layers %s" % split))
         # parameter servers of their own (Downpour, Hogwild, Sandblaster) or every worker
         # updating its replica from the group's summed gradients (AllReduce)
         self.ps = not topo.synchronous or topo.separate

@@ -12,6 +12,10 @@ import sys
 import time
 
 
+# Steps before an ETA is shown.
+MIN_STEPS_FOR_ETA = 5
+
+
 def resolve_verbose(verbose):
     """True/False -> 1/0; a level 0, 1 or 2; anything else is an error."""
     if verbose is True:
@@ -83,7 +87,9 @@ class Progress:
     def eta(self):
         """The time left at the pace so far (wall time: tests and checkpoints included)."""
         left = self.total - self.start - self.done
-        return eta(left * (time.perf_counter() - self.t0) / self.done) if self.done and self.t0 else "?"
+        if self.done < MIN_STEPS_FOR_ETA or not self.t0:   # the first steps (and a test before them) mislead
+            return "?"
+        return eta(left * (time.perf_counter() - self.t0) / self.done)
 
     def rate(self):
         return self.done * self.batch / self.train_time if self.train_time > 0 else 0.0

@@ -259,3 +259,11 @@ def test_a_stop_on_one_rank_stops_every_rank_of_a_synchronous_job(in_tmp):
     assert r.returncode == 0, r.stderr + r.stdout
     assert r.stdout.count("rank done, last step 5, stopped: a callback asked to stop (after step 5)") == 2
     assert os.path.isfile(in_tmp / "ws/checkpoint/step6-worker0")
+
+
+def test_feature_partitioning_is_refused_clearly(in_tmp):
+    write_records(in_tmp / "train.bin")
+    job = parse_job_conf((JOB % dict(steps=3, ws="ws", cluster="nworkers_per_group: 2 nworkers_per_procs: 2"))
+                         .replace('name: "fc1" type: kInnerProduct', 'name: "fc1" type: kInnerProduct partition_dim: 1'))
+    with pytest.raises(Exception, match=r"(?s)partition_dim.*layers \['fc1'\].*Received: 1"):
+        Driver(verbose=False, comm=None).train(job)
