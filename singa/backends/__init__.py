@@ -4,6 +4,8 @@ A Backend is bound to a device: ``None`` (or -1) is the CPU and NumPy, an intege
 CuPy on that device. Layers, losses and updaters take ``backend.xp`` and never import
 numpy for math themselves; host-side work converts explicitly with ``to_host``.
 """
+import os
+
 import numpy
 
 from singa.errors import ConfigError
@@ -17,6 +19,15 @@ class Backend:
         if self.device is None:
             self.xp = numpy
             self.name = "numpy"
+        elif os.environ.get("SINGA_GPU_STANDIN", "") not in ("", "0"):
+            # the strict CuPy stand-in (singa.backends.standin): proves on a CPU that nothing mixes
+            # host and device arrays
+            from singa.backends import standin
+            if self.device != 0:
+                raise ConfigError("Invalid value for `device`. Expected a GPU id in [0, 1) (SINGA_GPU_STANDIN has "
+                                  "one stand-in device). Received: %r" % (device,))
+            self.xp = standin
+            self.name = "standin"
         else:
             try:
                 import cupy
@@ -56,6 +67,9 @@ def get_array_module(*arrays):
         if mod.startswith("cupy"):
             import cupy
             return cupy
+        if mod == "singa.backends.standin":
+            from singa.backends import standin
+            return standin
     return numpy
 
 

@@ -1,0 +1,400 @@
+"""A strict stand-in for CuPy on machines without a GPU: proves that the training step never mixes
+host (NumPy) and device arrays.
+
+Its ``ndarray`` wraps a NumPy array and behaves like ``cupy.ndarray`` where it matters:
+
+* implicit conversion to NumPy raises TypeError, as CuPy's does (``numpy.asarray(a)``,
+  ``numpy.add(a, host)``, a NumPy function given a device array, a device array stored into a NumPy
+  array, ...); the only ways to the host are ``a.get()``, ``xp.asnumpy(a)`` and scalars
+  (``float(a)``, ``a.item()``, which synchronise on a GPU too);
+* the only way from the host is explicit: ``xp.asarray(host)`` / ``xp.array(host)``;
+* operations mixing a device array and a NumPy array (not a Python or NumPy scalar) raise
+  TypeError, as CuPy refuses them;
+* every transfer is counted (``transfers``), so a test can check that a training step moves
+  nothing but what it must (a batch in, metrics out).
+
+The module mirrors the parts of the ``cupy`` namespace the engine uses: creation functions, ufuncs
+and NumPy functions (through NEP 18 / NEP 13 dispatch, so the engine's generic ``xp`` code runs
+unchanged), ``cuda.Device`` and ``cuda.runtime.getDeviceCount``. It computes with NumPy, so the
+numbers equal NumPy's up to the order of operations.
+"""
+import numpy
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy "
+            "array explicitly.")
+
+transfers = {"to_device": 0, "to_host": 0, "to_device_bytes": 0, "to_host_bytes": 0}
+
+
+def reset_transfers():
+    for k in transfers:
+        transfers[k] = 0
+
+
+def _mixing(what):
+    return TypeError("Unsupported type %s: a device array (the CuPy stand-in) cannot be mixed with a NumPy "
+                     "array; move it explicitly with xp.asarray(...) or .get()" % what)
+
+
+def _unwrap(x):
+    """Our arrays -> their NumPy arrays; host NumPy arrays (not scalars) -> TypeError; containers
+    recursively; anything else as is."""
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, numpy.ndarray):
+        if x.ndim == 0:
+            return x
+        raise _mixing("numpy.ndarray of shape %s" % (x.shape,))
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unwrap(v) for k, v in x.items()}
+    return x
+
+
+def _wrap(x):
+    if isinstance(x, numpy.ndarray):
+        return ndarray(x)
+    if isinstance(x, tuple):
+        return tuple(_wrap(v) for v in x)
+    if isinstance(x, list):
+        return [_wrap(v) for v in x]
+    return x
+
+
+class ndarray(NDArrayOperatorsMixin):
+    """A device array of the stand-in (a NumPy array inside, unreachable implicitly)."""
+    __slots__ = ("_a",)
+    __array_priority__ = 100
+
+    def __init__(self, a):
+        self._a = a
+
+    # -- what CuPy refuses -------------------------------------------------------------
+    def __array__(self, *args, **kwargs):
+        raise TypeError(IMPLICIT)
+
+    def __iter__(self):
+        raise TypeError("iterating over a device array (the CuPy stand-in) moves every element to the host; "
+                        "use .get() explicitly")
+
+    # -- NumPy dispatch ------------------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        out = kwargs.get("out")
+        args = _unwrap(inputs)
+        if out is not None:
+            kwargs["out"] = _unwrap(out)
+        if "where" in kwargs:
+            kwargs["where"] = _unwrap(kwargs["where"])
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        for t in types:
+            if t is not ndarray and issubclass(t, numpy.ndarray):
+                raise _mixing(t.__name__)
+        out = kwargs.get("out")
+        result = func(*_unwrap(args), **_unwrap(kwargs))
+        if out is not None:
+            return out
+        return _wrap(result)
+
+    # -- attributes ------------------------------------------------------------------------
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    itemsize = property(lambda self: self._a.itemsize)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: ndarray(self._a.T))
+    base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
+
+    @property
+    def device(self):
+        return _Device(0)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __repr__(self):
+        return "standin.ndarray(shape=%s, dtype=%s)" % (self.shape, self.dtype)
+
+    # -- the explicit ways to the host ---------------------------------------------------
+    def get(self, stream=None, out=None):
+        transfers["to_host"] += 1
+        transfers["to_host_bytes"] += self._a.nbytes
+        if out is not None:
+            out[...] = self._a
+            return out
+        return self._a.copy()
+
+    def item(self):
+        transfers["to_host"] += 1
+        return self._a.item()
+
+    def tolist(self):
+        transfers["to_host"] += 1
+        return self._a.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __index__(self):
+        return int(self.item())
+
+    # -- indexing ------------------------------------------------------------------------
+    def __getitem__(self, key):
+        r = self._a[_unwrap(key)]
+        return ndarray(r) if isinstance(r, numpy.ndarray) else ndarray(numpy.asarray(r))
+
+    def __setitem__(self, key, value):
+        self._a[_unwrap(key)] = _unwrap(value)
+
+    # -- methods (views stay device arrays) -----------------------------------------------
+    def reshape(self, *shape, **kw):
+        return ndarray(self._a.reshape(*shape, **kw))
+
+    def ravel(self):
+        return ndarray(self._a.ravel())
+
+    def transpose(self, *axes):
+        return ndarray(self._a.transpose(*axes))
+
+    def swapaxes(self, a, b):
+        return ndarray(self._a.swapaxes(a, b))
+
+    def astype(self, dtype, copy=True, **kw):
+        return ndarray(self._a.astype(dtype, copy=copy, **kw))
+
+    def copy(self, order="C"):
+        return ndarray(self._a.copy(order=order))
+
+    def fill(self, value):
+        self._a.fill(_unwrap(value))
+
+    def view(self, dtype=None):
+        return ndarray(self._a.view() if dtype is None else self._a.view(dtype))
+
+    def dot(self, other, out=None):
+        return dot(self, other, out=out)
+
+    def _reduce(name):     # noqa: N805  (builds the reductions below)
+        def method(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
+            f = getattr(self._a, name)
+            kwargs = dict(axis=axis, keepdims=keepdims, **kw)
+            if dtype is not None:
+                kwargs["dtype"] = dtype
+            if out is not None:
+                f(out=_unwrap(out), **kwargs)
+                return out
+            return _wrap(numpy.asarray(f(**kwargs)))
+        method.__name__ = name
+        return method
+
+    sum = _reduce("sum")
+    mean = _reduce("mean")
+    var = _reduce("var")
+
+    def _reduce_nodtype(name):     # noqa: N805
+        def method(self, axis=None, out=None, keepdims=False):
+            f = getattr(self._a, name)
+            if out is not None:
+                f(axis=axis, out=_unwrap(out), keepdims=keepdims)
+                return out
+            return _wrap(numpy.asarray(f(axis=axis, keepdims=keepdims)))
+        method.__name__ = name
+        return method
+
+    max = _reduce_nodtype("max")
+    min = _reduce_nodtype("min")
+    all = _reduce_nodtype("all")
+    any = _reduce_nodtype("any")
+    del _reduce, _reduce_nodtype
+
+    def argmax(self, axis=None, out=None):
+        return argmax(self, axis=axis, out=out)
+
+    def argmin(self, axis=None, out=None):
+        return argmin(self, axis=axis, out=out)
+
+    def clip(self, a_min=None, a_max=None, out=None):
+        return clip(self, a_min, a_max, out=out)
+
+
+# -- the module's namespace -------------------------------------------------------------------
+float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
+int8, int16, int32, int64, uint8, bool_ = numpy.int8, numpy.int16, numpy.int32, numpy.int64, numpy.uint8, numpy.bool_
+dtype, finfo, iinfo, newaxis, pi, inf, nan, e = numpy.dtype, numpy.finfo, numpy.iinfo, None, numpy.pi, numpy.inf, \
+    numpy.nan, numpy.e
+
+
+def asarray(a, dtype=None, order=None):
+    """Host -> device (explicit), or a device array as is."""
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == numpy.dtype(dtype) else a.astype(dtype)
+    host = numpy.array(a, dtype=dtype, order=order or "K", copy=True)
+    transfers["to_device"] += 1
+    transfers["to_device_bytes"] += host.nbytes
+    return ndarray(host)
+
+
+def array(a, dtype=None, copy=True, order="K"):
+    if isinstance(a, ndarray):
+        return ndarray(numpy.array(a._a, dtype=dtype, copy=True, order=order))
+    return asarray(a, dtype=dtype, order=order)
+
+
+def ascontiguousarray(a, dtype=None):
+    if isinstance(a, ndarray):
+        return ndarray(numpy.ascontiguousarray(a._a, dtype=dtype))
+    return asarray(numpy.ascontiguousarray(a, dtype=dtype))
+
+
+def asnumpy(a, stream=None, out=None):
+    if isinstance(a, ndarray):
+        return a.get(out=out)
+    return numpy.asarray(a)
+
+
+def get_array_module(*args):
+    import sys
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else numpy
+
+
+def _creator(name):
+    f = getattr(numpy, name)
+
+    def create(*args, **kwargs):
+        return ndarray(f(*_unwrap(args), **_unwrap(kwargs)))
+    create.__name__ = name
+    return create
+
+
+for _n in ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "linspace"):
+    globals()[_n] = _creator(_n)
+
+
+def _like(name):
+    f = getattr(numpy, name)
+
+    def create(a, *args, **kwargs):
+        if not isinstance(a, ndarray):
+            raise _mixing(type(a).__name__)
+        return ndarray(f(a._a, *args, **kwargs))
+    create.__name__ = name
+    return create
+
+
+for _n in ("empty_like", "zeros_like", "ones_like", "full_like"):
+    globals()[_n] = _like(_n)
+
+
+def __getattr__(name):
+    """Every other NumPy function or ufunc, strict: device arrays in, device arrays out."""
+    f = getattr(numpy, name)
+    if isinstance(f, numpy.ufunc):
+        return f        # NEP 13: dispatches to ndarray.__array_ufunc__
+    if callable(f):
+        def strict(*args, **kwargs):
+            if not any(isinstance(a, ndarray) for a in _flat(args) + _flat(list(kwargs.values()))):
+                raise _mixing("call of %s without a device array" % name) if any(
+                    isinstance(a, numpy.ndarray) and a.ndim for a in _flat(args)) else TypeError(
+                    "standin.%s: no device array among the arguments" % name)
+            return f(*args, **kwargs)     # NEP 18: dispatches to ndarray.__array_function__
+        strict.__name__ = name
+        return strict
+    return f
+
+
+def _flat(xs):
+    out = []
+    for x in xs:
+        if isinstance(x, (list, tuple)):
+            out += _flat(x)
+        else:
+            out.append(x)
+    return out
+
+
+def dot(a, b, out=None):
+    r = numpy.dot(_unwrap(a), _unwrap(b), out=_unwrap(out) if out is not None else None)
+    return out if out is not None else _wrap(numpy.asarray(r))
+
+
+def matmul(a, b, out=None):
+    r = numpy.matmul(_unwrap(a), _unwrap(b), out=_unwrap(out) if out is not None else None)
+    return out if out is not None else _wrap(r)
+
+
+def argmax(a, axis=None, out=None):
+    r = numpy.argmax(_unwrap(a), axis=axis)
+    if out is not None:
+        out[...] = ndarray(numpy.asarray(r))
+        return out
+    return ndarray(numpy.asarray(r))
+
+
+def argmin(a, axis=None, out=None):
+    r = numpy.argmin(_unwrap(a), axis=axis)
+    return ndarray(numpy.asarray(r))
+
+
+def clip(a, a_min, a_max, out=None):
+    r = numpy.clip(_unwrap(a), _unwrap(a_min), _unwrap(a_max), out=_unwrap(out) if out is not None else None)
+    return out if out is not None else _wrap(r)
+
+
+def _as_strided(x, shape=None, strides=None, **kw):
+    if not isinstance(x, ndarray):
+        raise _mixing(type(x).__name__)
+    return ndarray(numpy.lib.stride_tricks.as_strided(x._a, shape=shape, strides=strides, **kw))
+
+
+class lib:     # noqa: N801  (cupy.lib.stride_tricks)
+    class stride_tricks:     # noqa: N801
+        as_strided = staticmethod(_as_strided)
+
+
+class _Device:
+    def __init__(self, device_id=0):
+        self.id = int(device_id)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def use(self):
+        return self
+
+    def synchronize(self):
+        pass
+
+
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        return 1
+
+    class CUDARuntimeError(RuntimeError):
+        pass
+
+
+class cuda:    # noqa: N801  (cupy.cuda)
+    Device = _Device
+    runtime = _Runtime
+
+
+__all__ = ["ndarray", "asarray", "asnumpy", "get_array_module", "transfers", "reset_transfers"]
