@@ -12,7 +12,7 @@ from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_record
 from singa.neuralnet import NeuralNet
 from singa.proto import job_pb2, parse_job_conf
-from singa.random import RandomStreams
+from singa.random import RandomStreams, normal, uniform
 from singa.updaters import create_updater
 from singa.worker import CDWorker
 
@@ -91,7 +91,9 @@ def test_cd_step_matches_the_formulas(records, k, gaussian, below):
         a = v @ W.T + c
         return a if gaussian else sigmoid(a)
     def sample(h):
-        return h + noise.standard_normal(h.shape) if gaussian else (noise.random(h.shape) < h).astype(float)
+        if gaussian:
+            return h + normal(np, noise, h.shape, np.float64)
+        return (uniform(np, noise, h.shape, np.float64) < h).astype(float)
     h0 = hidden(v0)
     hs = sample(h0)
     v, h = None, None

@@ -111,10 +111,7 @@ def test_training_on_the_stand_in_gives_numpys_losses(in_tmp, monkeypatch, name)
     # in the steady state a step moves no array to the device, and to the host only its metrics
     steady = counter.steps[1:]
     assert all(s["to_host"] <= len(ref.train[0]) for s in steady), counter.steps
-    if name in ("mlp", "rbm"):      # dropout masks, Gibbs samples
-        assert all(s["to_device"] <= 2 for s in steady), counter.steps
-        pytest.xfail("random draws come from host streams: %d array(s) to the device a step (issue 6: device "
-                     "random streams)" % steady[-1]["to_device"])
+    # (dropout masks and Gibbs samples are drawn on the device: singa.random.uniform/normal)
     assert all(s["to_device"] == 0 for s in steady), counter.steps
 
 
@@ -129,3 +126,21 @@ def test_the_backend_uses_the_stand_in_only_when_asked(monkeypatch):
     host = np.arange(4, dtype=np.float32)
     d = b.asarray(host)
     assert isinstance(d, standin.ndarray) and np.array_equal(b.to_host(d), host)
+
+
+def test_device_random_numbers_are_the_same_on_numpy_and_the_device_and_look_random():
+    from singa.random import RandomStreams, normal, uniform
+    a = uniform(np, RandomStreams(5).stream("x"), (400, 500))
+    b = uniform(standin, RandomStreams(5).stream("x"), (400, 500))
+    assert isinstance(b, standin.ndarray) and np.array_equal(a, b.get()) and a.dtype == np.float32
+    assert 0 <= a.min() and a.max() < 1
+    assert abs(a.mean() - 0.5) < 2e-3 and abs(a.var() - 1 / 12) < 1e-3
+    assert abs(np.corrcoef(a.ravel()[:-1], a.ravel()[1:])[0, 1]) < 5e-3        # neighbours independent
+    hist = np.histogram(a, bins=20, range=(0, 1))[0] / a.size
+    assert np.abs(hist - 0.05).max() < 2e-3
+    r = RandomStreams(5).stream("x")
+    assert not np.array_equal(uniform(np, r, (10,)), uniform(np, r, (10,)))    # each call a fresh key
+    n = normal(np, RandomStreams(1).stream("n"), (200000,), np.float64)
+    assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01 and abs(np.mean(n ** 3)) < 0.02
+    d = normal(standin, RandomStreams(1).stream("n"), (200000,), np.float64).get()
+    np.testing.assert_allclose(d, n, rtol=1e-12, atol=1e-12)

@@ -234,7 +234,8 @@ class ndarray(NDArrayOperatorsMixin):
 
 # -- the module's namespace -------------------------------------------------------------------
 float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
-int8, int16, int32, int64, uint8, bool_ = numpy.int8, numpy.int16, numpy.int32, numpy.int64, numpy.uint8, numpy.bool_
+int8, int16, int32, int64, bool_ = numpy.int8, numpy.int16, numpy.int32, numpy.int64, numpy.bool_
+uint8, uint16, uint32, uint64 = numpy.uint8, numpy.uint16, numpy.uint32, numpy.uint64
 dtype, finfo, iinfo, newaxis, pi, inf, nan, e = numpy.dtype, numpy.finfo, numpy.iinfo, None, numpy.pi, numpy.inf, \
     numpy.nan, numpy.e
 

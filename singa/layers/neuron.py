@@ -18,6 +18,7 @@ from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.proto import job_pb2
+from singa.random import uniform
 
 # SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
 STANH_A = 1.7159047
@@ -270,14 +271,11 @@ class DropoutLayer(Layer):
             raise ConfigError("layer '%s' (kDropout) has no random stream: set `layer.rng` to a numpy "
                               "Generator (NeuralNet does this from the job's seed) before training" % self.name)
         keep = 1.0 - self.ratio
-        # Masks are drawn on the host from the layer's Generator so that CPU and GPU runs with one
-        # seed drop the same units; only the 1-byte mask crosses to the device.
-        u = scratch(self, "u", x.shape, numpy.float32, host=True)
-        hm = scratch(self, "keep", x.shape, numpy.bool_, host=True)
-        self.rng.random(out=u, dtype=numpy.float32)
-        numpy.less(u, keep, out=hm)
-        self.mask = m = self.backend.asarray(hm, dtype=numpy.bool_)
         xp = self.xp
+        # the mask is drawn on the layer's device, the same on NumPy and CuPy (singa.random.uniform)
+        m = scratch(self, "keep", x.shape, numpy.bool_)
+        xp.less(uniform(xp, self.rng, x.shape), numpy.float32(keep), out=m)
+        self.mask = m
         y = scratch(self, "y", x.shape)
         xp.multiply(x, m, out=y)
         xp.multiply(y, 1.0 / keep, out=y)

@@ -24,6 +24,7 @@ from singa.errors import ConfigError
 from singa.layers.base import Layer, register, type_name
 from singa.layers.neuron import scratch
 from singa.proto import job_pb2
+from singa.random import normal, uniform
 
 
 def _affine(xp, x, w, bias, out, transpose, sigmoid):
@@ -176,19 +177,15 @@ class RBMHidLayer(_RBMLayer):
                        transpose=True, sigmoid=not self.gaussian)
 
     def _sample(self, h):
-        # Noise drawn on the host from the layer's stream (as Dropout): CPU and GPU runs with one
-        # seed draw the same numbers.
+        # Noise drawn on the layer's device (singa.random): the same numbers on NumPy and CuPy.
         if self.rng is None:
             raise ConfigError("layer '%s' (kRBMHid) has no random stream: NeuralNet sets one from the job's seed"
                               % self.name)
         s = scratch(self, "sample", h.shape)
-        u = scratch(self, "noise", h.shape, host=True)
         if self.gaussian:
-            self.rng.standard_normal(out=u, dtype=u.dtype)
-            self.xp.add(h, self.backend.asarray(u, dtype=self.dtype), out=s)
+            self.xp.add(h, normal(self.xp, self.rng, h.shape, self.dtype), out=s)
         else:
-            self.rng.random(out=u, dtype=u.dtype)
-            self.xp.less(self.backend.asarray(u, dtype=self.dtype), h, out=s, casting="unsafe")
+            self.xp.less(uniform(self.xp, self.rng, h.shape, self.dtype), h, out=s, casting="unsafe")
         self.sample = s
         return s
 
