@@ -118,7 +118,7 @@ class Driver:
             raise ConfigError("several GPUs in one process (device=%s gives this process's workers %s) are not "
                               "supported yet.\nhelp: one worker per process (nworkers_per_procs: 1, mpiexec -n %d) "
                               "with one id each" % (gpus, ids, len(gpus)))
-        return backends[0]
+        return backends[0].use()        # bound before the nets allocate anything
 
     def _workspace(self, job):
         ws = job.cluster.workspace

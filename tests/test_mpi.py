@@ -267,3 +267,24 @@ def test_feature_partitioning_is_refused_clearly(in_tmp):
                          .replace('name: "fc1" type: kInnerProduct', 'name: "fc1" type: kInnerProduct partition_dim: 1'))
     with pytest.raises(Exception, match=r"(?s)partition_dim.*layers \['fc1'\].*Received: 1"):
         Driver(verbose=False, comm=None).train(job)
+
+
+def test_devices_across_processes_on_the_cupy_stand_in(in_tmp):
+    # device=[0, 1] on 2 processes of one machine: rank r trains on (stand-in) GPU r, the gradients
+    # cross through host buffers, and the values equal one process on the CPU
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "cpu.conf").write_text(JOB % dict(steps=12, ws="cpu", cluster=""))
+    (in_tmp / "gpu.conf").write_text(JOB % dict(steps=12, ws="gpu", cluster="") + "gpu: 0 gpu: 1\n")
+    (in_tmp / "ps.conf").write_text(JOB % dict(steps=12, ws="ps", cluster="nworker_groups: 2 server_worker_separate: "
+                                               "true") + "gpu: 0 gpu: 1\n")
+    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "cpu.conf").read_text()))
+    r, _ = mpirun(2, ["-m", "singa", "-conf", "gpu.conf"], in_tmp, env={"SINGA_GPU_STANDIN": "2"})
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "Backend(standin:0)" in r.stdout
+    a, b = params(in_tmp / "cpu/checkpoint/step12-worker0"), params(in_tmp / "gpu/checkpoint/step12-worker0")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
+    # Downpour: 2 worker processes on the 2 devices, the server process on the CPU
+    r, _ = mpirun(3, ["-m", "singa", "-conf", "ps.conf"], in_tmp, env={"SINGA_GPU_STANDIN": "2"})
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "24 updates applied for 24 pushes" in r.stdout

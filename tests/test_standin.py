@@ -121,7 +121,7 @@ def test_the_backend_uses_the_stand_in_only_when_asked(monkeypatch):
     monkeypatch.setenv("SINGA_GPU_STANDIN", "1")
     b = Backend(0)
     assert b.xp is standin and b.name == "standin"
-    with pytest.raises(Exception, match="one stand-in device"):
+    with pytest.raises(Exception, match=r"in \[0, 1\) \(SINGA_GPU_STANDIN=1 stand-in devices\)"):
         Backend(1)
     host = np.arange(4, dtype=np.float32)
     d = b.asarray(host)
@@ -144,3 +144,22 @@ def test_device_random_numbers_are_the_same_on_numpy_and_the_device_and_look_ran
     assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01 and abs(np.mean(n ** 3)) < 0.02
     d = normal(standin, RandomStreams(1).stream("n"), (200000,), np.float64).get()
     np.testing.assert_allclose(d, n, rtol=1e-12, atol=1e-12)
+
+
+def test_arrays_stay_on_their_device(monkeypatch):
+    monkeypatch.setenv("SINGA_GPU_STANDIN", "2")
+    with standin.cuda.Device(1):
+        a = standin.zeros((3,), np.float32)
+        assert a.device.id == 1 and a.reshape(1, 3).device.id == 1
+    b = standin.zeros((3,), np.float32)                      # device 0 is current again
+    with pytest.raises(ValueError, match=r"devices \[0, 1\]"):
+        a + b
+    with pytest.raises(ValueError, match="device 0 is current"):
+        a * 2                                               # device 1's array while device 0 is current
+    Backend(1).use()
+    try:
+        assert (a * 2).device.id == 1
+    finally:
+        standin.cuda.Device(0).use()
+    with pytest.raises(standin.cuda.runtime.CUDARuntimeError):
+        standin.cuda.Device(2)

@@ -23,9 +23,10 @@ class Backend:
             # the strict CuPy stand-in (singa.backends.standin): proves on a CPU that nothing mixes
             # host and device arrays
             from singa.backends import standin
-            if self.device != 0:
-                raise ConfigError("Invalid value for `device`. Expected a GPU id in [0, 1) (SINGA_GPU_STANDIN has "
-                                  "one stand-in device). Received: %r" % (device,))
+            n = standin.device_count()
+            if not 0 <= self.device < n:
+                raise ConfigError("Invalid value for `device`. Expected a GPU id in [0, %d) (SINGA_GPU_STANDIN=%d "
+                                  "stand-in devices). Received: %r" % (n, n, device))
             self.xp = standin
             self.name = "standin"
         else:
@@ -45,6 +46,13 @@ class Backend:
 
     def __repr__(self):
         return "Backend(%s%s)" % (self.name, "" if self.device is None else ":%d" % self.device)
+
+    def use(self):
+        """Make this backend's GPU the current device of the calling thread (a worker binds its
+        device before allocating anything); nothing to do on the CPU."""
+        if self.device is not None:
+            self.xp.cuda.Device(self.device).use()
+        return self
 
     def asarray(self, a, dtype=None):
         """Move/convert host data onto this backend (float32 unless told)."""

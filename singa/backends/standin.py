@@ -63,13 +63,35 @@ def _wrap(x):
     return x
 
 
+_current = [0]       # the current device (cupy.cuda.Device(i).use() / with Device(i))
+
+
+def device_count():
+    """SINGA_GPU_STANDIN=N stands in for N devices (1 by default)."""
+    import os
+    try:
+        return max(1, int(os.environ.get("SINGA_GPU_STANDIN", "1")))
+    except ValueError:
+        return 1
+
+
+def _same_device(arrays, what):
+    devs = {a._dev for a in arrays if isinstance(a, ndarray)}
+    if len(devs) > 1 or (devs and devs != {_current[0]}):
+        raise ValueError("%s: arrays on devices %s used while device %d is current (the CuPy stand-in, like "
+                         "CuPy, does not move arrays between devices implicitly; bind the worker's device with "
+                         "cupy.cuda.Device(i).use() before allocating)" % (what, sorted(devs), _current[0]))
+
+
 class ndarray(NDArrayOperatorsMixin):
-    """A device array of the stand-in (a NumPy array inside, unreachable implicitly)."""
-    __slots__ = ("_a",)
+    """A device array of the stand-in (a NumPy array inside, unreachable implicitly), on the device
+    that was current when it was made."""
+    __slots__ = ("_a", "_dev")
     __array_priority__ = 100
 
-    def __init__(self, a):
+    def __init__(self, a, dev=None):
         self._a = a
+        self._dev = _current[0] if dev is None else dev
 
     # -- what CuPy refuses -------------------------------------------------------------
     def __array__(self, *args, **kwargs):
@@ -82,6 +104,7 @@ class ndarray(NDArrayOperatorsMixin):
     # -- NumPy dispatch ------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out")
+        _same_device(list(inputs) + list(out or ()), ufunc.__name__)
         args = _unwrap(inputs)
         if out is not None:
             kwargs["out"] = _unwrap(out)
@@ -97,6 +120,7 @@ class ndarray(NDArrayOperatorsMixin):
             if t is not ndarray and issubclass(t, numpy.ndarray):
                 raise _mixing(t.__name__)
         out = kwargs.get("out")
+        _same_device([a for a in _flat(list(args)) + list(kwargs.values()) if isinstance(a, ndarray)], func.__name__)
         result = func(*_unwrap(args), **_unwrap(kwargs))
         if out is not None:
             return out
@@ -111,12 +135,12 @@ class ndarray(NDArrayOperatorsMixin):
     itemsize = property(lambda self: self._a.itemsize)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: ndarray(self._a.T))
-    base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
+    T = property(lambda self: ndarray(self._a.T, self._dev))
+    base = property(lambda self: None if self._a.base is None else ndarray(self._a.base, self._dev))
 
     @property
     def device(self):
-        return _Device(0)
+        return _Device(self._dev)
 
     def __len__(self):
         return len(self._a)
@@ -155,36 +179,37 @@ class ndarray(NDArrayOperatorsMixin):
 
     # -- indexing ------------------------------------------------------------------------
     def __getitem__(self, key):
-        r = self._a[_unwrap(key)]
-        return ndarray(r) if isinstance(r, numpy.ndarray) else ndarray(numpy.asarray(r))
+        r = self._a[_unwrap(key)]   # (an index array on another device is caught by _unwrap's users)
+        return ndarray(r if isinstance(r, numpy.ndarray) else numpy.asarray(r), self._dev)
 
     def __setitem__(self, key, value):
+        _same_device([self, value], "__setitem__")
         self._a[_unwrap(key)] = _unwrap(value)
 
     # -- methods (views stay device arrays) -----------------------------------------------
     def reshape(self, *shape, **kw):
-        return ndarray(self._a.reshape(*shape, **kw))
+        return ndarray(self._a.reshape(*shape, **kw), self._dev)
 
     def ravel(self):
-        return ndarray(self._a.ravel())
+        return ndarray(self._a.ravel(), self._dev)
 
     def transpose(self, *axes):
-        return ndarray(self._a.transpose(*axes))
+        return ndarray(self._a.transpose(*axes), self._dev)
 
     def swapaxes(self, a, b):
-        return ndarray(self._a.swapaxes(a, b))
+        return ndarray(self._a.swapaxes(a, b), self._dev)
 
     def astype(self, dtype, copy=True, **kw):
-        return ndarray(self._a.astype(dtype, copy=copy, **kw))
+        return ndarray(self._a.astype(dtype, copy=copy, **kw), self._dev)
 
     def copy(self, order="C"):
-        return ndarray(self._a.copy(order=order))
+        return ndarray(self._a.copy(order=order), self._dev)
 
     def fill(self, value):
         self._a.fill(_unwrap(value))
 
     def view(self, dtype=None):
-        return ndarray(self._a.view() if dtype is None else self._a.view(dtype))
+        return ndarray(self._a.view() if dtype is None else self._a.view(dtype), self._dev)
 
     def dot(self, other, out=None):
         return dot(self, other, out=out)
@@ -370,14 +395,22 @@ class lib:     # noqa: N801  (cupy.lib.stride_tricks)
 class _Device:
     def __init__(self, device_id=0):
         self.id = int(device_id)
+        if not 0 <= self.id < device_count():
+            raise _Runtime.CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal %d (the stand-in has %d)"
+                                            % (self.id, device_count()))
+        self._prev = []
 
     def __enter__(self):
+        self._prev.append(_current[0])
+        _current[0] = self.id
         return self
 
     def __exit__(self, *exc):
+        _current[0] = self._prev.pop()
         return False
 
     def use(self):
+        _current[0] = self.id
         return self
 
     def synchronize(self):
@@ -387,7 +420,7 @@ class _Device:
 class _Runtime:
     @staticmethod
     def getDeviceCount():
-        return 1
+        return device_count()
 
     class CUDARuntimeError(RuntimeError):
         pass
