@@ -22,6 +22,7 @@ def parse(description, steps):
     ap.add_argument('--test-steps', type=int, default=100)
     ap.add_argument('--test-freq', type=int, default=500)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--device', type=int, nargs='+', default=None, help='GPU id(s): train with CuPy')
     args, singa_argv = ap.parse_known_args()
     return args, singa_argv
 

@@ -27,6 +27,7 @@ parser.add_argument('--test-batch', type=int, default=1000)
 parser.add_argument('--momentum', type=float, default=0.9, help="SINGA's example and job.conf use 0.9")
 parser.add_argument('--data-dir', default=None)
 parser.add_argument('--seed', type=int, default=0)
+parser.add_argument('--device', type=int, nargs='+', default=None, help='GPU id(s): train with CuPy')
 args, singa_argv = parser.parse_known_args()
 
 # ---- the seed's script ----------------------------------------------------------------
@@ -53,7 +54,7 @@ m.add(Dense(10, w_wd=250, b_lr=2, b_wd=0, activation='softmax'))
 sgd = SGD(decay=0.004, momentum=args.momentum, lr_type='manual', step=(0,60000,65000), step_lr=(0.001,0.0001,0.00001))
 topo = Cluster(workspace)
 m.compile(loss='categorical_crossentropy', updater=sgd, cluster=topo)
-m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed)
+m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed, device=args.device)
 result = m.evaluate(X_test, batch_size=args.test_batch, test_steps=args.test_steps, test_freq=args.test_freq)
 # ---------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ if extra:
 agd = AdaGrad(lr=0.01)
 topo = Cluster(workspace)
 m.compile(loss='mean_squared_error', optimizer=agd, cluster=topo)
-m.fit(X_train, alg='bp', nb_epoch=args.steps, with_test=True, seed=args.seed)
+m.fit(X_train, alg='bp', nb_epoch=args.steps, with_test=True, seed=args.seed, device=args.device)
 result = m.evaluate(X_test, test_steps=args.test_steps, test_freq=args.test_freq)
 print('Final training metrics:', result.last('train'))
 print('Final test metrics:', result.last('test'))

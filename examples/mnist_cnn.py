@@ -29,6 +29,7 @@ parser.add_argument('--lr-type', default='inverse',
 parser.add_argument('--step', type=int, nargs='+', default=[0], help="lr_type 'manual': steps where the lr changes")
 parser.add_argument('--step-lr', type=float, nargs='+', default=[0.01], help="lr_type 'manual': lr from each step on")
 parser.add_argument('--seed', type=int, default=0)
+parser.add_argument('--device', type=int, nargs='+', default=None, help='GPU id(s): train with CuPy')
 parser.add_argument('--history', metavar='PREFIX', help='save the metrics to PREFIX.csv and the curves to PREFIX.png')
 parser.add_argument('--workspace', default=None)
 args, singa_argv = parser.parse_known_args()
@@ -55,7 +56,7 @@ else:
     sgd = SGD(lr=args.step_lr[0], momentum=0.9, decay=0.0005, lr_type=args.lr_type, step=tuple(args.step),
               step_lr=tuple(args.step_lr))
 m.compile(loss='categorical_crossentropy', optimizer=sgd, cluster=Cluster(workspace))
-m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed)
+m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed, device=args.device)
 result = m.evaluate(X_test, batch_size=100, test_steps=args.test_steps, test_freq=args.test_freq)
 
 print('Final training metrics:', result.last('train'))

@@ -1,0 +1,67 @@
+"""Every example trains on the (stand-in) GPU with NumPy's numbers: 20 steps of each, once on the
+CPU and once with ``--device 0`` and SINGA_GPU_STANDIN=1, the printed losses and test metrics
+equal to their 6 printed decimals (up to float32 rounding of the last one)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_datasets import needs_fashion
+
+METRIC = re.compile(r"^(Train|Test) @ step (\d+): (.*?)(?: \(.*\))?$", re.M)
+
+
+def run(script, args, cwd, standin):
+    env = dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1", SINGA_REPLICAS="1")
+    if standin:
+        env["SINGA_GPU_STANDIN"] = "1"
+        args = args + ["--device", "0"]
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)] + args, cwd=cwd, capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    return r.stdout
+
+
+def metrics(out):
+    got = {}
+    for phase, step, text in METRIC.findall(out):
+        for name, value in re.findall(r"([A-Za-z ]+?) = ([\d.]+)", text):
+            got[(phase, int(step), name.strip(", "))] = float(value)
+    return got
+
+
+def same(cpu_out, dev_out, at_least):
+    a, b = metrics(cpu_out), metrics(dev_out)
+    assert len(a) >= at_least and a.keys() == b.keys(), (sorted(a), sorted(b))
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=2e-5, abs=2e-6), k
+    return a
+
+
+@needs_fashion
+@pytest.mark.parametrize("script,args", [
+    ("mnist_mlp.py", ["--steps", "20", "--test-freq", "10", "--test-steps", "2"]),
+    ("mnist_cnn.py", ["--steps", "20", "--test-freq", "10", "--test-steps", "2", "--dropout", "0.5"]),
+    ("mnist_rbm1.py", ["--steps", "20", "--test-freq", "10", "--test-steps", "2"]),
+    ("mnist_ae.py", ["--steps", "20", "--test-freq", "10", "--test-steps", "2", "--no-pretrain"]),
+])
+def test_mnist_examples_on_the_device(in_tmp, script, args):
+    args = ["--dataset", "fashion_mnist"] + args
+    (in_tmp / "cpu").mkdir()
+    (in_tmp / "dev").mkdir()
+    m = same(run(script, args, in_tmp / "cpu", False), run(script, args, in_tmp / "dev", True), at_least=6)
+    assert ("Test", 20, next(n for _, s, n in m if s == 20)) in m
+
+
+def test_the_seed_cnn_on_the_device(in_tmp):
+    from tests.test_cifar10_data import write_batches
+    write_batches(in_tmp / "raw", n=100)
+    args = ["--data-dir", str(in_tmp / "raw"), "--steps", "20", "--test-freq", "10", "--test-steps", "1",
+            "--test-batch", "50"]
+    (in_tmp / "cpu").mkdir()
+    (in_tmp / "dev").mkdir()
+    same(run("cifar10_cnn.py", args, in_tmp / "cpu", False), run("cifar10_cnn.py", args, in_tmp / "dev", True),
+         at_least=6)
