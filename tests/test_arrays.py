@@ -17,6 +17,13 @@ def blobs(n, seed, dim=8):
     return x.astype(np.float32), y
 
 
+def write_records(path, x, y):
+    """x, y as a kvfile of RecordProto float records, as singa-create-data writes them."""
+    with KVFileWriter(str(path)) as w:
+        for i, (row, c) in enumerate(zip(x, y)):
+            w.insert("%08d" % i, encode_record(label=int(c), data=row.tolist(), shape=[row.size]))
+
+
 def mlp(name="arrays"):
     m = Sequential(name)
     m.add(Dense(16, init="uniform", activation="tanh"))
@@ -54,9 +61,7 @@ def test_arrays_get_the_normalisation_of_the_models_data_layer(in_tmp):
     # trained on a record store with std_value 4: raw arrays given to evaluate are divided by 4 too,
     # so evaluate(x, y) on the store's own samples equals the engine's test over the store
     x, y = blobs(400, 5)
-    with KVFileWriter("train.bin") as w:
-        for i, (row, c) in enumerate(zip(x, y)):
-            w.insert("%08d" % i, encode_record(label=int(c), data=row.tolist(), shape=[8]))
+    write_records("train.bin", x, y)
     m = mlp("store")
     store = Store(path="train.bin", backend="kvfile", batchsize=40, shape=8, std_value=4)
     m.fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=30, verbose=0)

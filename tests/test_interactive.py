@@ -9,7 +9,7 @@ from singa.io import checkpoint as ckpt
 from singa.model import (SGD, Activation, Cluster, Data, Dense, ImageInput, LabelInput, Loss, Sequential, Store,
                          load_model_parameter, save_model_parameter)
 from singa.utils.utility import reset_names
-from tests.test_arrays import blobs
+from tests.test_arrays import blobs, write_records
 
 
 def interactive_mlp():
@@ -39,11 +39,7 @@ def train_by_hand(x, y, steps, batch, sgd):
 
 def test_training_by_hand_equals_the_driver(in_tmp):
     x, y = blobs(200, 1)
-    from singa.io.kvfile import KVFileWriter
-    from singa.io.record import encode_record
-    with KVFileWriter("train.bin") as w:
-        for i, (row, c) in enumerate(zip(x, y)):
-            w.insert("%08d" % i, encode_record(label=int(c), data=row.tolist(), shape=[8]))
+    write_records("train.bin", x, y)
     m = Sequential("mlp")
     m.add(Dense(16, init="uniform"))
     m.add(Activation("stanh"))
