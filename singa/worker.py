@@ -132,9 +132,17 @@ class BPWorker:
                 for s in p.shares:
                     s.data = p.data
 
-        def run(k, n):
-            self._replica_step(self.replicas[k][0])
-        blas.parallel(run, len(self.replicas))
+        if self.ps is not None and len(self.replicas) == 1 and type(self)._replica_step is BPWorker._replica_step:
+            # one pass on this thread: answer the other groups' pushes and syncs to this process's
+            # servers between forward and backward too (halves how long they wait for a reply)
+            rnet = self.replicas[0][0]
+            rnet.forward(job_pb2.kTrain)
+            self.ps.stub.serve()
+            rnet.backward(job_pb2.kTrain)
+        else:
+            def run(k, n):
+                self._replica_step(self.replicas[k][0])
+            blas.parallel(run, len(self.replicas))
         metrics = {}
         for rnet, w in self.replicas:
             for key, v in rnet.metrics().items():
