@@ -42,7 +42,7 @@ def set_seed(seed):
 
 
 def set_backend(backend=None, dtype=numpy.float32):
-    _SESSION["backend"] = backend if backend is not None else Backend(None)
+    _SESSION["backend"] = backend.use() if backend is not None else Backend(None)
     _SESSION["dtype"] = numpy.dtype(dtype)
 
 
@@ -69,11 +69,13 @@ class Input:
         self.out_shape = None
 
     def feed(self, data=None, labels=None):
+        """Host arrays in; they go to the session's device (one explicit copy per batch)."""
+        backend = self.backend = _backend()
         if data is not None:
-            self.data = data
+            self.data = backend.asarray(data, dtype=_SESSION["dtype"])
             self.out_shape = tuple(data.shape)
         if labels is not None:
-            self.aux = labels
+            self.aux = backend.asarray(labels, dtype=numpy.int32)
             if self.data is None:
                 self.out_shape = (labels.shape[0],)
 

@@ -163,3 +163,46 @@ def test_arrays_stay_on_their_device(monkeypatch):
         standin.cuda.Device(0).use()
     with pytest.raises(standin.cuda.runtime.CUDARuntimeError):
         standin.cuda.Device(2)
+
+
+def test_arrays_predict_export_and_training_by_hand_on_the_stand_in(in_tmp, monkeypatch):
+    # the everyday API on a device: fit on arrays, predict, evaluate, History, and the interactive
+    # layer objects, with NumPy's numbers
+    from singa import interactive
+    from tests.test_arrays import blobs, mlp
+    from tests.test_interactive import train_by_hand
+    from singa.model import SGD
+    x, y = blobs(300, 3)
+    cpu = mlp("cpu")
+    cpu.fit(x, y, batch_size=30, epochs=2, verbose=0)
+    monkeypatch.setenv("SINGA_GPU_STANDIN", "1")
+    dev = mlp("dev")
+    dev.fit(x, y, batch_size=30, epochs=2, verbose=0, device=0)
+    assert dev.history.step.keys() == cpu.history.step.keys()
+    for s in cpu.history.step:
+        assert dev.history.step[s]["loss"] == pytest.approx(cpu.history.step[s]["loss"], rel=2e-5)
+    np.testing.assert_allclose(dev.predict(x), cpu.predict(x), rtol=1e-5, atol=1e-6)
+    a, b = list(dev.evaluate(x, y).test.values())[0], list(cpu.evaluate(x, y).test.values())[0]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["acc"] == b["acc"]
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    if ort is not None:      # the params come back from the device explicitly for the export
+        q = ort.InferenceSession(dev.export_onnx("dev.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {"input": x})[0]
+        np.testing.assert_allclose(q, cpu.predict(x), rtol=1e-5, atol=1e-6)
+    # training by hand
+    ref = train_by_hand(x, y, 5, 30, SGD(lr=0.1, momentum=0.9))
+    interactive.set_backend(Backend(0))
+    try:
+        got = train_by_hand(x, y, 5, 30, SGD(lr=0.1, momentum=0.9))
+    finally:
+        interactive.set_backend(None)
+    assert isinstance(got[0][1]._rt[0].weight.data, standin.ndarray)
+    np.testing.assert_allclose(got[2], ref[2], rtol=2e-5)
+    for h in (1, 3):
+        for u, v in zip(got[0][h].GetParams(), ref[0][h].GetParams()):
+            np.testing.assert_allclose(u, v, rtol=2e-5, atol=1e-6)
+    inp = got[0][0]
+    assert inp.GetData().shape == (30 * 8,) and isinstance(inp.GetData(), np.ndarray)
