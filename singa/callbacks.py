@@ -48,13 +48,12 @@ class Run:
 
     def param_values(self):
         """{param name: a NumPy copy of its values} of the train net's owner params."""
-        return {p.name: numpy.array(p.backend.to_host(p.data), dtype=numpy.float32) for p in self.net.owner_params}
+        return {p.name: p.host_values().copy() for p in self.net.owner_params}
 
     def write_checkpoint(self, path):
         """Write the current params as a SINGA checkpoint (BlobProtos) at ``path`` (rank 0)."""
         from singa.io import checkpoint as ckpt
-        ckpt.write_checkpoint(path, [(p.name, numpy.asarray(p.backend.to_host(p.data), dtype=numpy.float32),
-                                      p.version) for p in self.net.owner_params])
+        ckpt.write_checkpoint(path, [(p.name, p.host_values(), p.version) for p in self.net.owner_params])
         return path
 
     def learning_rate(self, step=None):

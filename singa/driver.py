@@ -389,7 +389,7 @@ class Driver:
                 for s in p.shares:
                     s.data = src.data
             else:
-                p.set_values(backend_host(src))
+                p.set_values(src.host_values())
 
     def _finish_servers(self, stub, groups):
         """The end of a job with parameter servers: the groups say they are done, the servers
@@ -466,7 +466,7 @@ class Driver:
                      if hasattr(l, "pos")}
         ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state(),
                                        "data_positions": positions})
-        ckpt.write_checkpoint(path, [(p.name, backend_host(p), p.version) for p in net.owner_params])
+        ckpt.write_checkpoint(path, [(p.name, p.host_values(), p.version) for p in net.owner_params])
         return path
 
     def _resume(self, ws, net, worker, streams):
@@ -522,10 +522,6 @@ class Driver:
         step = int(found.group(1)) if found else 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
         return Results("test", test={step: m})
-
-
-def backend_host(p):
-    return numpy.asarray(p.backend.to_host(p.data), dtype=numpy.float32)
 
 
 class CheckpointOrderWarning(UserWarning):

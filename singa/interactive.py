@@ -82,9 +82,9 @@ class Input:
 
 def runtime(obj):
     """The engine object a layer object's consumers read: its last engine layer, or its Input."""
-    state = getattr(obj, "_rt", None)
     if isinstance(obj, _InputLike):
         return obj._input
+    state = getattr(obj, "_rt", None)
     if not state:
         raise ConfigError("layer '%s' has not computed anything yet.\nhelp: call %s.ComputeFeature(...) before the "
                           "layers that read it" % (obj.layer.name, type(obj).__name__))
@@ -102,9 +102,9 @@ def compute_feature(obj, srcs):
                           "(a loss: loss.ComputeFeature(prediction, label))" % type(obj).__name__)
     src_rt = [runtime(s) for s in srcs]
     for s, r in zip(srcs, src_rt):
-        if r.data is None and not (getattr(r, "aux", None) is not None):
+        if r.data is None and r.aux is None:
             raise ConfigError("the source '%s' of layer '%s' holds no data.\nhelp: Feed() the input layers first"
-                              % (getattr(s, "layer", None) and s.layer.name or r.name, obj.layer.name))
+                              % (s.layer.name, obj.layer.name))
     if not getattr(obj, "_rt", None):
         _create(obj, src_rt)
     obj._srcs = list(srcs)
@@ -224,7 +224,7 @@ def save_model_parameter(step, folder, layers):
     from singa.io import checkpoint as ckpt
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "step%d-worker0" % int(step))
-    blobs = [(p.name, numpy.asarray(p.backend.to_host(p.data), dtype=numpy.float32), int(step))
+    blobs = [(p.name, p.host_values(), int(step))
              for obj in layers for p in params_of(obj)]
     ckpt.write_checkpoint(path, blobs)
     return path

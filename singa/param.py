@@ -82,6 +82,11 @@ class Param:
                     name=self.name, dtype=self.dtype)
         self.set_values(host)
 
+    def host_values(self):
+        """The values as a float32 NumPy array (the live array itself on the NumPy backend: copy it
+        to keep it)."""
+        return numpy.asarray(self.backend.to_host(self.data), dtype=numpy.float32)
+
     def set_values(self, host_array):
         a = numpy.asarray(host_array, dtype=self.dtype)
         if a.size != self.size:

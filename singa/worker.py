@@ -93,6 +93,7 @@ class BPWorker:
         self.comm = comm
         self.ps = ps
         self.update_params = None      # the params this worker trains (None: every owner param)
+        self.between_passes = None     # called between a replica's forward and backward passes
         self.flat = None
         if slices is not None:
             self.bounds = [(int(lo), int(hi)) for lo, hi in slices]
@@ -124,6 +125,10 @@ class BPWorker:
             if not self.bounds:      # one pass over the whole batch, as a replica (parameter servers)
                 self.bounds, self.slice_ids = [(0, B)], self.slice_ids or [0]
             self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
+            if self.ps is not None and len(self.replicas) == 1:
+                # one pass on this thread: it also answers the other groups' pushes and syncs to this
+                # process's servers between forward and backward (halves how long they wait)
+                self.between_passes = self.ps.stub.serve
         for layer in net.data_layers:           # the whole batch, read once
             layer.forward(job_pb2.kTrain, net.srcs[layer.name])
         for rnet, _ in self.replicas:          # values may have been replaced (restore)
@@ -132,17 +137,9 @@ class BPWorker:
                 for s in p.shares:
                     s.data = p.data
 
-        if self.ps is not None and len(self.replicas) == 1 and type(self)._replica_step is BPWorker._replica_step:
-            # one pass on this thread: answer the other groups' pushes and syncs to this process's
-            # servers between forward and backward too (halves how long they wait for a reply)
-            rnet = self.replicas[0][0]
-            rnet.forward(job_pb2.kTrain)
-            self.ps.stub.serve()
-            rnet.backward(job_pb2.kTrain)
-        else:
-            def run(k, n):
-                self._replica_step(self.replicas[k][0])
-            blas.parallel(run, len(self.replicas))
+        def run(k, n):
+            self._replica_step(self.replicas[k][0])
+        blas.parallel(run, len(self.replicas))
         metrics = {}
         for rnet, w in self.replicas:
             for key, v in rnet.metrics().items():
@@ -204,6 +201,8 @@ class BPWorker:
     def _replica_step(self, rnet):
         """One replica's pass over its slice of the batch: its gradients, into its params."""
         rnet.forward(job_pb2.kTrain)
+        if self.between_passes is not None:
+            self.between_passes()
         rnet.backward(job_pb2.kTrain)
 
     def gemm_updates(self, step):

@@ -179,7 +179,7 @@ class ndarray(NDArrayOperatorsMixin):
 
     # -- indexing ------------------------------------------------------------------------
     def __getitem__(self, key):
-        r = self._a[_unwrap(key)]   # (an index array on another device is caught by _unwrap's users)
+        r = self._a[_unwrap(key)]
         return ndarray(r if isinstance(r, numpy.ndarray) else numpy.asarray(r), self._dev)
 
     def __setitem__(self, key, value):

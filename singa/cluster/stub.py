@@ -57,12 +57,9 @@ class Stub:
         offs, self.total = flat_offsets(params)
         slices, to_server, to_group = t.slices([p.size for p in params])
         # the flat range of each server id (the same in every group) and of each (id, master group)
-        self.server_range = {sid: _span([offs[s.param] + s.offset for s in slices if to_server[s.id] == sid],
-                                        [s.size for s in slices if to_server[s.id] == sid])
-                             for sid in range(self.nspg)}
-        self.master_range = {(sid, g): _span([offs[s.param] + s.offset for s in slices
-                                              if to_server[s.id] == sid and to_group[s.id] == g],
-                                             [s.size for s in slices if to_server[s.id] == sid and to_group[s.id] == g])
+        pieces = [(to_server[s.id], to_group[s.id], offs[s.param] + s.offset, s.size) for s in slices]
+        self.server_range = {sid: _span([(a, n) for i, _, a, n in pieces if i == sid]) for sid in range(self.nspg)}
+        self.master_range = {(sid, g): _span([(a, n) for i, mg, a, n in pieces if i == sid and mg == g])
                              for sid in range(self.nspg) for g in range(t.nserver_groups)}
         per_group = t.nworker_groups // t.nserver_groups
         self.servers = {}
@@ -288,13 +285,13 @@ class Stub:
             self.comm = None
 
 
-def _span(starts, sizes):
-    """The range [a, b) covered by slices (starts, sizes), which must be consecutive."""
-    if not starts:
+def _span(pieces):
+    """The range [a, b) covered by pieces [(start, size)] in order, which must be consecutive."""
+    if not pieces:
         return (0, 0)
-    a, b = starts[0], starts[-1] + sizes[-1]
-    if sum(sizes) != b - a:
-        raise AssertionError("slices are not consecutive: %s %s" % (starts, sizes))
+    a, b = pieces[0][0], pieces[-1][0] + pieces[-1][1]
+    if sum(n for _, n in pieces) != b - a:
+        raise AssertionError("slices are not consecutive: %s" % (pieces,))
     return (a, b)
 
 
