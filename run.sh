@@ -22,6 +22,15 @@ setup() {
                  "set SINGA_FASHION_MNIST_DIR or SINGA_MNIST_DIR to the idx files instead" >&2
         fi
     fi
+    if ! command -v g++ >/dev/null 2>&1 && ! command -v c++ >/dev/null 2>&1; then
+        # the CuPy stand-in's ElementwiseKernel compiles the CUDA C bodies as C++ (tests/test_fused_kernels.py)
+        echo "== installing g++ (the GPU stand-in runs the fused kernels' bodies compiled as C++)"
+        SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO="sudo"
+        if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq g++; } >/tmp/singa-apt-gxx.log 2>&1; then
+            echo "warning: could not install g++ (see /tmp/singa-apt-gxx.log); the stand-in GPU tests will fail" >&2
+        fi
+    fi
     if [ ! -x .venv/bin/python ]; then
         echo "== creating .venv"
         "$PY" -m venv .venv

@@ -6,14 +6,17 @@ numbers, whatever else was drawn before, so runs are reproducible bit for bit on
 
 Arrays of random numbers in a training step (dropout masks, Gibbs samples) are made where the
 layer's arrays live, by ``uniform`` / ``normal``: a counter-based generator (a 32-bit integer hash
-of a key and the element's index) computed with the array module's own integer operations, so NumPy and
-CuPy produce the same numbers and a GPU never waits for the host. Each call takes one 32-bit key
+of a key and the element's index), computed with NumPy's integer operations on the host and by one
+fused kernel on a device (``UNIFORM``, ``NORMAL``: the same integer hash in CUDA C, so uniform numbers
+are bit-identical on NumPy and CuPy) and a GPU never waits for the host. Each call takes one 32-bit key
 from the layer's host stream, so the stream's state (checkpointed) is still the whole state.
 (Arrays over 2**32 elements would repeat words; no layer draws that many at once.)
 """
 import zlib
 
 import numpy
+
+from singa.backends.fused import Kernel
 
 DEFAULT_SEED = 0
 
@@ -62,7 +65,7 @@ _IOTA = {}      # (module, n) -> index * gamma, made once per size
 
 def _bits(xp, rng, n):
     """n 32-bit random words on xp's device, from one key drawn from host Generator ``rng``."""
-    key = numpy.uint32(rng.integers(0, 2 ** 32, dtype=numpy.int64))
+    key = draw_key(rng)
     iota = _IOTA.get((xp.__name__, n))
     if iota is None:
         iota = xp.arange(n, dtype=xp.uint32)
@@ -80,10 +83,51 @@ def _bits(xp, rng, n):
     return z
 
 
+# The same hash and bits-to-float conversion in CUDA C, for the device kernels (constants as above).
+HASH_PREAMBLE = """
+__device__ __forceinline__ unsigned int singa_hash(long long i, unsigned int key) {
+  unsigned int z = (unsigned int)i * 0x9E3779B9u + key;
+  z ^= z >> 16; z *= 0x7FEB352Du;
+  z ^= z >> 15; z *= 0x846CA68Bu;
+  z ^= z >> 16;
+  return z;
+}
+// [0, 1): 24 random bits in a float, 32 in a double (exact conversions)
+__device__ __forceinline__ float singa_unit(unsigned int z, float) { return (float)(z >> 8) * 5.9604644775390625e-08f; }
+__device__ __forceinline__ double singa_unit(unsigned int z, double) { return (double)z * 2.3283064365386963e-10; }
+"""
+UNIFORM = Kernel("uint32 key", "T u", "u = singa_unit(singa_hash(i, key), (T)0);", "singa_uniform",
+                 scalars={"key"}, preamble=HASH_PREAMBLE)
+# Box-Muller on two uniform draws, as ``normal`` does on NumPy
+NORMAL = Kernel("uint32 key1, uint32 key2", "T x",
+                "const T u1 = singa_unit(singa_hash(i, key1), (T)0);\n"
+                "const T u2 = singa_unit(singa_hash(i, key2), (T)0);\n"
+                "x = sqrt((T)-2 * log((T)1 - u1)) * cos((T)6.283185307179586 * u2);",
+                "singa_normal", scalars={"key1", "key2"}, preamble=HASH_PREAMBLE)
+
+
+def draw_key(rng):
+    """One 32-bit key from the host Generator ``rng`` (what each device draw consumes)."""
+    return numpy.uint32(rng.integers(0, 2 ** 32, dtype=numpy.int64))
+
+
+def _device_out(xp, shape, dtype, out):
+    if out is not None and out.dtype == dtype and out.flags.c_contiguous:
+        return out, out
+    return xp.empty(shape, dtype=dtype), out
+
+
 def uniform(xp, rng, shape, dtype=numpy.float32, out=None):
     """Uniform numbers in [0, 1) of ``shape`` on xp's device (24 random bits for float32, 32 for
     float64), the same on NumPy and CuPy for the same ``rng`` state."""
     dtype = numpy.dtype(dtype)
+    if xp is not numpy:
+        u, dst = _device_out(xp, shape, dtype, out)
+        UNIFORM(xp, draw_key(rng), u)
+        if dst is not None and dst is not u:
+            dst[...] = u
+            return dst
+        return u
     n = int(numpy.prod(shape))
     z = _bits(xp, rng, n)
     if dtype == numpy.float32:
@@ -103,6 +147,14 @@ def uniform(xp, rng, shape, dtype=numpy.float32, out=None):
 def normal(xp, rng, shape, dtype=numpy.float32, out=None):
     """Standard normal numbers of ``shape`` on xp's device (Box-Muller on two uniform draws)."""
     dtype = numpy.dtype(dtype)
+    if xp is not numpy:
+        x, dst = _device_out(xp, shape, dtype, out)
+        key1 = draw_key(rng)
+        NORMAL(xp, key1, draw_key(rng), x)
+        if dst is not None and dst is not x:
+            dst[...] = x
+            return dst
+        return x
     u1 = uniform(xp, rng, shape, dtype)
     u2 = uniform(xp, rng, shape, dtype)
     xp.subtract(dtype.type(1), u1, out=u1)                # (0, 1]: log is finite

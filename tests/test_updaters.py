@@ -440,22 +440,3 @@ def test_bad_thread_env(monkeypatch):
     assert rules._default_threads() == 3
     monkeypatch.delenv("SINGA_UPDATER_THREADS")
     assert rules._default_threads() == 1
-
-
-def test_cupy_matches_numpy():
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no GPU")
-    except cupy.cuda.runtime.CUDARuntimeError:
-        pytest.skip("no GPU")
-    for case_id, conf, scales in CASES:
-        p = updater_proto(conf)
-        w, grads = make_problem((50, 30), np.float32, False, 4)
-        wg = cupy.asarray(w)
-        state = run(create_updater(p), wg, [cupy.asarray(g) for g in grads], STEPS[:4], **scales)
-        assert all(isinstance(v, cupy.ndarray) for v in state.values())
-        ref_w, ref_state = reference_run(p, w, grads, STEPS[:4], **scales)
-        np.testing.assert_allclose(cupy.asnumpy(wg), ref_w, **TOL[np.float32], err_msg=case_id)
-        for k, v in state.items():
-            np.testing.assert_allclose(cupy.asnumpy(v), ref_state[k], **TOL[np.float32], err_msg=case_id)

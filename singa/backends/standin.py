@@ -11,7 +11,9 @@ Its ``ndarray`` wraps a NumPy array and behaves like ``cupy.ndarray`` where it m
 * operations mixing a device array and a NumPy array (not a Python or NumPy scalar) raise
   TypeError, as CuPy refuses them;
 * every transfer is counted (``transfers``), so a test can check that a training step moves
-  nothing but what it must (a batch in, metrics out).
+  nothing but what it must (a batch in, metrics out); ufunc calls (one kernel launch each on a
+  GPU) are counted in ``launches``;
+* ``ElementwiseKernel`` runs its CUDA C body, compiled as C++ (``standin_kernels``).
 
 The module mirrors the parts of the ``cupy`` namespace the engine uses: creation functions, ufuncs
 and NumPy functions (through NEP 18 / NEP 13 dispatch, so the engine's generic ``xp`` code runs
@@ -25,6 +27,10 @@ IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.g
             "array explicitly.")
 
 transfers = {"to_device": 0, "to_host": 0, "to_device_bytes": 0, "to_host_bytes": 0}
+
+
+# kernels a GPU would launch: one per ufunc call; ElementwiseKernel calls are counted in standin_kernels
+launches = {"ufunc": 0}
 
 
 def reset_transfers():
@@ -103,6 +109,7 @@ class ndarray(NDArrayOperatorsMixin):
 
     # -- NumPy dispatch ------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        launches["ufunc"] += 1
         out = kwargs.get("out")
         _same_device(list(inputs) + list(out or ()), ufunc.__name__)
         args = _unwrap(inputs)
@@ -385,6 +392,12 @@ def _as_strided(x, shape=None, strides=None, **kw):
     if not isinstance(x, ndarray):
         raise _mixing(type(x).__name__)
     return ndarray(numpy.lib.stride_tricks.as_strided(x._a, shape=shape, strides=strides, **kw))
+
+
+def ElementwiseKernel(in_params, out_params, operation, name="kernel", **kwargs):     # noqa: N802
+    """cupy.ElementwiseKernel: the CUDA C body compiled as C++ and run on the CPU (standin_kernels)."""
+    from singa.backends.standin_kernels import ElementwiseKernel as kernel
+    return kernel(in_params, out_params, operation, name, **kwargs)
 
 
 class lib:     # noqa: N801  (cupy.lib.stride_tricks)

@@ -15,10 +15,11 @@ Memory traffic matters more than flops here, so:
 import numpy
 
 from singa.backends import blas
+from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.proto import job_pb2
-from singa.random import uniform
+from singa.random import HASH_PREAMBLE, draw_key, uniform
 
 # SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
 STANH_A = 1.7159047
@@ -274,11 +275,15 @@ class DropoutLayer(Layer):
         xp = self.xp
         # the mask is drawn on the layer's device, the same on NumPy and CuPy (singa.random.uniform)
         m = scratch(self, "keep", x.shape, numpy.bool_)
-        xp.less(uniform(xp, self.rng, x.shape), numpy.float32(keep), out=m)
-        self.mask = m
         y = scratch(self, "y", x.shape)
-        xp.multiply(x, m, out=y)
-        xp.multiply(y, 1.0 / keep, out=y)
+        self.mask = m
+        if xp is not numpy:
+            # one kernel: random bits, mask and scaled output (the mask bit-identical to NumPy's)
+            DROPOUT_FORWARD(xp, x, draw_key(self.rng), numpy.float32(keep), x.dtype.type(1.0 / keep), m, y)
+        else:
+            xp.less(uniform(xp, self.rng, x.shape), numpy.float32(keep), out=m)
+            xp.multiply(x, m, out=y)
+            xp.multiply(y, 1.0 / keep, out=y)
         self.data = y
         return y
 
@@ -288,9 +293,22 @@ class DropoutLayer(Layer):
         if self.mask is None:     # last forward was not a training one: identity
             return [grad]
         xp = self.xp
+        if xp is not numpy:
+            DROPOUT_BACKWARD(xp, self.mask, grad.dtype.type(1.0 / (1.0 - self.ratio)), grad)
+            return [grad]
         xp.multiply(grad, self.mask, out=grad)
         xp.multiply(grad, 1.0 / (1.0 - self.ratio), out=grad)
         return [grad]
+
+
+# Dropout on a device, one pass each way: u = uniform from the element's hash (singa.random),
+# keep = u < keep_ratio (both float32, as on NumPy), y = x * keep * (1/keep_ratio).
+DROPOUT_FORWARD = Kernel(
+    "T x, uint32 key, float32 keep, T scale", "bool m, T y",
+    "m = singa_unit(singa_hash(i, key), 0.0f) < keep;\ny = x * (T)m * scale;",
+    "singa_dropout_forward", scalars={"key", "keep", "scale"}, preamble=HASH_PREAMBLE)
+DROPOUT_BACKWARD = Kernel("bool m, T scale", "T g", "g = g * (T)m * scale;", "singa_dropout_backward",
+                          scalars={"scale"})
 
 
 __all__ = ["NeuronLayer", "ReLULayer", "SigmoidLayer", "STanhLayer", "ActivationLayer", "SoftmaxLayer",

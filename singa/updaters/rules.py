@@ -8,12 +8,14 @@ An Updater holds only hyper-parameters; the per-param buffers live in a plain di
     g  = clip(grad) * grad_scale         clipping only when clip_high > clip_low (SGD, Nesterov,
     if wd > 0: g += wd * data             AdaGrad, RMSProp), and on the raw gradient, as SINGA did
 
-then the rule of the type (see each class). Speed: updates are memory bound, so on NumPy a big
+then the rule of the type (see each class). Speed: updates are memory bound. On a device (CuPy)
+each rule is one fused elementwise kernel (``_kernel``: one pass reading g, w and the history,
+writing w and the history) instead of one kernel per operation. On NumPy a big
 param is walked in cache-sized chunks (``CHUNK`` elements) and every formula runs on the chunk
 while it is in cache, with two small preallocated scratch buffers; the scalars lr, grad_scale
 and wd are folded together so no rule makes an extra full pass for them. Chunks are independent,
-so they may be shared out between threads (``set_num_threads``) with bit-identical results. On
-CuPy (or arrays that are not C-contiguous) the same formulas run once on the whole arrays.
+so they may be shared out between threads (``set_num_threads``) with bit-identical results. NumPy
+arrays that are not C-contiguous take the same formulas once on the whole arrays.
 """
 import os
 import threading
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 
 from singa.backends import blas, get_array_module
+from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
 from singa.updaters.lr import create_lr_generator
@@ -89,6 +92,10 @@ class Updater:
     and implement ``_rule(xp, d, g, hist, t, t2, lr, wd, gs)``: update ``d`` and the ``hist``
     arrays from gradient ``g``. ``t``/``t2`` are scratch arrays of the same shape; ``t`` may be
     ``g`` itself, so ``_rule`` must read ``g`` only in its first operation (which writes ``t``).
+    For devices they also give the same rule as one CUDA C body, ``_kernel_body``: the names of its
+    scalars and the body, in which ``gc`` is the clipped gradient, ``d`` is the param and the state
+    arrays are named by ``kernel_state``; its operations come in ``_rule``'s order, so that without
+    FMA contraction its numbers equal NumPy's. ``_kernel_args`` gives the scalars' values.
 
     One Updater may serve many params, but not from several threads at once (it owns the
     scratch buffers).
@@ -144,13 +151,48 @@ class Updater:
             return
         xp = get_array_module(data)
         arrays = (data, grad) + hist
-        if xp is numpy and all(a.flags.c_contiguous for a in arrays):
+        if xp is not numpy:
+            self._apply_fused(xp, data, grad, hist, lr, wd, gs)
+        elif all(a.flags.c_contiguous for a in arrays):
             self._apply_chunked(arrays, data.dtype, lr, wd, gs)
         else:
-            # Whole arrays (CuPy: one kernel per operation). grad doubles as the first scratch.
+            # Whole strided arrays; grad doubles as the first scratch.
             t = grad if (grad.dtype == data.dtype and grad.flags.writeable) else xp.empty_like(data)
             t2 = xp.empty_like(data)
             self._rule(xp, data, grad, hist, t, t2, lr, wd, gs)
+
+    # The rule as one device kernel ------------------------------------------------------
+    kernel_state = ()       # names of the state arrays in the kernel body, in state_names order
+
+    def _kernel_body(self):
+        """(names of the body's scalars, CUDA C body); see the class docstring."""
+        raise NotImplementedError
+
+    def _kernel_args(self, lr, wd, gs):
+        """Values of the scalars named by ``_kernel_body``, in order."""
+        raise NotImplementedError
+
+    def kernel(self):
+        """This rule as one fused elementwise Kernel (param, gradient and state in one pass)."""
+        names, body = self._kernel_body()
+        names = list(names) + (["lo", "hi"] if self.clipping else [])
+        clipped = "min(max((T)g, lo), hi)" if self.clipping else "(T)g"
+        body = "const T gc = %s;\n%s" % (clipped, body.strip())
+        key = (body, tuple(names), self.kernel_state)
+        k = _KERNELS.get(key)
+        if k is None:
+            k = _KERNELS[key] = Kernel(
+                "G g, " + ", ".join("T " + n for n in names),
+                ", ".join("T " + n for n in ("d",) + self.kernel_state),
+                body, "singa_" + self.type_name[1:].lower(), scalars=names)
+        return k
+
+    def _apply_fused(self, xp, data, grad, hist, lr, wd, gs):
+        t = data.dtype.type
+        scalars = [t(v) for v in self._kernel_args(lr, wd, gs)]
+        if self.clipping:
+            scalars += [t(self.clip_low), t(self.clip_high)]
+        self.kernel()(xp, grad, *scalars, data, *hist)
 
     def _skip(self, lr, hist):
         """True when the update provably changes nothing (stateless rule with lr 0, e.g. a frozen param)."""
@@ -272,6 +314,7 @@ class GemmUpdate:
 
 
 _local = threading.local()
+_KERNELS = {}       # (body, scalars, state names) -> Kernel, shared by updaters of the same rule
 
 
 def _local_buffer(dtype):
@@ -307,6 +350,20 @@ class SGDUpdater(Updater):
             return GemmUpdate(data, data, -lr, 1.0 - lr * wd)
         return GemmUpdate(data, hist[0], -lr, self.momentum, lr * wd)
 
+    def _kernel_body(self):
+        if not self.state_names:
+            return ("s", "k"), "d = k * d - s * gc;"
+        return ("s", "mom", "lw"), "h = mom * h - s * gc - lw * d;\nd += h;"
+
+    @property
+    def kernel_state(self):
+        return ("h",) if self.state_names else ()
+
+    def _kernel_args(self, lr, wd, gs):
+        if not self.state_names:
+            return lr * gs, 1.0 - lr * wd
+        return lr * gs, self.momentum, lr * wd
+
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         # lr folded into the gradient scale: t = lr*gs*clip(g).
         if not hist:
@@ -332,7 +389,14 @@ class NesterovUpdater(Updater):
     """
 
     state_names = ("history",)
+    kernel_state = ("h",)
     clips = True
+
+    def _kernel_body(self):
+        return ("s", "w", "mom"), "const T e = s * gc + w * d;\nh = mom * h + e;\nd -= e;\nd -= mom * h;"
+
+    def _kernel_args(self, lr, wd, gs):
+        return lr * gs, lr * wd, self.momentum
 
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         h, = hist
@@ -365,8 +429,15 @@ class AdaGradUpdater(_RootScaled):
     """
 
     state_names = ("history",)
+    kernel_state = ("h",)
     clips = True
     eps = 1e-8
+
+    def _kernel_body(self):
+        return ("s", "w", "lr", "eps"), "const T e = s * gc + w * d;\nh += e * e;\nd -= e / sqrt(h + eps) * lr;"
+
+    def _kernel_args(self, lr, wd, gs):
+        return gs, wd, lr, self.eps
 
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         h, = hist
@@ -391,6 +462,15 @@ class RMSPropUpdater(_RootScaled):
         self.rho = _unit(name + ".rmsprop_conf.rho", proto.rmsprop_conf.rho, "rmsprop_conf { rho: 0.9 }")
         self.eps = self.delta
 
+    kernel_state = ("h",)
+
+    def _kernel_body(self):
+        return (("s", "w", "lr", "eps", "rho", "rho1"),
+                "const T e = s * gc + w * d;\nh = rho * h + rho1 * e * e;\nd -= e / sqrt(h + eps) * lr;")
+
+    def _kernel_args(self, lr, wd, gs):
+        return gs, wd, lr, self.eps, self.rho, 1.0 - self.rho
+
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         h, = hist
         self._grad_into(xp, d, g, t, t2, gs, wd)
@@ -413,6 +493,16 @@ class AdaDeltaUpdater(Updater):
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
         self.rho = _unit(name + ".adadelta_conf.rho", proto.adadelta_conf.rho, "adadelta_conf { rho: 0.9 }")
+
+    kernel_state = ("h", "u")
+
+    def _kernel_body(self):
+        return (("s", "w", "lr", "eps", "rho", "rho1"),
+                "const T e = s * gc + w * d;\nh = rho * h + rho1 * e * e;\n"
+                "const T t = e * sqrt(u + eps) / sqrt(h + eps);\nu = rho * u + rho1 * t * t;\nd -= t * lr;")
+
+    def _kernel_args(self, lr, wd, gs):
+        return gs, wd, lr, self.delta, self.rho, 1.0 - self.rho
 
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         h, u = hist
@@ -451,6 +541,16 @@ class AdamUpdater(Updater):
         self.beta1 = _unit(name + ".adam_conf.beta1", conf.beta1, "adam_conf { beta1: 0.9 beta2: 0.999 }")
         self.beta2 = _unit(name + ".adam_conf.beta2", conf.beta2, "adam_conf { beta1: 0.9 beta2: 0.999 }")
 
+    kernel_state = ("m", "v")
+
+    def _kernel_body(self):
+        return (("s", "w", "lr", "eps", "b1", "b1c", "b2", "b2c"),
+                "const T e = s * gc + w * d;\nm = b1 * m + b1c * e;\nv = b2 * v + e * e * b2c;\n"
+                "d -= m / sqrt(v + eps) * lr;")
+
+    def _kernel_args(self, lr, wd, gs):
+        return gs, wd, lr, self.delta, self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2
+
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         m, v = hist
         self._grad_into(xp, d, g, t, t2, gs, wd)
@@ -482,6 +582,16 @@ class AdamMaxUpdater(Updater):
         conf = proto.adammax_conf
         self.beta1 = _unit(name + ".adammax_conf.beta1", conf.beta1, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
         self.beta2 = _unit(name + ".adammax_conf.beta2", conf.beta2, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
+
+    kernel_state = ("m", "u")
+
+    def _kernel_body(self):
+        return (("s", "w", "lr", "eps", "b1", "b1c", "b2"),
+                "const T e = s * gc + w * d;\nm = b1 * m + b1c * e;\nu = max(b2 * u, fabs(e)) + eps;\n"
+                "d -= m / u * lr;")
+
+    def _kernel_args(self, lr, wd, gs):
+        return gs, wd, lr, self.delta, self.beta1, 1.0 - self.beta1, self.beta2
 
     def _rule(self, xp, d, g, hist, t, t2, lr, wd, gs):
         m, u = hist

@@ -1,0 +1,218 @@
+"""Fused device kernels (singa.backends.fused): every updater rule, the random draws and dropout as one
+elementwise kernel each. On the CuPy stand-in the CUDA C bodies really run (compiled as C++), so
+they are checked against NumPy here; with nvcc on the machine every body is also compiled for the
+GPU; on a GPU (CuPy importable, a device present) the same checks run on CuPy."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from singa import random as srandom
+from singa.backends import standin, standin_kernels
+from singa.backends.fused import Kernel
+from singa.layers import neuron
+from singa.updaters import create_updater
+from tests.test_updaters import CASE_IDS, CASES, STEPS, TOL, make_problem, reference_run, updater_proto
+
+
+def _cupy_or_none():
+    try:
+        import cupy
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:        # not installed, or no driver / device
+        return None
+
+
+DEVICES = ["standin"] + (["cupy"] if _cupy_or_none() is not None else [])
+
+
+@pytest.fixture(params=DEVICES)
+def xp(request):
+    return standin if request.param == "standin" else _cupy_or_none()
+
+
+def launches():
+    return standin.launches["ufunc"], standin_kernels.launches["elementwise"]
+
+
+# -- updaters ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case_id,conf,scales", CASES, ids=CASE_IDS)
+def test_updater_kernel_matches_numpy(xp, case_id, conf, scales, dtype):
+    p = updater_proto(conf)
+    w, grads = make_problem((37, 29), dtype, False, len(STEPS))
+    w_host, w_dev = w.copy(), xp.asarray(w)
+    u_host, u_dev = create_updater(p), create_updater(p)
+    s_host, s_dev = u_host.init_state(w_host), u_dev.init_state(w_dev)
+    before = launches()
+    for step, g in zip(STEPS, grads):
+        u_host.apply(step, w_host, g.copy(), s_host, **scales)
+        u_dev.apply(step, w_dev, xp.asarray(g), s_dev, **scales)
+    if xp is standin:
+        # one kernel per update, nothing else launched
+        assert launches() == (before[0], before[1] + len(STEPS))
+        exact = dict(rtol=0, atol=0)      # same operations in the same order, no contraction
+    else:
+        exact = TOL[dtype]                # a GPU contracts to FMA
+    np.testing.assert_allclose(xp.asnumpy(w_dev), w_host, **exact)
+    for k in s_host:
+        assert isinstance(s_dev[k], xp.ndarray)
+        np.testing.assert_allclose(xp.asnumpy(s_dev[k]), s_host[k], **exact, err_msg=k)
+    ref_w, _ = reference_run(p, w, grads, STEPS, **scales)
+    np.testing.assert_allclose(xp.asnumpy(w_dev), ref_w, **TOL[dtype])
+
+
+def test_updater_kernel_on_strided_views_and_a_narrower_gradient(xp):
+    """A column slice of a param (not contiguous) and a float32 gradient of a float64 param."""
+    p = updater_proto("type: kAdam weight_decay: 0.01 learning_rate { type: kFixed base_lr: 0.1 }")
+    w, grads = make_problem((20, 12), np.float64, False, 3)
+    host, dev = w.copy(), xp.asarray(w)
+    u = create_updater(p)
+    sh, sd = u.init_state(host[:, 2:9]), u.init_state(dev[:, 2:9])
+    for step, g in enumerate(grads):
+        g32 = g[:, 2:9].astype(np.float32)
+        u.apply(step, host[:, 2:9], g32.astype(np.float64), sh)
+        u.apply(step, dev[:, 2:9], xp.asarray(g32), sd)
+    np.testing.assert_allclose(xp.asnumpy(dev), host, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(xp.asnumpy(dev)[:, :2], w[:, :2]), "columns outside the view changed"
+
+
+def test_one_kernel_per_rule_shared_by_updaters():
+    a = create_updater(updater_proto("type: kSGD momentum: 0.9 learning_rate { type: kFixed base_lr: 0.1 }"))
+    b = create_updater(updater_proto("type: kSGD momentum: 0.5 learning_rate { type: kFixed base_lr: 0.3 }"))
+    c = create_updater(updater_proto("type: kSGD learning_rate { type: kFixed base_lr: 0.3 }"))
+    d = create_updater(updater_proto("type: kSGD momentum: 0.9 clip_low: -1 clip_high: 1 "
+                                     "learning_rate { type: kFixed base_lr: 0.1 }"))
+    assert a.kernel() is b.kernel()
+    assert len({id(a.kernel()), id(c.kernel()), id(d.kernel())}) == 3
+    assert "min(max((T)g, lo), hi)" in d.kernel().body and "lo" not in a.kernel().body
+
+
+# -- random draws and dropout --------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_random_kernels_match_numpy(xp, dtype):
+    shape = (31, 17)
+    r_host, r_dev = np.random.default_rng(11), np.random.default_rng(11)
+    before = launches()
+    u_dev = srandom.uniform(xp, r_dev, shape, dtype)
+    if xp is standin:
+        assert launches() == (before[0], before[1] + 1)
+    # uniform numbers are bit-identical: integer hash, exact conversion
+    assert np.array_equal(xp.asnumpy(u_dev), srandom.uniform(np, r_host, shape, dtype))
+    n_host = srandom.normal(np, r_host, shape, dtype)
+    n_dev = srandom.normal(xp, r_dev, shape, dtype)
+    np.testing.assert_allclose(xp.asnumpy(n_dev), n_host, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-13)
+    # both consumed the same keys: the host streams are in step
+    assert r_host.integers(0, 2 ** 31) == r_dev.integers(0, 2 ** 31)
+    # into a given array, and into a strided one
+    out = xp.zeros((31, 34), dtype)
+    srandom.uniform(xp, np.random.default_rng(3), shape, dtype, out=out[:, ::2])
+    assert np.array_equal(xp.asnumpy(out)[:, ::2], srandom.uniform(np, np.random.default_rng(3), shape, dtype))
+    assert not xp.asnumpy(out)[:, 1::2].any()
+
+
+def test_dropout_kernels_match_numpy(xp):
+    from singa.proto import job_pb2
+    x = np.random.default_rng(2).normal(size=(16, 40)).astype(np.float32)
+    g = np.random.default_rng(4).normal(size=(16, 40)).astype(np.float32)
+    layers = []
+    for mod in (np, xp):
+        layer = neuron.DropoutLayer.__new__(neuron.DropoutLayer)
+        layer.name, layer.ratio, layer.rng, layer.xp, layer.dtype = "drop", 0.3, np.random.default_rng(9), mod, \
+            np.dtype(np.float32)
+
+        class Src:
+            data = mod.asarray(x)
+        y = layer.forward(job_pb2.kTrain, [Src])
+        dx, = layer.backward(job_pb2.kTrain, [Src], mod.asarray(g.copy()))
+        layers.append((layer, y, dx))
+    (lh, yh, dh), (ld, yd, dd) = layers
+    assert np.array_equal(xp.asnumpy(ld.mask), lh.mask) and 0.6 < lh.mask.mean() < 0.8
+    assert np.array_equal(xp.asnumpy(yd), yh) and np.array_equal(xp.asnumpy(dd), dh)
+
+
+# -- the stand-in's ElementwiseKernel is as strict as CuPy's -------------------------------------
+def test_standin_elementwise_kernel_is_strict():
+    axpy = standin.ElementwiseKernel("T x, T a", "T y", "y = a * x + y;", "t_axpy")
+    x = standin.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    y = standin.ones((2, 3), np.float32)
+    assert axpy(x, 2.0, y) is y and y.get().tolist() == [[1, 3, 5], [7, 9, 11]]
+    # outputs allocated when not given, with the placeholder's dtype; broadcasting of inputs
+    z = axpy(standin.asarray(np.arange(3, dtype=np.float32)), 10.0)
+    assert z.shape == (3,) and z.dtype == np.float32
+    row = standin.asarray(np.ones(3, np.float32))
+    assert axpy(row, 1.0, y).get().tolist() == [[2, 4, 6], [8, 10, 12]]
+    # a strided output is written back
+    big = standin.zeros((2, 6), np.float32)
+    axpy(x, 1.0, big[:, ::2])
+    assert big.get().tolist() == [[0, 0, 1, 0, 2, 0], [3, 0, 4, 0, 5, 0]]
+    with pytest.raises(TypeError, match="host NumPy array"):
+        axpy(np.ones((2, 3), np.float32), 1.0, y)
+    with pytest.raises(TypeError, match="Type is mismatched"):
+        axpy(x, 1.0, standin.ones((2, 3), np.float64))
+    with pytest.raises(ValueError, match="broadcast"):
+        axpy(x, 1.0, standin.ones((3, 3), np.float32))
+    with pytest.raises(TypeError, match="Wrong number of arguments"):
+        axpy(x)
+    with pytest.raises(RuntimeError, match="read-only"):
+        standin.ElementwiseKernel("T x", "T y", "x = 1; y = x;", "t_const")(x, y)
+    with pytest.raises(RuntimeError, match="does not compile"):
+        standin.ElementwiseKernel("T x", "T y", "y = nosuchfunction(x);", "t_typo")(x, y)
+    with pytest.raises(ValueError, match="reserved"):
+        standin.ElementwiseKernel("T i", "T y", "y = i;", "t_reserved")
+    with pytest.raises(NotImplementedError, match="raw"):
+        standin.ElementwiseKernel("raw T x", "T y", "y = x[i];", "t_raw")
+
+
+def test_standin_kernel_refuses_arrays_of_another_device(monkeypatch):
+    monkeypatch.setenv("SINGA_GPU_STANDIN", "2")
+    with standin.cuda.Device(1):
+        other = standin.ones(4, np.float32)
+    y = standin.ones(4, np.float32)
+    with pytest.raises(ValueError, match="devices"):
+        standin.ElementwiseKernel("T x", "T y", "y += x;", "t_dev")(other, y)
+
+
+def test_device_kernel_refuses_numpy():
+    with pytest.raises(TypeError, match="runs on a device"):
+        srandom.UNIFORM(np, np.uint32(1), np.zeros(3, np.float32))
+
+
+# -- every body compiles for the GPU (nvcc) ------------------------------------------------------
+def all_kernels():
+    ks = {}
+    for case_id, conf, _ in CASES:
+        k = create_updater(updater_proto(conf)).kernel()
+        ks[id(k)] = k
+    for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD):
+        ks[id(k)] = k
+    return list(ks.values())
+
+
+@pytest.mark.skipif(not shutil.which("nvcc"), reason="nvcc (the CUDA compiler) is not on this machine")
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_every_kernel_compiles_with_nvcc(tmp_path, ctype):
+    kernels = all_kernels()
+    assert len(kernels) >= 12
+    # one translation unit: each kernel in its own namespace (the preambles define the same helpers)
+    parts = ["#include <stdint.h>"]
+    for j, k in enumerate(kernels):
+        src = k.cuda_source({"T": ctype, "G": ctype}).replace("#include <stdint.h>\n", "")
+        parts.append("namespace k%d {\n%s}\n" % (j, src.replace("void %s(" % k.name, "void %s_%d(" % (k.name, j))))
+    cu = tmp_path / "kernels.cu"
+    cu.write_text("\n".join(parts))
+    ptx = tmp_path / "kernels.ptx"
+    r = subprocess.run(["nvcc", "-arch=sm_80", "--ptx", "-o", str(ptx), str(cu)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, "%s\n%s" % (r.stderr, cu.read_text())
+    assert ptx.read_text().count(".entry") == len(kernels)
+
+
+def test_cuda_source_names_every_param():
+    k = Kernel("T x, uint32 key, T a", "T y", "y = a * x + (T)key;", "t_src", scalars={"key", "a"})
+    src = k.cuda_source({"T": "float"})
+    assert "typedef float T;" in src
+    assert "const float* _raw_x" in src and "const unsigned int key" in src and "const float a" in src
+    assert "float &y = _raw_y[i];" in src and "const float x = _raw_x[i];" in src
