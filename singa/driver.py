@@ -277,8 +277,10 @@ class Driver:
         if self.ps:
             where = ", %d processes: %s (%s)" % (topo.nprocs, topo.framework(), topo.describe())
         elif self.comm is not None:
-            where = ", %d processes x %d worker(s) (MPI, synchronous: %s)" % (
-                self.comm.size, worker.nreplicas, topo.framework())
+            where = ", %d processes x %d worker(s) (MPI, synchronous: %s%s)" % (
+                self.comm.size, worker.nreplicas, topo.framework(),
+                "" if backend.device is None else "; gradients reduced in GPU buffers (CUDA-aware MPI)"
+                if self.comm.cuda_aware else "; gradients staged through the host, one copy each way per step")
         elif worker.nreplicas > 1:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
         else:

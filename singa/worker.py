@@ -95,6 +95,8 @@ class BPWorker:
         self.update_params = None      # the params this worker trains (None: every owner param)
         self.between_passes = None     # called between a replica's forward and backward passes
         self.flat = None
+        self.dflat = None              # the gradients' flat buffer on the GPU (exchanges from a GPU)
+        self.exchange = "host buffers"
         if slices is not None:
             self.bounds = [(int(lo), int(hi)) for lo, hi in slices]
             self.nreplicas = len(self.bounds)
@@ -168,16 +170,15 @@ class BPWorker:
                         rg *= p.dtype.type(w)       # the replica's own gradient: rewritten next step
                         g += rg
                 grads[p.name] = g
-        else:
+        elif not exchanged:
             for p in plist:
                 g = None
                 for rnet, w in self.replicas:
                     rg = rnet.owners[p.name].owner_grad() * p.dtype.type(w)
                     g = rg if g is None else g + rg
                 grads[p.name] = g
-            if exchanged:       # a GPU's gradients cross to the host buffer for MPI
-                for p, v in zip(plist, self.flat.views):
-                    v[...] = net.backend.to_host(grads[p.name])
+        else:
+            return self._exchange_on_device(step, net, plist, metrics)
         if self.comm is not None:
             # every process's weighted share of the gradients and of the metrics, summed by one
             # Allreduce of the flat buffer
@@ -197,6 +198,53 @@ class BPWorker:
                 p.version = step + 1
         else:
             self.update(step, grads=grads, params=self.update_params)
+
+    def _exchange_on_device(self, step, net, plist, metrics):
+        """The group's exchange when the gradients live on a GPU: they are summed into one flat
+        device buffer; with CUDA-aware MPI the Allreduce reads and writes it in place (the metrics
+        ride along at its end), otherwise it crosses to the host buffer and back once per step
+        (one staged copy each way). Parameter servers (on the host) get the staged copy."""
+        xp = net.backend.xp
+        direct = self.comm is not None and self.ps is None and self.comm.cuda_aware
+        if self.dflat is None:
+            from singa.cluster.mpi import FlatBuffer
+            extra = [(len(self.metric_keys),)] if direct else []
+            self.dflat = FlatBuffer([p.shape for p in plist] + extra, plist[0].dtype, xp)
+            self.exchange = "device buffers (CUDA-aware MPI)" if direct else "one staged copy per step"
+        for p, g in zip(plist, self.dflat.views):
+            for k, (rnet, w) in enumerate(self.replicas):
+                rg = rnet.owners[p.name].owner_grad()
+                if k == 0:
+                    xp.multiply(rg, p.dtype.type(w), out=g)
+                else:
+                    rg *= p.dtype.type(w)
+                    g += rg
+        ngrad = sum(int(p.size) for p in plist)
+        if self.comm is not None:
+            if sorted(metrics) != self.metric_keys:
+                raise RuntimeError("the net's metrics changed between steps: %s, then %s"
+                                   % (self.metric_keys, sorted(metrics)))
+            values = numpy.asarray([metrics[k] for k in self.metric_keys], dtype=plist[0].dtype)
+            if direct:
+                self.dflat.views[-1][...] = xp.asarray(values)
+                self.comm.allreduce_sum(self.dflat.flat)
+                summed = self.dflat.views[-1].get()
+            else:
+                host = self.flat.flat
+                self.dflat.flat.get(out=host[:ngrad])
+                self.flat.views[-1][...] = values
+                self.comm.allreduce_sum(host)
+                self.dflat.flat.set(host[:ngrad])
+                summed = self.flat.views[-1]
+            metrics = dict(zip(self.metric_keys, summed.astype(numpy.float64).tolist()))
+        self.train_metrics.add(metrics)
+        if self.ps is not None:
+            self.dflat.flat.get(out=self.flat.flat[:ngrad])
+            self.ps.push_pull(step, self.flat)
+            for p in net.owner_params:
+                p.version = step + 1
+        else:
+            self.update(step, grads={p.name: g for p, g in zip(plist, self.dflat.views)}, params=self.update_params)
 
     def _replica_step(self, rnet):
         """One replica's pass over its slice of the batch: its gradients, into its params."""

@@ -2,6 +2,7 @@
 groups give the parameters of one process on the same global batch, a wrong process count and
 a failing or killed rank end the whole job quickly with a clear message, and the seed's CIFAR-10
 script runs unchanged on 4 processes."""
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from singa.driver import Driver
+from singa.errors import ConfigError
 from singa.io import checkpoint as ckpt
 from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_record
@@ -288,3 +290,64 @@ def test_devices_across_processes_on_the_cupy_stand_in(in_tmp):
     r, _ = mpirun(3, ["-m", "singa", "-conf", "ps.conf"], in_tmp, env={"SINGA_GPU_STANDIN": "2"})
     assert r.returncode == 0, r.stderr + r.stdout
     assert "24 updates applied for 24 pushes" in r.stdout
+
+
+TRANSFERS = """
+import json, sys
+from singa.backends import standin
+from singa.callbacks import Callback
+from singa.driver import Driver
+from singa.proto import parse_job_conf
+
+class Transfers(Callback):
+    seen = []
+    def on_step_end(self, run, step, metrics):
+        self.seen.append(dict(standin.transfers))
+
+t = Transfers()
+Driver().train(parse_job_conf(open(sys.argv[1]).read()), callbacks=[t])
+# steady state: bytes moved per step, between the ends of steps 3 and 9
+a, b = t.seen[3], t.seen[9]
+print("PER-STEP", json.dumps({k: (b[k] - a[k]) / 6 for k in a}))
+"""
+
+
+@pytest.mark.parametrize("cuda_aware", ["1", "0"], ids=["cuda-aware", "staged"])
+def test_gpu_gradients_cross_mpi_once_per_step_or_not_at_all(in_tmp, cuda_aware):
+    # CUDA-aware MPI: the Allreduce takes the flat GPU buffer itself (the stand-in hands MPI its
+    # pointer, and refuses while device work is in flight); otherwise one staged copy each way
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "cpu.conf").write_text(JOB % dict(steps=12, ws="cpu", cluster=""))
+    (in_tmp / "gpu.conf").write_text(JOB % dict(steps=12, ws="gpu", cluster="") + "gpu: 0 gpu: 1\n")
+    (in_tmp / "transfers.py").write_text(TRANSFERS)
+    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "cpu.conf").read_text()))
+    r, _ = mpirun(2, ["transfers.py", "gpu.conf"], in_tmp,
+                  env={"SINGA_GPU_STANDIN": "2", "SINGA_CUDA_AWARE_MPI": cuda_aware})
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert ("reduced in GPU buffers (CUDA-aware MPI)" if cuda_aware == "1" else "staged through the host") in r.stdout
+    a, b = params(in_tmp / "cpu/checkpoint/step12-worker0"), params(in_tmp / "gpu/checkpoint/step12-worker0")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
+    grad_bytes = 4 * sum(v.size for v in a.values())
+    per_step = json.loads(r.stdout.split("PER-STEP ")[1].splitlines()[0])   # rank 0
+    if cuda_aware == "1":
+        assert per_step["to_host_bytes"] < grad_bytes / 2 and per_step["to_device_bytes"] < grad_bytes / 2, per_step
+    else:
+        assert grad_bytes <= per_step["to_host_bytes"] < 1.5 * grad_bytes, per_step
+        assert grad_bytes <= per_step["to_device_bytes"] < 1.5 * grad_bytes, per_step
+
+
+def test_cuda_aware_setting_is_checked(monkeypatch):
+    from singa.cluster.mpi import cuda_aware_mpi
+    monkeypatch.setenv("SINGA_CUDA_AWARE_MPI", "yes")
+    with pytest.raises(ConfigError, match=r"SINGA_CUDA_AWARE_MPI.*0 or 1.*'yes'"):
+        cuda_aware_mpi()
+    monkeypatch.setenv("SINGA_CUDA_AWARE_MPI", "1")
+    assert cuda_aware_mpi() is True
+    monkeypatch.delenv("SINGA_CUDA_AWARE_MPI")
+    from mpi4py import MPI
+    version = MPI.Get_library_version()
+    if "MPICH" in version and "cuda" not in version.lower():
+        assert cuda_aware_mpi() is False      # MPICH built without CUDA: MPIX_Query_cuda_support() == 0
+    else:
+        assert isinstance(cuda_aware_mpi(), bool)

@@ -31,6 +31,13 @@ transfers = {"to_device": 0, "to_host": 0, "to_device_bytes": 0, "to_host_bytes"
 
 # kernels a GPU would launch: one per ufunc call; ElementwiseKernel calls are counted in standin_kernels
 launches = {"ufunc": 0}
+# device work launched since the last synchronisation: a consumer that does not follow CUDA streams
+# (MPI through __cuda_array_interface__) must not read a device buffer before it is synchronised
+_pending = [False]
+
+
+def launched():
+    _pending[0] = True
 
 
 def reset_transfers():
@@ -110,6 +117,7 @@ class ndarray(NDArrayOperatorsMixin):
     # -- NumPy dispatch ------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         launches["ufunc"] += 1
+        launched()
         out = kwargs.get("out")
         _same_device(list(inputs) + list(out or ()), ufunc.__name__)
         args = _unwrap(inputs)
@@ -128,6 +136,7 @@ class ndarray(NDArrayOperatorsMixin):
                 raise _mixing(t.__name__)
         out = kwargs.get("out")
         _same_device([a for a in _flat(list(args)) + list(kwargs.values()) if isinstance(a, ndarray)], func.__name__)
+        launched()
         result = func(*_unwrap(args), **_unwrap(kwargs))
         if out is not None:
             return out
@@ -155,8 +164,32 @@ class ndarray(NDArrayOperatorsMixin):
     def __repr__(self):
         return "standin.ndarray(shape=%s, dtype=%s)" % (self.shape, self.dtype)
 
-    # -- the explicit ways to the host ---------------------------------------------------
+    @property
+    def __cuda_array_interface__(self):
+        """The device pointer, for CUDA-aware consumers (mpi4py with a CUDA-aware MPI). Like a real
+        GPU, the data is only complete once the device work on it has been waited for: reading
+        it with work in flight is refused here (a race on a GPU)."""
+        if _pending[0]:
+            raise RuntimeError("a device buffer was handed to a consumer that does not follow CUDA streams "
+                               "(__cuda_array_interface__) while device work was in flight; synchronise first "
+                               "(cupy.cuda.get_current_stream().synchronize())")
+        if not self._a.flags.c_contiguous:
+            raise ValueError("the stand-in hands out contiguous device buffers only")
+        return {"shape": self._a.shape, "typestr": self._a.dtype.str, "data": (self._a.ctypes.data, False),
+                "strides": None, "version": 3, "stream": None}
+
+    # -- the explicit ways between host and device -----------------------------------------
+    def set(self, arr, stream=None):
+        """Host -> this device array, in place (cupy.ndarray.set)."""
+        if not isinstance(arr, numpy.ndarray) or arr.shape != self._a.shape:
+            raise ValueError("set: expected a NumPy array of shape %s, received %r" % (self._a.shape, arr))
+        transfers["to_device"] += 1
+        transfers["to_device_bytes"] += arr.nbytes
+        self._a[...] = arr
+        launched()
+
     def get(self, stream=None, out=None):
+        _pending[0] = False       # get() waits for the stream, as CuPy's does
         transfers["to_host"] += 1
         transfers["to_host_bytes"] += self._a.nbytes
         if out is not None:
@@ -191,6 +224,7 @@ class ndarray(NDArrayOperatorsMixin):
 
     def __setitem__(self, key, value):
         _same_device([self, value], "__setitem__")
+        launched()
         self._a[_unwrap(key)] = _unwrap(value)
 
     # -- methods (views stay device arrays) -----------------------------------------------
@@ -309,6 +343,7 @@ def _creator(name):
     f = getattr(numpy, name)
 
     def create(*args, **kwargs):
+        launched()
         return ndarray(f(*_unwrap(args), **_unwrap(kwargs)))
     create.__name__ = name
     return create
@@ -324,6 +359,7 @@ def _like(name):
     def create(a, *args, **kwargs):
         if not isinstance(a, ndarray):
             raise _mixing(type(a).__name__)
+        launched()
         return ndarray(f(a._a, *args, **kwargs))
     create.__name__ = name
     return create
@@ -427,7 +463,12 @@ class _Device:
         return self
 
     def synchronize(self):
-        pass
+        _pending[0] = False
+
+
+class _Stream:
+    def synchronize(self):
+        _pending[0] = False
 
 
 class _Runtime:
@@ -442,6 +483,10 @@ class _Runtime:
 class cuda:    # noqa: N801  (cupy.cuda)
     Device = _Device
     runtime = _Runtime
+
+    @staticmethod
+    def get_current_stream():
+        return _Stream()
 
 
 __all__ = ["ndarray", "asarray", "asnumpy", "get_array_module", "transfers", "reset_transfers"]

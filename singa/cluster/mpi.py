@@ -5,6 +5,7 @@ whole job (MPI Abort) instead of leaving the others waiting in a collective.
 Without mpiexec (or with one process) ``world()`` is None and everything runs in-process; mpi4py
 is only imported when the environment says a process manager started this process.
 """
+import ctypes
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ import traceback
 
 import numpy
 
-from singa.errors import ConfigError
+from singa.errors import ConfigError, invalid
 
 # Variables a process manager (MPICH's hydra, Open MPI's orterun, PMIx, Slurm) sets in every rank.
 _LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
@@ -34,9 +35,20 @@ class Comm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self._cuda_aware = None
+
+    @property
+    def cuda_aware(self):
+        """True when every rank's MPI takes GPU buffers (then gradients are reduced on the device).
+        Asked once, collectively: call it on every rank at the same point."""
+        if self._cuda_aware is None:
+            self._cuda_aware = bool(self.comm.allreduce(int(cuda_aware_mpi()), op=self.MPI.MIN))
+        return self._cuda_aware
 
     def allreduce_sum(self, buf):
-        """buf = the sum of every rank's buf, in place (one Allreduce of the whole buffer)."""
+        """buf = the sum of every rank's buf, in place (one Allreduce of the whole buffer). A
+        device buffer (CUDA-aware MPI only) is synchronised first: MPI does not follow streams."""
+        _sync_device(buf)
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         return buf
 
@@ -58,6 +70,31 @@ class Comm:
 
     def abort(self, code=1):
         self.comm.Abort(code)
+
+
+def cuda_aware_mpi():
+    """Whether this process's MPI library takes CUDA device buffers: ``MPIX_Query_cuda_support()``
+    (Open MPI, MPICH 4 and newer), unless ``SINGA_CUDA_AWARE_MPI`` says 1 or 0. False when the
+    library does not have the query."""
+    env = os.environ.get("SINGA_CUDA_AWARE_MPI", "")
+    if env:
+        if env not in ("0", "1"):
+            raise invalid("SINGA_CUDA_AWARE_MPI", "0 or 1", env, "unset it to ask the MPI library")
+        return env == "1"
+    try:
+        from mpi4py import MPI
+        query = ctypes.CDLL(MPI.__file__).MPIX_Query_cuda_support
+    except (ImportError, OSError, AttributeError):
+        return False
+    query.restype, query.argtypes = ctypes.c_int, []
+    return query() == 1
+
+
+def _sync_device(buf):
+    """Wait for the device work that writes ``buf`` (nothing for a host array)."""
+    if not isinstance(buf, numpy.ndarray):
+        from singa.backends import get_array_module
+        get_array_module(buf).cuda.get_current_stream().synchronize()
 
 
 def world():
@@ -124,15 +161,16 @@ def abort_on_error(comm, fn, *args, **kwargs):
 
 class FlatBuffer:
     """One contiguous float array holding several arrays end to end, with views of each: the
-    gradients of all params exchanged by one collective per step."""
+    gradients of all params exchanged by one collective per step (on ``xp``'s device)."""
 
-    def __init__(self, shapes, dtype):
+    def __init__(self, shapes, dtype, xp=numpy):
         sizes = [int(numpy.prod(s)) for s in shapes]
-        self.flat = numpy.zeros(sum(sizes), dtype=dtype)
+        self.flat = xp.zeros(sum(sizes), dtype=dtype)
         self.views, off = [], 0
         for shape, n in zip(shapes, sizes):
             self.views.append(self.flat[off:off + n].reshape(shape))
             off += n
 
 
-__all__ = ["Comm", "world", "launched_by_mpiexec", "install_abort_hook", "abort_on_error", "FlatBuffer"]
+__all__ = ["Comm", "world", "launched_by_mpiexec", "install_abort_hook", "abort_on_error", "FlatBuffer",
+           "cuda_aware_mpi"]
