@@ -70,7 +70,7 @@ def write_store(workdir, n=1000):
 
 # -- singa ---------------------------------------------------------------------------------
 
-def singa_full_net(batch, workdir, replicas=None):
+def singa_full_net(batch, workdir, replicas=None, backend=None):
     """(worker, net) of the seed CNN built through singa's Python API; ``replicas`` as for
     BPWorker (None: the engine's automatic choice, one per thread for a conv net)."""
     from singa.model import (Activation, AvgPooling2D, Cluster, Convolution2D, Data, Dense, LRN2D, MaxPooling2D,
@@ -101,7 +101,7 @@ def singa_full_net(batch, workdir, replicas=None):
     m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
     job = m.to_jobproto()
     streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend or Backend(None), streams)
     for p in net.owner_params:
         p.init_values(streams.stream("init/" + p.name))
     return BPWorker(net, create_updater(job.updater), replicas=replicas), net

@@ -63,7 +63,7 @@ def singa_step_fn(batch, workdir, momentum=0.0, variant="default"):
     return step
 
 
-def singa_mlp_net(batch, workdir, momentum=0.0):
+def singa_mlp_net(batch, workdir, momentum=0.0, backend=None):
     """(net, job) of the seed MLP built through singa's Python API, params initialised."""
     from singa.io.kvfile import KVFileWriter
     from singa.io.record import encode_record
@@ -87,7 +87,7 @@ def singa_mlp_net(batch, workdir, momentum=0.0):
     m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
     job = m.to_jobproto()
     streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend or Backend(None), streams)
     for p in net.owner_params:
         p.init_values(streams.stream("init/" + p.name))
     return net, job

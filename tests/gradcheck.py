@@ -15,7 +15,14 @@ param) with central differences of a scalar objective:
 Before every forward the inputs are copied afresh (in-place layers may overwrite them) and
 ``layer.rng`` is re-seeded, so a layer that draws random numbers (dropout) draws the same ones
 each time and stays a deterministic function of its inputs.
+
+Every backend: without an explicit ``backend``, the check runs on NumPy and then the same layer,
+params and inputs run on every device backend (``device_backends()``: the strict CuPy stand-in
+always, real CuPy on a GPU), whose objective and analytic gradients must equal NumPy's (which
+finite differences just verified) to rounding.
 """
+import functools
+
 import numpy
 
 from singa.backends import Backend
@@ -98,20 +105,31 @@ def _indices(shape, max_checks, rng):
     return [numpy.unravel_index(i, shape) for i in flat]
 
 
-def check_layer_gradients(conf, src_shapes, *, backend=None, dtype=numpy.float64, data_srcs=None,
-                          inputs=None, aux=None, flag=job_pb2.kTrain, seed=0, eps=1e-6, rtol=1e-5,
-                          atol=1e-8, loss_grad_factor=1.0, max_checks=None, param_scale=0.5):
-    """Check a layer's analytic gradients against central differences; raise GradientMismatch.
+@functools.lru_cache(maxsize=1)
+def device_backends():
+    """The device backends every gradient check also runs on: the CuPy stand-in (device 0), and
+    CuPy's device 0 when CuPy and a GPU are present."""
+    import os
+    saved = os.environ.get("SINGA_GPU_STANDIN")
+    os.environ["SINGA_GPU_STANDIN"] = "1"
+    try:
+        out = [Backend(0)]
+    finally:
+        if saved is None:
+            del os.environ["SINGA_GPU_STANDIN"]
+        else:
+            os.environ["SINGA_GPU_STANDIN"] = saved
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            out.append(Backend(0))
+    except Exception:         # no CuPy, or no usable driver/device
+        pass
+    return out
 
-    conf: LayerProto or its text. src_shapes: the sources' output shapes (batch first).
-    data_srcs: indices of sources that are data layers (default: source 1 of a loss or metric
-    layer). inputs: host arrays for the sources (default: standard normal). aux: {index: labels}
-    (default for data sources: random ints in [0, outputs of source 0)). loss_grad_factor: the
-    analytic gradient of a loss layer is this times the derivative of its reported loss.
-    max_checks: check at most this many random elements per array. Returns
-    {name: max abs error} for every checked array.
-    """
-    backend = backend or Backend(None)
+
+def _problem(conf, src_shapes, backend, dtype, data_srcs, inputs, aux, flag, seed, param_scale):
+    """The layer with its params set, its sources and the objective, all from ``seed``."""
     rng = numpy.random.default_rng(seed)
     layer = build_layer(conf, src_shapes, backend, dtype)
     if data_srcs is None:
@@ -128,9 +146,30 @@ def check_layer_gradients(conf, src_shapes, *, backend=None, dtype=numpy.float64
         aux.setdefault(i, rng.integers(0, ncls, size=src_shapes[i][0]))
     sources = make_sources(layer, host_inputs, aux, data_srcs)
     weights = rng.standard_normal(layer.out_shape)
-    f = _Objective(layer, sources, host_inputs, weights, flag, seed + 1)
+    return layer, sources, host_inputs, _Objective(layer, sources, host_inputs, weights, flag, seed + 1), rng
 
+
+def check_layer_gradients(conf, src_shapes, *, backend=None, dtype=numpy.float64, data_srcs=None,
+                          inputs=None, aux=None, flag=job_pb2.kTrain, seed=0, eps=1e-6, rtol=1e-5,
+                          atol=1e-8, loss_grad_factor=1.0, max_checks=None, param_scale=0.5):
+    """Check a layer's analytic gradients against central differences; raise GradientMismatch.
+
+    conf: LayerProto or its text. src_shapes: the sources' output shapes (batch first).
+    data_srcs: indices of sources that are data layers (default: source 1 of a loss or metric
+    layer). inputs: host arrays for the sources (default: standard normal). aux: {index: labels}
+    (default for data sources: random ints in [0, outputs of source 0)). loss_grad_factor: the
+    analytic gradient of a loss layer is this times the derivative of its reported loss.
+    max_checks: check at most this many random elements per array. Returns
+    {name: max abs error} for every checked array. Without ``backend``: NumPy, then every device
+    backend must give NumPy's objective and analytic gradients.
+    """
+    setup = (conf, src_shapes)
+    setup_kw = dict(dtype=dtype, data_srcs=data_srcs, inputs=inputs, aux=aux, flag=flag, seed=seed,
+                    param_scale=param_scale)
+    layer, sources, host_inputs, f, rng = _problem(*setup, backend or Backend(None), **setup_kw)
     dsrcs, dparams = f.analytic()
+    if backend is None:
+        _same_on_devices(setup, setup_kw, f(), dsrcs, dparams)
     # A second pass must give the same numbers: params' grads are overwritten, buffers reused.
     dsrcs2, dparams2 = f.analytic()
     for a, b, what in list(zip(dsrcs, dsrcs2, sources)) + list(zip(dparams, dparams2, layer.params)):
@@ -184,3 +223,24 @@ def check_layer_gradients(conf, src_shapes, *, backend=None, dtype=numpy.float64
                                % (layer.name, job_pb2.LayerType.Name(layer.conf.type), len(failures),
                                   "\n  ".join(failures[:10])))
     return report
+
+
+def _same_on_devices(setup, setup_kw, value, dsrcs, dparams):
+    """The objective and the analytic gradients on every device backend equal NumPy's."""
+    tol = dict(rtol=1e-9, atol=1e-12) if numpy.dtype(setup_kw["dtype"]) == numpy.float64 else \
+        dict(rtol=1e-4, atol=1e-6)
+    for dev in device_backends():
+        layer, _, _, f, _ = _problem(*setup, dev, **setup_kw)
+        value_dev = f()
+        d_srcs, d_params = f.analytic()
+        where = "layer '%s' on %r" % (layer.name, dev)
+        if not numpy.isclose(value_dev, value, **tol):
+            raise GradientMismatch("%s: objective %.12g, NumPy's %.12g" % (where, value_dev, value))
+        for what, a, b in ([("source %d" % i, x, y) for i, (x, y) in enumerate(zip(d_srcs, dsrcs))]
+                           + [("param '%s'" % p.name, x, y) for p, x, y in zip(layer.params, d_params, dparams)]):
+            if (a is None) != (b is None):
+                raise GradientMismatch("%s: gradient of %s is %s, NumPy's is %s" % (where, what, a is None and "None"
+                                       or "an array", b is None and "None" or "an array"))
+            if a is not None and not numpy.allclose(a, b, **tol):
+                raise GradientMismatch("%s: gradient of %s differs from NumPy's by up to %.3g"
+                                       % (where, what, float(numpy.max(numpy.abs(a - b)))))

@@ -2,6 +2,7 @@
 elementwise kernel each. On the CuPy stand-in the CUDA C bodies really run (compiled as C++), so
 they are checked against NumPy here; with nvcc on the machine every body is also compiled for the
 GPU; on a GPU (CuPy importable, a device present) the same checks run on CuPy."""
+import os
 import shutil
 import subprocess
 
@@ -216,3 +217,20 @@ def test_cuda_source_names_every_param():
     assert "typedef float T;" in src
     assert "const float* _raw_x" in src and "const unsigned int key" in src and "const float a" in src
     assert "float &y = _raw_y[i];" in src and "const float x = _raw_x[i];" in src
+
+
+def test_the_gpu_benchmark_runs_on_the_stand_in(tmp_path):
+    """benchmarks/bench_gpu.py (the CuPy-vs-PyTorch-CUDA benchmark) runs end to end; on the stand-in
+    its rates mean nothing, but its peak device memory is the engine's own."""
+    import sys
+    from tests.conftest import ROOT
+    env = dict(os.environ, SINGA_GPU_STANDIN="1", PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gpu.py"), "--steps", "2",
+                        "--repeats", "1", "--workdir", str(tmp_path)], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Backend(standin:0)" in r.stdout
+    for model in ("mlp batch 64", "cnn batch 100"):
+        line = next(x for x in r.stdout.splitlines() if x.startswith(model))
+        peak = float(line.split("peak pool ")[1].split(" MiB")[0])
+        assert peak > 47, line     # at least the seed MLP's 12.3M float32 weights (47 MiB) / the CNN's buffers

@@ -396,6 +396,19 @@ def test_float32_is_the_default_dtype():
 
 # -- GPU (runs where CuPy and a device are present) -----------------------------------------------
 
+def test_every_gradient_check_also_runs_on_the_devices(monkeypatch):
+    """check_layer_gradients compares every device backend with NumPy: a bug only on the device
+    (here a dropout backward kernel that forgets the 1/keep scale) fails the ordinary check."""
+    from gradcheck import device_backends
+    from singa.backends.fused import Kernel
+    from singa.layers import neuron
+    assert [b.name for b in device_backends()][:1] == ["standin"]
+    monkeypatch.setattr(neuron, "DROPOUT_BACKWARD", Kernel("bool m, T scale", "T g", "g = g * (T)m;", "bad_dropout",
+                                                           scalars={"scale"}))
+    with pytest.raises(GradientMismatch, match=r"'d' on Backend\(standin:0\): gradient of source 0 differs"):
+        check_layer_gradients('name: "d" type: kDropout dropout_conf { dropout_ratio: 0.4 }', [(6, 7)])
+
+
 def test_gradients_on_cupy():
     cupy = pytest.importorskip("cupy")
     try:

@@ -1,6 +1,8 @@
 """The CuPy stand-in (singa.backends.standin): strict where CuPy is strict, and the engine's whole
 training step of an MLP, a CNN, an RBM and an autoencoder runs on it (device=[0] with
 SINGA_GPU_STANDIN=1) with NumPy's losses and without host/device mixing."""
+import gc
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,8 @@ class StepTransfers(Callback):
     def on_step_end(self, run, step, metrics):
         now = dict(standin.transfers)
         self.steps.append({k: now[k] - self._last[k] for k in ("to_device", "to_host")})
+        gc.collect()        # arrays in reference cycles count until collected
+        self.steps[-1]["device_bytes"] = standin.get_default_memory_pool().used_bytes()
         self._last = now
 
 
@@ -113,6 +117,10 @@ def test_training_on_the_stand_in_gives_numpys_losses(in_tmp, monkeypatch, name)
     assert all(s["to_host"] <= len(ref.train[0]) for s in steady), counter.steps
     # (dropout masks and Gibbs samples are drawn on the device: singa.random.uniform/normal)
     assert all(s["to_device"] == 0 for s in steady), counter.steps
+    # and allocates nothing that outlives it: the device memory in use is the same after every step
+    # from the third on (buffers are kept and reused, nothing accumulates)
+    assert len({s["device_bytes"] for s in counter.steps[2:]}) == 1, [s["device_bytes"] for s in counter.steps]
+    assert 0 < counter.steps[-1]["device_bytes"] <= standin.get_default_memory_pool().total_bytes()
 
 
 def test_the_backend_uses_the_stand_in_only_when_asked(monkeypatch):

@@ -20,6 +20,8 @@ and NumPy functions (through NEP 18 / NEP 13 dispatch, so the engine's generic `
 unchanged), ``cuda.Device`` and ``cuda.runtime.getDeviceCount``. It computes with NumPy, so the
 numbers equal NumPy's up to the order of operations.
 """
+import weakref
+
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
@@ -38,6 +40,44 @@ _pending = [False]
 
 def launched():
     _pending[0] = True
+
+
+class _MemoryPool:
+    """cupy.get_default_memory_pool(): device bytes in use (arrays that own their memory, not
+    views) and ``total_bytes``, which like CuPy's pool (it keeps freed blocks for reuse) only
+    grows: the peak of the bytes in use, the device memory a run needs."""
+
+    def __init__(self):
+        self._used = self._peak = 0
+        self._owners = set()        # ids of the NumPy arrays counted (an array may be wrapped twice)
+
+    def _alloc(self, a):
+        if id(a) in self._owners or not a.nbytes:
+            return
+        self._owners.add(id(a))
+        self._used += a.nbytes
+        self._peak = max(self._peak, self._used)
+        weakref.finalize(a, self._free, id(a), a.nbytes)
+
+    def _free(self, key, nbytes):
+        self._owners.discard(key)
+        self._used -= nbytes
+
+    def used_bytes(self):
+        return self._used
+
+    def total_bytes(self):
+        return self._peak
+
+    def free_all_blocks(self):
+        self._peak = self._used
+
+
+_pool = _MemoryPool()
+
+
+def get_default_memory_pool():
+    return _pool
 
 
 def reset_transfers():
@@ -105,6 +145,8 @@ class ndarray(NDArrayOperatorsMixin):
     def __init__(self, a, dev=None):
         self._a = a
         self._dev = _current[0] if dev is None else dev
+        if a.base is None:
+            _pool._alloc(a)
 
     # -- what CuPy refuses -------------------------------------------------------------
     def __array__(self, *args, **kwargs):
