@@ -14,18 +14,18 @@ from singa.backends import standin, standin_kernels
 from singa.backends.fused import Kernel
 from singa.layers import neuron
 from singa.updaters import create_updater
+from tests.conftest import DEVICE_KINDS, gpu_count
 from tests.test_updaters import CASE_IDS, CASES, STEPS, TOL, make_problem, reference_run, updater_proto
 
 
 def _cupy_or_none():
-    try:
-        import cupy
-        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
-    except Exception:        # not installed, or no driver / device
+    if gpu_count() == 0:
         return None
+    import cupy
+    return cupy
 
 
-DEVICES = ["standin"] + (["cupy"] if _cupy_or_none() is not None else [])
+DEVICES = DEVICE_KINDS
 
 
 @pytest.fixture(params=DEVICES)
