@@ -134,6 +134,29 @@ def test_dropout_kernels_match_numpy(xp):
     assert np.array_equal(xp.asnumpy(yd), yh) and np.array_equal(xp.asnumpy(dd), dh)
 
 
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "stanh"])
+def test_activation_kernels_match_numpy(xp, name):
+    fwd, bwd = getattr(neuron, name + "_forward"), getattr(neuron, name + "_backward")
+    x = np.random.default_rng(1).normal(0, 3, size=(9, 13)).astype(np.float32)
+    g = np.random.default_rng(2).normal(size=(9, 13)).astype(np.float32)
+    out = {}
+    for mod in (np, xp):
+        layer = type("L", (), {"xp": mod, "dtype": np.dtype(np.float32)})()
+        y = mod.empty(x.shape, np.float32)
+        fwd(layer, mod.asarray(x), y)
+        dx = mod.asarray(g.copy())
+        before = launches()
+        bwd(layer, y, dx)
+        if mod is standin:
+            assert launches()[0] == before[0], "the backward pass launched ufuncs besides its kernel"
+        out[mod] = (np.asarray(y if mod is np else y.get()), np.asarray(dx if mod is np else dx.get()))
+    # bit-identical without transcendentals; tanh in C and in NumPy's SIMD code may differ by an ulp,
+    # which stanh's backward (A*B - (B/A)*y^2, cancelling near saturation) carries to dx as 1e-6
+    exact = dict(rtol=0, atol=0) if xp is standin and name in ("relu", "tanh") else dict(rtol=1e-6, atol=2e-7)
+    np.testing.assert_allclose(out[xp][0], out[np][0], **exact)
+    np.testing.assert_allclose(out[xp][1], out[np][1], **dict(exact, atol=max(exact["atol"], 1e-6)))
+
+
 # -- the stand-in's ElementwiseKernel is as strict as CuPy's -------------------------------------
 def test_standin_elementwise_kernel_is_strict():
     axpy = standin.ElementwiseKernel("T x, T a", "T y", "y = a * x + y;", "t_axpy")
@@ -187,7 +210,8 @@ def all_kernels():
     for case_id, conf, _ in CASES:
         k = create_updater(updater_proto(conf)).kernel()
         ks[id(k)] = k
-    for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD):
+    for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD,
+              *neuron.DEVICE_ACTIVATIONS.values()):
         ks[id(k)] = k
     return list(ks.values())
 

@@ -57,6 +57,25 @@ def flat2d(a):
 
 
 # -- activation functions: forward(x, y) writes y; backward(y, g) turns g into dx in place ------
+# On a device each one that would take several passes is one kernel, its operations in the order of
+# the NumPy code (so the stand-in, which runs the body as C++, gives NumPy's numbers).
+
+def _c(v):
+    """A Python float as an exact C literal of type T."""
+    return "(T)%.17g" % v
+
+
+def _activation_kernel(name, body):
+    return Kernel("T a", "T b", body, "singa_" + name)
+
+
+DEVICE_ACTIVATIONS = {
+    "relu_backward": _activation_kernel("relu_backward", "b = b * (T)(a > (T)0);"),
+    "sigmoid_forward": _activation_kernel("sigmoid_forward", "b = tanh(a * (T)0.5) * (T)0.5 + (T)0.5;"),
+    "sigmoid_backward": _activation_kernel("sigmoid_backward", "b = b * (a - a * a);"),
+    "tanh_backward": _activation_kernel("tanh_backward", "b = b * ((T)1 - a * a);"),
+}
+
 
 def relu_forward(layer, x, y):
     layer.xp.maximum(x, 0, out=y)
@@ -64,6 +83,9 @@ def relu_forward(layer, x, y):
 
 def relu_backward(layer, y, g, key="tmp"):
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["relu_backward"](xp, y, g)
+        return
     m = scratch(layer, key + "mask", y.shape, numpy.bool_)
     xp.greater(y, 0, out=m)
     xp.multiply(g, m, out=g)
@@ -72,6 +94,9 @@ def relu_backward(layer, y, g, key="tmp"):
 def sigmoid_forward(layer, x, y):
     # 1/(1+exp(-x)) == 0.5*tanh(0.5x) + 0.5, which never overflows for very negative x.
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["sigmoid_forward"](xp, x, y)
+        return
     xp.multiply(x, 0.5, out=y)
     xp.tanh(y, out=y)
     xp.multiply(y, 0.5, out=y)
@@ -80,6 +105,9 @@ def sigmoid_forward(layer, x, y):
 
 def sigmoid_backward(layer, y, g, key="tmp"):
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["sigmoid_backward"](xp, y, g)
+        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(y, t, out=t)       # y(1-y)
@@ -92,6 +120,9 @@ def tanh_forward(layer, x, y):
 
 def tanh_backward(layer, y, g, key="tmp"):
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["tanh_backward"](xp, y, g)
+        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(1, t, out=t)
@@ -100,6 +131,9 @@ def tanh_backward(layer, y, g, key="tmp"):
 
 def stanh_forward(layer, x, y):
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["stanh_forward"](xp, x, y)
+        return
     xp.multiply(x, STANH_B, out=y)
     xp.tanh(y, out=y)
     xp.multiply(y, STANH_A, out=y)
@@ -108,11 +142,20 @@ def stanh_forward(layer, x, y):
 def stanh_backward(layer, y, g, key="tmp"):
     # dy/dx = A*B*(1 - tanh^2) = A*B - (B/A)*y^2
     xp = layer.xp
+    if xp is not numpy:
+        DEVICE_ACTIVATIONS["stanh_backward"](xp, y, g)
+        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.multiply(t, -(STANH_B / STANH_A), out=t)
     xp.add(t, STANH_A * STANH_B, out=t)
     xp.multiply(g, t, out=g)
+
+
+DEVICE_ACTIVATIONS["stanh_forward"] = _activation_kernel(
+    "stanh_forward", "b = tanh(a * %s) * %s;" % (_c(STANH_B), _c(STANH_A)))
+DEVICE_ACTIVATIONS["stanh_backward"] = _activation_kernel(
+    "stanh_backward", "b = b * (a * a * %s + %s);" % (_c(-(STANH_B / STANH_A)), _c(STANH_A * STANH_B)))
 
 
 class NeuronLayer(Layer):
