@@ -12,7 +12,7 @@ import pytest
 from singa import random as srandom
 from singa.backends import standin, standin_kernels
 from singa.backends.fused import Kernel
-from singa.layers import neuron
+from singa.layers import neuron, pooling
 from singa.updaters import create_updater
 from tests.conftest import DEVICE_KINDS, gpu_count
 from tests.test_updaters import CASE_IDS, CASES, STEPS, TOL, make_problem, reference_run, updater_proto
@@ -157,6 +157,35 @@ def test_activation_kernels_match_numpy(xp, name):
     np.testing.assert_allclose(out[xp][1], out[np][1], **dict(exact, atol=max(exact["atol"], 1e-6)))
 
 
+@pytest.mark.parametrize("conf,shape", [
+    ("type: kCPooling pooling_conf { pool: MAX kernel: 3 stride: 2 }", (4, 3, 15, 15)),
+    ("type: kCPooling pooling_conf { pool: MAX kernel: 3 stride: 2 pad: 1 }", (2, 2, 8, 9)),
+    ("type: kCPooling pooling_conf { pool: MAX kernel_y: 2 kernel_x: 3 stride_y: 1 stride_x: 2 pad_x: 1 pad_y: 0 }",
+     (2, 3, 7, 6)),
+    ("type: kPooling pooling_conf { pool: MAX kernel: 2 stride: 2 pad: 1 }", (3, 2, 6, 6)),
+], ids=["cifar-pool1", "pad", "rectangular", "mshadow-no-pad"])
+def test_max_pooling_kernels_match_numpy(xp, conf, shape):
+    """Forward values and winners, and the scattered gradient, equal NumPy's: with many ties
+    (small integers), the first maximum in scan order wins on both."""
+    from singa.backends import Backend
+    from singa.proto import job_pb2
+    from tests.gradcheck import Source, build_layer, device_backends
+    dev = next(b for b in device_backends() if b.xp is xp)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-3, 4, size=shape).astype(np.float32)
+    outs = []
+    for backend in (Backend(None), dev):
+        layer = build_layer('name: "p" srclayers: "c" ' + conf, [shape], backend, np.float32)
+        src = Source("c", backend.asarray(x))
+        y = layer.forward(job_pb2.kTrain, [src])
+        g = rng.integers(-5, 6, size=y.shape).astype(np.float32) if not outs else outs[0][2]
+        dx, = layer.backward(job_pb2.kTrain, [src], backend.asarray(g.copy()))
+        outs.append((backend.to_host(y), backend.to_host(dx), g))
+    (y0, dx0, _), (y1, dx1, _) = outs
+    assert np.array_equal(y1, y0) and np.array_equal(dx1, dx0)
+    assert dx0.sum() == outs[0][2].sum()       # every output's gradient went to exactly one cell
+
+
 # -- the stand-in's ElementwiseKernel is as strict as CuPy's -------------------------------------
 def test_standin_elementwise_kernel_is_strict():
     axpy = standin.ElementwiseKernel("T x, T a", "T y", "y = a * x + y;", "t_axpy")
@@ -186,8 +215,12 @@ def test_standin_elementwise_kernel_is_strict():
         standin.ElementwiseKernel("T x", "T y", "y = nosuchfunction(x);", "t_typo")(x, y)
     with pytest.raises(ValueError, match="reserved"):
         standin.ElementwiseKernel("T i", "T y", "y = i;", "t_reserved")
-    with pytest.raises(NotImplementedError, match="raw"):
-        standin.ElementwiseKernel("raw T x", "T y", "y = x[i];", "t_raw")
+    # raw params: the whole array, indexed by the body; the loop runs over the other arrays
+    rev = standin.ElementwiseKernel("raw T x, int32 m", "T y", "y = x[m - 1 - i];", "t_raw")
+    assert rev(standin.asarray(np.arange(5, dtype=np.float32)), np.int32(5), standin.zeros(5, np.float32)).get()\
+        .tolist() == [4, 3, 2, 1, 0]
+    with pytest.raises(ValueError, match="non-raw"):
+        standin.ElementwiseKernel("raw T x", "raw T y", "y[i] = x[i];", "t_allraw")(x, y)
 
 
 def test_standin_kernel_refuses_arrays_of_another_device(monkeypatch):
@@ -211,7 +244,7 @@ def all_kernels():
         k = create_updater(updater_proto(conf)).kernel()
         ks[id(k)] = k
     for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD,
-              *neuron.DEVICE_ACTIVATIONS.values()):
+              *neuron.DEVICE_ACTIVATIONS.values(), pooling.MAX_FORWARD, pooling.MAX_BACKWARD):
         ks[id(k)] = k
     return list(ks.values())
 

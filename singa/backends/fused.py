@@ -42,15 +42,20 @@ class Kernel:
         types, e.g. ``{"T": "float"}``; every array is taken as contiguous."""
         ctype = dict(_CTYPES, **types)
         args, decls = [], []
-        for t, name in _split(self.in_params):
-            if name in self.scalars:
+        for raw, t, name in _split(self.in_params):
+            if raw:
+                args.append("const %s* __restrict__ %s" % (ctype[t], name))
+            elif name in self.scalars:
                 args.append("const %s %s" % (ctype[t], name))
             else:
                 args.append("const %s* _raw_%s" % (ctype[t], name))
                 decls.append("    const %s %s = _raw_%s[i];" % (ctype[t], name, name))
-        for t, name in _split(self.out_params):
-            args.append("%s* _raw_%s" % (ctype[t], name))
-            decls.append("    %s &%s = _raw_%s[i];" % (ctype[t], name, name))
+        for raw, t, name in _split(self.out_params):
+            if raw:
+                args.append("%s* %s" % (ctype[t], name))
+            else:
+                args.append("%s* _raw_%s" % (ctype[t], name))
+                decls.append("    %s &%s = _raw_%s[i];" % (ctype[t], name, name))
         typedefs = "".join("typedef %s %s;\n" % (c, t) for t, c in types.items())
         body = self.body.strip().replace("\n", "\n    ")
         return ("#include <stdint.h>\n%s%s\n"
@@ -65,10 +70,12 @@ _CTYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "lo
 
 
 def _split(params):
+    """[(raw, type, name)] of a CuPy parameter list."""
     out = []
     for s in params.split(","):
-        s = s.strip()
-        if s:
-            t, name = s.split()
-            out.append((t, name))
+        words = s.split()
+        if words:
+            raw = words[0] == "raw"
+            t, name = words[1:] if raw else words
+            out.append((raw, t, name))
     return out

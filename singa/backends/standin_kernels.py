@@ -9,7 +9,9 @@ Python scalars are cast to it, outputs passed in are written in place, host NumP
 refused, every array must be on the current device. Names ``i`` (the element index) and ``n``
 (the element count) are CuPy's reserved names, and so are names starting with ``_``.
 
-What it does not do: ``raw`` params and reductions (the engine uses neither). Compiled libraries
+``raw`` params are pointers to the whole (contiguous) array, indexed by the body with a flat
+index; the loop runs over the broadcast shape of the other arrays. Reductions are not supported
+(the engine uses none). Compiled libraries
 are cached under ``$SINGA_KERNEL_CACHE`` (or ``~/.cache/singa/standin-kernels``) by a hash of their
 source. Floating-point contraction is off (``-ffp-contract=off``), so a body computes exactly the
 IEEE operations it writes, in its order.
@@ -53,8 +55,6 @@ class _Param:
         if not m:
             raise ValueError("ElementwiseKernel %s: cannot parse parameter %r (expected 'TYPE name')" % (where, spec))
         self.raw, self.type, self.name = bool(m.group(1)), m.group(2), m.group(3)
-        if self.raw:
-            raise NotImplementedError("the CuPy stand-in does not run `raw` params (%r)" % spec)
         if self.name in ("i", "n") or self.name.startswith("_"):
             raise ValueError("ElementwiseKernel %s: %r is a reserved name in CuPy (i, n and names starting "
                              "with _)" % (where, self.name))
@@ -130,6 +130,8 @@ class ElementwiseKernel:
                                 "device with xp.asarray(...)" % (type(a).__name__, self.name))
         arrays = [a for a in args if isinstance(a, standin.ndarray)]
         standin._same_device(arrays, self.name)
+        params_given = self.in_params + self.out_params[:len(args) - nin]
+        raw = {id(a) for p, a in zip(params_given, args) if p.raw}
         # type placeholders: from the array arguments, which must agree (CuPy raises TypeError)
         types = {}
         params = self.in_params + self.out_params[:len(args) - nin]
@@ -146,15 +148,25 @@ class ElementwiseKernel:
         def dtype_of(p):
             return types[p.type] if p.placeholder else numpy.dtype(p.type)
 
-        shapes = [a.shape for a in arrays]
-        shape = numpy.broadcast_shapes(*shapes) if shapes else ()
+        shapes = [a.shape for a in arrays if id(a) not in raw]
+        if not shapes:
+            raise ValueError("kernel %r: the loop size comes from the non-raw arrays, and there are none"
+                             % self.name)
+        shape = numpy.broadcast_shapes(*shapes)
         outs = list(args[nin:])
         if not outs:
+            if any(p.raw for p in self.out_params):
+                raise ValueError("kernel %r: raw outputs must be given" % self.name)
             outs = [standin.empty(shape, dtype=dtype_of(p)) for p in self.out_params]
         for p, o in zip(self.out_params, outs):
             if not isinstance(o, standin.ndarray):
                 raise TypeError("Output %r of kernel %r must be a device array, received %s"
                                 % (p.name, self.name, type(o).__name__))
+            if p.raw:
+                if not o._a.flags.c_contiguous:
+                    raise ValueError("raw output %r of kernel %r must be contiguous (the stand-in)"
+                                     % (p.name, self.name))
+                continue
             if o.shape != shape:
                 raise ValueError("Output %r of kernel %r has shape %s, the arguments broadcast to %s"
                                  % (p.name, self.name, o.shape, shape))
@@ -166,7 +178,11 @@ class ElementwiseKernel:
         fn = _load(source, self.name)
         keep, ptrs = [], []
         for p, a in zip(self.in_params, args[:nin]):
-            if isinstance(a, standin.ndarray):
+            if p.raw:
+                if not isinstance(a, standin.ndarray):
+                    raise TypeError("raw param %r of kernel %r must be a device array" % (p.name, self.name))
+                buf = numpy.ascontiguousarray(a._a, dtype=dtype_of(p))
+            elif isinstance(a, standin.ndarray):
                 buf = numpy.ascontiguousarray(numpy.broadcast_to(a._a, shape), dtype=dtype_of(p))
             else:
                 buf = numpy.asarray(a, dtype=dtype_of(p))       # a scalar, cast as CuPy casts it
@@ -198,7 +214,9 @@ class ElementwiseKernel:
         decls = []
         for p, arr in zip(self.in_params, is_array):
             t = ctype[p.type]
-            if arr:
+            if p.raw:
+                lines.append("  const %s* %s = (const %s*)_args[%d];" % (t, p.name, t, k))
+            elif arr:
                 lines.append("  const %s* _p%d = (const %s*)_args[%d];" % (t, k, t, k))
                 decls.append("    const %s %s = _p%d[i];" % (t, p.name, k))
             else:
@@ -206,8 +224,11 @@ class ElementwiseKernel:
             k += 1
         for p in self.out_params:
             t = ctype[p.type]
-            lines.append("  %s* _p%d = (%s*)_args[%d];" % (t, k, t, k))
-            decls.append("    %s& %s = _p%d[i];" % (t, p.name, k))
+            if p.raw:
+                lines.append("  %s* %s = (%s*)_args[%d];" % (t, p.name, t, k))
+            else:
+                lines.append("  %s* _p%d = (%s*)_args[%d];" % (t, k, t, k))
+                decls.append("    %s& %s = _p%d[i];" % (t, p.name, k))
             k += 1
         lines.append("  const long long n = _n; (void)n;")
         lines.append("  for (long long i = 0; i < _n; ++i) {")
