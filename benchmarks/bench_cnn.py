@@ -187,7 +187,8 @@ def per_layer_times(step, layers, steps=10):
 
 # -- PyTorch --------------------------------------------------------------------------------
 
-def torch_full_step(batch):
+def torch_cnn():
+    """(model, inputs, labels) of the seed CNN in PyTorch, on the same images (mean subtracted)."""
     import numpy as np
     import torch
     nn = torch.nn
@@ -201,6 +202,12 @@ def torch_full_step(batch):
         nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2), nn.ReLU(), lrn(),
         nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), lrn(),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), nn.Flatten(), nn.Linear(DENSE_IN, CLASSES))
+    return model, xt, yt
+
+
+def torch_full_step(batch):
+    import torch
+    model, xt, yt = torch_cnn()
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
     return torch_step(model, opt, xt, yt, batch)
 

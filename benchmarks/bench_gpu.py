@@ -25,10 +25,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks import bench_cnn, bench_mlp  # noqa: E402
+from benchmarks.common import steady_rate, torch_step as make_torch_step  # noqa: E402
 
 
 def singa_step(model, batch, workdir, backend):
@@ -56,61 +56,23 @@ def singa_step(model, batch, workdir, backend):
 def torch_step(model, batch, dev):
     """A step function of PyTorch CUDA on the same model (data in device memory, synchronised at
     the end), and a probe of its allocator's peaks (reserved, allocated)."""
-    import numpy as np
     import torch
-    from benchmarks.common import torch_step as make
     torch.manual_seed(0)
     if model == "mlp":
-        x, y = bench_mlp.make_data()
-        xt = torch.from_numpy((x.astype(np.float32) - 127.5) / 127.5)
-
-        class STanh(torch.nn.Module):
-            def forward(self, v):
-                return 1.7159047 * torch.tanh(0.66666667 * v)
-        layers = []
-        sizes = bench_mlp.SIZES
-        for a, b in zip(sizes[:-2], sizes[1:-1]):
-            layers += [torch.nn.Linear(a, b), STanh()]
-        layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
-        net = torch.nn.Sequential(*layers)
-        for p in net.parameters():
-            torch.nn.init.uniform_(p, -0.05, 0.05)
+        net, xt, yt = bench_mlp.torch_mlp()
         opt_args = dict(lr=0.001)
     else:
-        x, y = bench_cnn.make_images()
-        xt = torch.from_numpy(x.astype(np.float32).reshape(-1, 3, 32, 32))
-        xt -= xt.mean(dim=0, keepdim=True)
-        nn = torch.nn
-
-        def lrn():
-            return nn.LocalResponseNorm(3, bench_cnn.LRN_ALPHA, bench_cnn.LRN_BETA, 1.0)
-        net = nn.Sequential(
-            nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2), nn.ReLU(), lrn(),
-            nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), lrn(),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2), nn.Flatten(),
-            nn.Linear(bench_cnn.DENSE_IN, bench_cnn.CLASSES))
+        net, xt, yt = bench_cnn.torch_cnn()
         opt_args = dict(lr=0.001, momentum=0.9, weight_decay=0.004)
     net = net.to(dev)
     opt = torch.optim.SGD(net.parameters(), **opt_args)
-    inner = make(net, opt, xt.to(dev), torch.from_numpy(y.astype(np.int64)).to(dev), batch)
+    inner = make_torch_step(net, opt, xt.to(dev), yt.to(dev), batch)
     torch.cuda.reset_peak_memory_stats(dev)
 
     def step():
         inner()
         torch.cuda.synchronize(dev)
     return step, lambda: (torch.cuda.max_memory_reserved(dev), torch.cuda.max_memory_allocated(dev))
-
-
-def steady(step, batch, n0, n1):
-    t = time.perf_counter()
-    for _ in range(n0):
-        step()
-    t0 = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(n1):
-        step()
-    t1 = time.perf_counter() - t
-    return (n1 - n0) * batch / (t1 - t0)
 
 
 def mib(n):
@@ -153,7 +115,7 @@ def main():
         rates = {name: [] for name, _, _ in runs}
         for _ in range(args.repeats):
             for name, step, _ in runs:
-                rates[name].append(steady(step, batch, n0, args.steps))
+                rates[name].append(steady_rate(step, batch, n0, args.steps))
         t = statistics.median(rates["PyTorch"]) if torch_ok else None
         for name, _, memory in runs:
             r = statistics.median(rates[name])

@@ -93,7 +93,8 @@ def singa_mlp_net(batch, workdir, momentum=0.0, backend=None):
     return net, job
 
 
-def torch_step_fn(batch, momentum=0.0):
+def torch_mlp():
+    """(model, inputs, labels) of the seed MLP in PyTorch, weights uniform in [-0.05, 0.05]."""
     import numpy as np
     import torch
     x, y = make_data()
@@ -111,6 +112,12 @@ def torch_step_fn(batch, momentum=0.0):
     model = torch.nn.Sequential(*layers)
     for p in model.parameters():
         torch.nn.init.uniform_(p, -0.05, 0.05)
+    return model, xt, yt
+
+
+def torch_step_fn(batch, momentum=0.0):
+    import torch
+    model, xt, yt = torch_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=momentum)
     return torch_step(model, opt, xt, yt, batch)
 

@@ -161,15 +161,8 @@ class BPWorker:
             # the weighted sum written straight into the flat buffer: what the Allreduce sends.
             # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into
             # the next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
-            for p, g in zip(plist, self.flat.views):
-                for k, (rnet, w) in enumerate(self.replicas):
-                    rg = rnet.owners[p.name].owner_grad()
-                    if k == 0:
-                        numpy.multiply(rg, p.dtype.type(w), out=g)
-                    else:
-                        rg *= p.dtype.type(w)       # the replica's own gradient: rewritten next step
-                        g += rg
-                grads[p.name] = g
+            self._weighted_sum(numpy, plist, self.flat.views)
+            grads = {p.name: g for p, g in zip(plist, self.flat.views)}
         elif not exchanged:
             for p in plist:
                 g = None
@@ -199,6 +192,17 @@ class BPWorker:
         else:
             self.update(step, grads=grads, params=self.update_params)
 
+    def _weighted_sum(self, xp, plist, views):
+        """views[k] = the replicas' gradients of plist[k], each weighted by its share of the batch."""
+        for p, g in zip(plist, views):
+            for k, (rnet, w) in enumerate(self.replicas):
+                rg = rnet.owners[p.name].owner_grad()
+                if k == 0:
+                    xp.multiply(rg, p.dtype.type(w), out=g)
+                else:
+                    rg *= p.dtype.type(w)       # the replica's own gradient: rewritten next step
+                    g += rg
+
     def _exchange_on_device(self, step, net, plist, metrics):
         """The group's exchange when the gradients live on a GPU: they are summed into one flat
         device buffer; with CUDA-aware MPI the Allreduce reads and writes it in place (the metrics
@@ -211,14 +215,7 @@ class BPWorker:
             extra = [(len(self.metric_keys),)] if direct else []
             self.dflat = FlatBuffer([p.shape for p in plist] + extra, plist[0].dtype, xp)
             self.exchange = "device buffers (CUDA-aware MPI)" if direct else "one staged copy per step"
-        for p, g in zip(plist, self.dflat.views):
-            for k, (rnet, w) in enumerate(self.replicas):
-                rg = rnet.owners[p.name].owner_grad()
-                if k == 0:
-                    xp.multiply(rg, p.dtype.type(w), out=g)
-                else:
-                    rg *= p.dtype.type(w)
-                    g += rg
+        self._weighted_sum(xp, plist, self.dflat.views)
         ngrad = sum(int(p.size) for p in plist)
         if self.comm is not None:
             if sorted(metrics) != self.metric_keys:
