@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from singa import random as srandom
-from singa.backends import standin, standin_kernels
+from singa.backends import Backend, standin, standin_kernels
 from singa.backends.fused import Kernel
-from singa.layers import neuron, pooling
+from singa.layers import lrn, neuron, pooling
 from singa.updaters import create_updater
 from tests.conftest import DEVICE_KINDS, gpu_count
 from tests.test_updaters import CASE_IDS, CASES, STEPS, TOL, make_problem, reference_run, updater_proto
@@ -186,6 +186,35 @@ def test_max_pooling_kernels_match_numpy(xp, conf, shape):
     assert dx0.sum() == outs[0][2].sum()       # every output's gradient went to exactly one cell
 
 
+@pytest.mark.parametrize("conf,shape", [
+    ("local_size: 3 alpha: 0.00005 beta: 0.75", (4, 32, 7, 7)),
+    ("local_size: 5 alpha: 0.1 beta: 0.5 knorm: 2", (3, 6, 4, 5)),
+    ("local_size: 3 alpha: 0.3 beta: 0.6", (2, 4, 9)),
+], ids=["cifar", "beta-half", "pow"])
+def test_lrn_kernels_match_numpy(xp, conf, shape):
+    from singa.proto import job_pb2
+    from tests.gradcheck import Source, build_layer, device_backends
+    dev = next(b for b in device_backends() if b.xp is xp)
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 3, size=shape).astype(np.float32)
+    g = rng.normal(size=shape).astype(np.float32)
+    outs = []
+    for backend in (Backend(None), dev):
+        layer = build_layer('name: "n" type: kLRN srclayers: "c" lrn_conf { %s }' % conf, [shape], backend, np.float32)
+        src = Source("c", backend.asarray(x))
+        before = launches()
+        y = backend.to_host(layer.forward(job_pb2.kTrain, [src])).copy()
+        dx, = layer.backward(job_pb2.kTrain, [src], backend.asarray(g.copy()))
+        if backend.xp is standin:
+            assert launches() == (before[0], before[1] + 3)        # 1 kernel forward, 2 backward
+        outs.append((y, backend.to_host(dx)))
+    (y0, dx0), (y1, dx1) = outs
+    # window sums in the same order; only pow (beta not 0.75 or 0.5) may differ by an ulp
+    tol = dict(rtol=0, atol=0) if xp is standin and "0.6" not in conf else dict(rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(y1, y0, **tol)
+    np.testing.assert_allclose(dx1, dx0, **tol)
+
+
 # -- the stand-in's ElementwiseKernel is as strict as CuPy's -------------------------------------
 def test_standin_elementwise_kernel_is_strict():
     axpy = standin.ElementwiseKernel("T x, T a", "T y", "y = a * x + y;", "t_axpy")
@@ -244,7 +273,8 @@ def all_kernels():
         k = create_updater(updater_proto(conf)).kernel()
         ks[id(k)] = k
     for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD,
-              *neuron.DEVICE_ACTIVATIONS.values(), pooling.MAX_FORWARD, pooling.MAX_BACKWARD):
+              *neuron.DEVICE_ACTIVATIONS.values(), pooling.MAX_FORWARD, pooling.MAX_BACKWARD, lrn.FORWARD,
+              lrn.BACKWARD_T, lrn.BACKWARD):
         ks[id(k)] = k
     return list(ks.values())
 
