@@ -111,10 +111,15 @@ def draw_key(rng):
     return numpy.uint32(rng.integers(0, 2 ** 32, dtype=numpy.int64))
 
 
-def _device_out(xp, shape, dtype, out):
-    if out is not None and out.dtype == dtype and out.flags.c_contiguous:
-        return out, out
-    return xp.empty(shape, dtype=dtype), out
+def _device_draw(xp, kernel, keys, shape, dtype, out):
+    """``kernel`` writing its draws into ``out`` (any layout: the kernel follows its strides), or
+    into a new array when there is no ``out`` or it has another dtype."""
+    dst = out if out is not None and out.dtype == dtype else xp.empty(shape, dtype=dtype)
+    kernel(xp, *keys, dst)
+    if out is not None and dst is not out:
+        out[...] = dst
+        return out
+    return dst
 
 
 def uniform(xp, rng, shape, dtype=numpy.float32, out=None):
@@ -122,12 +127,7 @@ def uniform(xp, rng, shape, dtype=numpy.float32, out=None):
     float64), the same on NumPy and CuPy for the same ``rng`` state."""
     dtype = numpy.dtype(dtype)
     if xp is not numpy:
-        u, dst = _device_out(xp, shape, dtype, out)
-        UNIFORM(xp, draw_key(rng), u)
-        if dst is not None and dst is not u:
-            dst[...] = u
-            return dst
-        return u
+        return _device_draw(xp, UNIFORM, [draw_key(rng)], shape, dtype, out)
     n = int(numpy.prod(shape))
     z = _bits(xp, rng, n)
     if dtype == numpy.float32:
@@ -148,13 +148,7 @@ def normal(xp, rng, shape, dtype=numpy.float32, out=None):
     """Standard normal numbers of ``shape`` on xp's device (Box-Muller on two uniform draws)."""
     dtype = numpy.dtype(dtype)
     if xp is not numpy:
-        x, dst = _device_out(xp, shape, dtype, out)
-        key1 = draw_key(rng)
-        NORMAL(xp, key1, draw_key(rng), x)
-        if dst is not None and dst is not x:
-            dst[...] = x
-            return dst
-        return x
+        return _device_draw(xp, NORMAL, [draw_key(rng), draw_key(rng)], shape, dtype, out)
     u1 = uniform(xp, rng, shape, dtype)
     u2 = uniform(xp, rng, shape, dtype)
     xp.subtract(dtype.type(1), u1, out=u1)                # (0, 1]: log is finite

@@ -130,11 +130,10 @@ class ElementwiseKernel:
                                 "device with xp.asarray(...)" % (type(a).__name__, self.name))
         arrays = [a for a in args if isinstance(a, standin.ndarray)]
         standin._same_device(arrays, self.name)
-        params_given = self.in_params + self.out_params[:len(args) - nin]
-        raw = {id(a) for p, a in zip(params_given, args) if p.raw}
+        params = self.in_params + self.out_params[:len(args) - nin]
+        raw = {id(a) for p, a in zip(params, args) if p.raw}
         # type placeholders: from the array arguments, which must agree (CuPy raises TypeError)
         types = {}
-        params = self.in_params + self.out_params[:len(args) - nin]
         for p, a in zip(params, args):
             if p.placeholder and isinstance(a, standin.ndarray):
                 if types.setdefault(p.type, a.dtype) != a.dtype:

@@ -173,7 +173,14 @@ class Updater:
         raise NotImplementedError
 
     def kernel(self):
-        """This rule as one fused elementwise Kernel (param, gradient and state in one pass)."""
+        """This rule as one fused elementwise Kernel (param, gradient and state in one pass); built
+        once per updater (its body depends only on the rule and whether it clips)."""
+        k = self.__dict__.get("_kernel")
+        if k is None:
+            k = self._kernel = self._build_kernel()
+        return k
+
+    def _build_kernel(self):
         names, body = self._kernel_body()
         names = list(names) + (["lo", "hi"] if self.clipping else [])
         clipped = "min(max((T)g, lo), hi)" if self.clipping else "(T)g"
