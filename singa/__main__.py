@@ -134,7 +134,29 @@ def _launch_processes(conf, argv):
                           "'singa[mpi]' (mpi4py and MPICH), or start it yourself with `mpiexec -n %d singa-run ...`"
                           % (conf, nprocs, nprocs))
     print("singa-run: starting %d processes: %s -n %d" % (nprocs, mpiexec, nprocs), file=sys.stderr, flush=True)
-    return subprocess.call([mpiexec, "-n", str(nprocs), sys.executable, "-m", "singa"] + list(argv))
+    # SINGA_RUN_LAUNCHED: the ranks' "resume with" hint says `singa-run ... -resume` (it starts mpiexec again)
+    return _wait_forwarding_signals(subprocess.Popen([mpiexec, "-n", str(nprocs), sys.executable, "-m", "singa"]
+                                                     + list(argv), env=dict(os.environ, SINGA_RUN_LAUNCHED="1")))
+
+
+def _wait_forwarding_signals(child):
+    """The exit code of ``child`` (mpiexec), waited for through Ctrl-C and SIGTERM: a Ctrl-C at the
+    terminal reaches mpiexec itself (it forwards it to the ranks, which stop cleanly and
+    checkpoint); a SIGTERM sent to this process is passed on to mpiexec (which forwards it too)."""
+    import signal
+    handlers = {signal.SIGINT: lambda s, f: None, signal.SIGTERM: lambda s, f: child.send_signal(signal.SIGTERM)}
+    previous = {}
+    for num, handler in handlers.items():
+        try:
+            previous[num] = signal.signal(num, handler)
+        except (ValueError, OSError):       # not the main thread
+            pass
+    try:
+        code = child.wait()
+        return 128 - code if code < 0 else code     # killed by signal N: the shell's 128 + N
+    finally:
+        for num, prev in previous.items():
+            signal.signal(num, prev if prev is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class Run:
         self.stop_training = False
         self.stop_reason = None
         self.diverged = False           # set by TerminateOnNaN: the final checkpoint is not written
+        self.interrupted = None         # 'SIGINT' (Ctrl-C) or 'SIGTERM': the loop stops after the step
         self.last_checkpoint = None     # path of the newest checkpoint written by this run
         self.workspace = job.cluster.workspace
 

@@ -17,6 +17,7 @@ from singa.cluster import mpi
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
+from singa import interrupt
 from singa.neuralnet import NeuralNet, strip_unroll
 from singa.proto import job_pb2
 from singa.random import RandomStreams
@@ -172,11 +173,67 @@ class Driver:
         """Train ``job``; in a multi-process job every rank runs this and gets the same Results
         (rank 0 prints, tests and writes checkpoints). An exception on any rank aborts them all.
         ``callbacks``: singa.callbacks.Callback objects; ``terminate_on_nan`` adds TerminateOnNaN
-        unless one is given."""
+        unless one is given.
+
+        Ctrl-C (SIGINT) or SIGTERM (called in the main thread): the step in progress finishes, the
+        loop stops there (every rank of a synchronous MPI job at the same step), the final
+        test/validation rounds are skipped, rank 0 writes the checkpoint ``step<N>-worker0`` (N:
+        the next step; atomically) and this raises ``singa.interrupt.TrainingInterrupted`` (a
+        KeyboardInterrupt) carrying ``checkpoint``, ``step``, ``signal``, ``exit_code`` and
+        ``resume``. In a script (not interactive) rank 0 first prints one message to stderr --
+        ``Interrupted (Ctrl-C) after step 12 of 500: checkpoint written to ws/checkpoint/step13-worker0
+        ... Resume with: python train.py -resume`` -- and the exception is also a SystemExit, so the
+        process exits with status 130 (SIGINT) or 143 (SIGTERM) and no traceback. In the REPL,
+        IPython or Jupyter it is only a KeyboardInterrupt (the kernel lives on), shown as its
+        message. A second signal interrupts at once (KeyboardInterrupt, no checkpoint of that
+        step). The handlers in place before are restored when training ends."""
         cbs = CallbackList(callbacks)
         if terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in cbs):
             cbs.callbacks.append(TerminateOnNaN())
-        return mpi.abort_on_error(self.comm, self._train, job, resume, cbs)
+        self._signals = interrupt.StopSignals()
+        try:
+            with self._signals:
+                results = mpi.abort_on_error(self.comm, self._train, job, resume, cbs)
+        except BaseException:
+            self.progress.end()         # a traceback (a second Ctrl-C, an error) starts on a fresh line
+            raise
+        sig = getattr(results, "interrupted", None) or self._signals.received
+        if sig:
+            raise self._interrupted(job, sig, results)
+        return results
+
+    def _interrupted(self, job, sig, results):
+        """The TrainingInterrupted of a run stopped by signal ``sig`` (printed first by a script's rank 0)."""
+        path = results.checkpoint
+        found = re.search(r"step(\d+)-worker", path or "")
+        step = int(found.group(1)) if found else (max(results.train) + 1 if results.train else None)
+        how = interrupt.SIGNALS[sig][2]
+        live = interrupt.interactive()
+        command = None if live else interrupt.resume_command(nprocs=self.comm.size if self.comm else 1)
+        launcher = re.search(r"(^| )singa-run |python -m singa ", command or "") is not None    # a job.conf: no fit()
+        if step is not None and step >= job.train_steps:
+            resume = None
+            msg = "Interrupted (%s) after the last step: training is complete, checkpoint written to %s" % (how, path)
+        elif path is None:
+            resume = None
+            msg = "Interrupted (%s) after step %s: no checkpoint written (%s)" % (how, step - 1 if step else "?",
+                                                                                 results.stopped)
+        else:
+            if command is not None and self.argv:
+                resume = command + ("" if launcher else "   (or fit(..., resume=True))")
+            elif command is not None:   # the script does not hand its argv to the Model/Driver: -resume is not seen
+                resume = ("fit(..., resume=True) in the script (or pass sys.argv to the model, Sequential('name', "
+                          "sys.argv), and run %s)" % command)
+            else:
+                resume = "fit(..., resume=True)  (Driver().train(job, resume=True))"
+            msg = ("Interrupted (%s) after step %d of %d: checkpoint written to %s (resumes at step %d).\nResume "
+                   "with: %s" % (how, step - 1, job.train_steps, path, step, resume))
+        cls = interrupt.TrainingInterrupted if live else interrupt.TrainingInterruptedExit
+        if not live and self.rank == 0:
+            sys.stdout.flush()
+            sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+        return cls(msg, signal=sig, step=step, checkpoint=path, resume=resume, results=results)
 
     def _train(self, job, resume, cbs=None):
         cbs = cbs if cbs is not None else CallbackList([])
@@ -244,7 +301,12 @@ class Driver:
         self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
         start = job.step
         if resume or job.resume or "-resume" in self.argv:
-            start, loaded = self._resume(ws, train_net, worker, streams)
+            # resume: True (the workspace's newest checkpoint) or the path of the checkpoint to continue
+            start, loaded = self._resume(ws, train_net, worker, streams, resume if isinstance(resume, str) else None)
+            if start >= job.train_steps:
+                self.log("Nothing to train: the checkpoint is at step %d and train_steps is %d (that run had "
+                         "finished).\nhelp: raise train_steps (fit(nb_epoch=N)) to train on from it" % (
+                             start, job.train_steps))
         else:
             loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)
             if job.reset_param_version:
@@ -287,6 +349,8 @@ class Driver:
             where = ""
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
             job.name, job.train_steps, start, B, backend, where))
+        for line in _evaluation_plan(job, "test", test_net) + _evaluation_plan(job, "validation", val_net):
+            self.log(line)
         run = Run(job, train_net, worker, updater, results, rank=self.rank, test_net=test_net, val_net=val_net)
         run.step = start
         cbs.on_train_begin(run)
@@ -342,13 +406,16 @@ class Driver:
         if stub is not None:
             results.cluster = self._finish_servers(stub, groups)
         run.step = step
+        if run.interrupted:             # Ctrl-C / SIGTERM: the checkpoint at once, no final test rounds
+            val_net = test_net = None
         if not run.diverged:
             # the final validation and test, of the values training ended with
-            if val_net is not None and job.validate_freq > 0 and step not in results.validation and self.rank == 0:
+            # (also when test_freq / validate_freq is 0: data and steps given mean at least one round)
+            if val_net is not None and step not in results.validation and self.rank == 0:
                 results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
                 self.log("Validation @ step %d: %s" % (step, fmt(m)))
                 cbs.on_test_end(run, step, "validation", m)
-            if test_net is not None and job.test_freq > 0 and step not in results.test and self.rank == 0:
+            if test_net is not None and step not in results.test and self.rank == 0:
                 results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
                 self.log("Test @ step %d: %s" % (step, fmt(m)))
                 cbs.on_test_end(run, step, "test", m)
@@ -359,18 +426,28 @@ class Driver:
         results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
         results.stopped = run.stop_reason
         results.checkpoint = run.last_checkpoint
+        results.interrupted = run.interrupted
         if self.comm is not None:     # every rank returns rank 0's results (tests ran there)
             results = self.comm.bcast_object(results)
         cbs.on_train_end(run, results)
         return results
 
     def _stop(self, run, flag):
-        """Whether a callback asked to stop; in a synchronous multi-process job, whether any rank did
-        (one tiny Allreduce per step, so every rank leaves the loop at the same step)."""
+        """Whether a callback asked to stop or a Ctrl-C/SIGTERM came (``run.interrupted``); in a
+        synchronous multi-process job, whether any rank did (one tiny Allreduce per step, so every
+        rank leaves the loop at the same step, and knows whether it was an interrupt)."""
+        sig = getattr(getattr(self, "_signals", None), "received", None)
+        if sig and not run.interrupted:
+            run.stop_training, run.interrupted = True, sig
+            run.stop_reason = "interrupted (%s)" % interrupt.SIGNALS[sig][2]
         if flag is None:
             return run.stop_training
-        flag[0] = 1 if run.stop_training else 0
+        flag[0] = interrupt.FLAG_CODES[run.interrupted] if run.interrupted else 1 if run.stop_training else 0
         self.comm.comm.Allreduce(self.comm.MPI.IN_PLACE, flag, op=self.comm.MPI.MAX)
+        codes = {v: k for k, v in interrupt.FLAG_CODES.items()}
+        if int(flag[0]) in codes and not run.interrupted:
+            run.interrupted = codes[int(flag[0])]
+            run.stop_reason = "interrupted (%s on another rank)" % interrupt.SIGNALS[run.interrupted][2]
         if flag[0] and not run.stop_training:
             run.stop_training = True
             run.stop_reason = run.stop_reason or "another rank's callback asked to stop"
@@ -471,12 +548,19 @@ class Driver:
         ckpt.write_checkpoint(path, [(p.name, p.host_values(), p.version) for p in net.owner_params])
         return path
 
-    def _resume(self, ws, net, worker, streams):
-        step = ckpt.latest_checkpoint_step(ws)
-        if step is None:
-            raise DataError("cannot resume: no checkpoint in %s.\nhelp: train without resume first"
-                            % os.path.join(ws, "checkpoint"))
-        path = ckpt.checkpoint_file(ws, step, 0)
+    def _resume(self, ws, net, worker, streams, path=None):
+        if path is None:
+            step = ckpt.latest_checkpoint_step(ws)
+            if step is None:
+                raise DataError("cannot resume: no checkpoint in %s.\nhelp: train without resume first"
+                                % os.path.join(ws, "checkpoint"))
+            path = ckpt.checkpoint_file(ws, step, 0)
+        else:
+            found = re.search(r"step(\d+)-worker", os.path.basename(path))
+            if found is None or not os.path.isfile(path):
+                raise DataError("cannot resume from %r: expected a step<N>-worker<K> checkpoint file.\nhelp: pass "
+                                "the path a training run wrote" % (path,))
+            step = int(found.group(1))
         loaded = self._load_checkpoints([path], net)
         arrays, meta = ckpt.read_state(path)
         if arrays is None:
@@ -524,6 +608,39 @@ class Driver:
         step = int(found.group(1)) if found else 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
         return Results("test", test={step: m})
+
+
+def _phase_data_layers(job, phase):
+    """Names of the data layers that ``job`` includes explicitly in ``phase`` (a layer without
+    ``include`` serves every phase and says nothing about the user's intent)."""
+    return [lp.name for lp in job.neuralnet.layer
+            if not lp.srclayers and (100 <= lp.type < 200 or lp.user_type == "kData") and phase in lp.include]
+
+
+def _evaluation_plan(job, which, net):
+    """What the run will do with its test or validation data, said before training: when it
+    tests (every N steps and/or after the last step), or why it never will."""
+    phase, steps, freq, after, call = (
+        (job_pb2.kTest, job.test_steps, job.test_freq, job.test_after, "evaluate(X_test, test_steps=N)")
+        if which == "test" else
+        (job_pb2.kVal, job.validate_steps, job.validate_freq, job.validate_after,
+         "fit(X_train, validate_data=X_valid, validate_steps=N)"))
+    data = _phase_data_layers(job, phase)
+    prefix = "Test" if which == "test" else "Validation"
+    if net is None:
+        if not data:
+            return []
+        return ["%s: none. The net has %s data (layer %s) but %s_steps is 0, so no %s round will run.\n"
+                "help: %s, or `%s_steps: N` in job.conf" % (
+                    prefix, which, ", ".join(repr(n) for n in data), "test" if which == "test" else "validate",
+                    which, call, "test" if which == "test" else "validate")]
+    when = "after the last step"
+    if freq > 0:
+        when = "every %d steps%s and after the last step" % (freq, " from step %d" % after if after else "")
+    else:
+        key = "test_freq" if which == "test" else "validate_freq"
+        when += " (%s is 0; %s=N adds a round every N steps)" % (key, key)
+    return ["%s: %d batch(es) %s" % (prefix, steps, when)]
 
 
 class CheckpointOrderWarning(UserWarning):

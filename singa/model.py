@@ -31,6 +31,7 @@ Differences to SINGA v0.3, on purpose (the rest is as SINGA):
 * ``to_jobproto()`` / ``from_jobproto()`` convert between models and JobProtos (job.conf).
 """
 import numbers
+import sys  # exported: SINGA v0.3's model.py had no __all__, so `from singa.model import *` gave sys
 
 import numpy
 
@@ -57,6 +58,24 @@ _LOSS_TYPES = (job_pb2.kSoftmaxLoss, job_pb2.kEuclideanLoss, job_pb2.kCudnnSoftm
 # others waiting for it in a collective.
 if _mpi.launched_by_mpiexec():
     _mpi.world()
+
+
+def _say(msg):
+    """A note for the user, printed once per job (by rank 0 under mpiexec)."""
+    comm = _mpi.world() if _mpi.launched_by_mpiexec() else None
+    if comm is None or comm.rank == 0:
+        print(msg, flush=True)
+
+
+def _short(v):
+    r = repr(v) if not isinstance(v, numpy.ndarray) else "array of shape %s" % (v.shape,)
+    return r if len(r) < 60 else r[:57] + "..."
+
+
+def _checkpoint_step(path):
+    import re
+    found = re.search(r"step(\d+)-worker", path or "")
+    return int(found.group(1)) if found else 0
 
 
 def _layer_type_name(t):
@@ -153,6 +172,8 @@ class Model:
         self._trained = False
         self._seed = 0
         self._callbacks, self._terminate_on_nan, self._verbose = [], True, 1
+        self._resume_from = None  # a checkpoint the next training run continues (fit(x, y) after fit(x, y))
+        self._array_fitted = False
         self.history = None       # a singa.history.History once training ran
 
     # -- layers -----------------------------------------------------------------
@@ -245,7 +266,13 @@ class Model:
         self.jobconf.updater.CopyFrom(upd)
         self.jobconf.cluster.CopyFrom(clu)
         if loss is None:
-            return
+            self._default_loss(topk)
+        else:
+            self._set_loss(loss, topk)
+        if self.layers:
+            self.build()      # names and wiring are checked now, in the user's terms, not at fit()
+
+    def _set_loss(self, loss, topk):
         last = [l for l in self.layers if not l.is_datalayer]
         if not last:
             raise ConfigError("compile(loss=%r) needs the model's layers first.\nhelp: m.add(Dense(...)) "
@@ -264,6 +291,29 @@ class Model:
             self.add(Loss("softmaxloss", topk=topk))
         else:
             self.add(Loss("euclideanloss"))
+
+    def _default_loss(self, topk):
+        """compile() without ``loss``: a feed-forward net ending in a softmax trains with the softmax
+        loss (what SINGA's cifar10 job.conf and the seed's CNN example mean), said aloud; one that
+        ends elsewhere without any loss layer is refused here, not at training."""
+        layers = [l for l in self.layers if not l.is_datalayer]
+        if isinstance(self, Energy) or not layers:
+            return
+        protos = [p for l in layers for p in (l.layer, l.mask, l.bidirect) if p is not None]
+        if any(p.type in _LOSS_TYPES for p in protos):
+            return
+        last = layers[-1]
+        ly = last.mask if last.mask is not None else last.layer
+        if getattr(last, "_verbatim", False) or ly.type != job_pb2.kSoftmax:
+            raise ConfigError(
+                "compile() got no `loss` and the model's last layer %r (%s) is not a softmax, so back-propagation "
+                "would have nothing to minimise.\nhelp: m.compile(loss='categorical_crossentropy', ...) for "
+                "classification or loss='mean_squared_error' for regression/reconstruction"
+                % (ly.name, _layer_type_name(ly.type)))
+        ly.type = job_pb2.kSoftmaxLoss
+        ly.softmaxloss_conf.topk = topk
+        _say("compile(): no loss given and the net ends in a softmax (layer %r): training it with the softmax "
+             "loss, as loss='categorical_crossentropy' would" % ly.name)
 
     def _check_compiled(self, method, need_updater=True):
         if (need_updater and not self.jobconf.HasField("updater")) or not self.jobconf.HasField("cluster"):
@@ -399,7 +449,12 @@ class Model:
             self._check_data(validate, "val", "fit", "validate_data")
             if not self.exist_datalayer("val"):
                 self._append(validate, 1)
+        if self.exist_datalayer("val"):
+            # validation data means validation rounds: 10 batches every nb_epoch // 10 steps (and
+            # after the last step) unless given; SINGA's validate_steps 0 silently ran none
             job.validate_freq = nb_epoch // 10
+            if not job.validate_steps:
+                job.validate_steps = 10
         setval(job, **fields)
         for l in self._data_layers("train"):
             for path in _paths(getattr(l, "checkpoint", None), "checkpoint"):
@@ -414,22 +469,60 @@ class Model:
         return job
 
     def fit(self, data=None, alg="bp", nb_epoch=0, with_test=False, execpath="", device=None, seed=0,
-            callbacks=None, terminate_on_nan=True, verbose=1, **fields):
-        """Configure training and, unless ``with_test``, run it now and return the Results.
+            callbacks=None, terminate_on_nan=True, verbose=1, batch_size=None, epochs=None, validation_data=None,
+            validation_split=0.0, shuffle=True, resume=False, y=None, **fields):
+        """Train the model: on a Data layer (SINGA's API) or on NumPy arrays (Keras's).
 
-        ``nb_epoch`` is the number of training steps; ``disp_freq`` defaults to nb_epoch//10 and
-        ``checkpoint_freq`` to nb_epoch. Other keywords: ``batch_size``, ``validate_data``
-        (a phase='val' Data layer; set ``validate_steps`` too), any JobProto field
-        (``disp_freq``, ``validate_freq``, ``checkpoint_path``, ...). ``device``: GPU id(s).
-        ``seed`` seeds the engine. With ``with_test=True`` nothing runs until ``evaluate()``.
-        ``execpath`` is accepted and unused. ``callbacks``: singa.callbacks objects (EarlyStopping,
-        ModelCheckpoint, CSVLogger, LearningRateScheduler, ...); a NaN or infinite loss stops the
-        run unless ``terminate_on_nan=False``. ``m.history`` keeps the run's metrics by step.
-        ``verbose``: 0 silent, 1 a progress bar on a terminal (SINGA's lines otherwise), 2 lines.
+        SINGA's API, ``fit(X_train, nb_epoch=1000, with_test=False, ...)`` with ``X_train`` a Data
+        layer (from load_data()): configures training and, unless ``with_test``, runs it now and
+        returns the Results (training metrics by step). ``nb_epoch`` is the number of training
+        steps (mini-batches); ``disp_freq`` defaults to nb_epoch//10 and ``checkpoint_freq`` to
+        nb_epoch. ``alg``: 'bp' or 'cd' (RBMs). ``validate_data``: a phase='val' Data layer,
+        validated ``validate_steps`` (default 10) batches every ``validate_freq`` (nb_epoch//10)
+        steps and after the last. ``batch_size`` replaces the store's. ``resume=True`` continues
+        from the workspace's newest checkpoint up to nb_epoch steps in all (as ``-resume`` on the
+        command line). Any JobProto field (``disp_freq``, ``checkpoint_path``, ...) is accepted.
+        With ``with_test=True`` nothing runs until ``evaluate()``, which trains and tests.
+
+        Keras's API, ``fit(x, y, batch_size=32, epochs=1, validation_data=None,
+        validation_split=0.0, shuffle=True)`` with NumPy arrays: ``epochs`` passes over x (shuffled
+        once with ``seed`` unless ``shuffle=False``), a display and validation per epoch.
+        ``validation_split=f`` holds out the last fraction f of x and y (before shuffling, as
+        Keras) for validation. A later fit(x, y, ...) on the same model continues from the weights,
+        updater state and step the previous one ended with and trains ``epochs`` more epochs
+        (Keras's behaviour; SINGA's API starts afresh). ``resume=True`` (e.g. in a new process
+        after Ctrl-C) continues the workspace's newest checkpoint up to ``epochs`` epochs in all,
+        and refuses when that checkpoint has already reached them.
+
+        Both: ``device``: GPU id(s). ``seed`` seeds the engine. ``callbacks``: singa.callbacks
+        objects (EarlyStopping, ModelCheckpoint, CSVLogger, LearningRateScheduler, ...); a NaN or
+        infinite loss stops the run unless ``terminate_on_nan=False``. ``m.history`` keeps the
+        run's metrics by step. ``verbose``: 0 silent, 1 a progress bar on a terminal (SINGA's lines
+        otherwise), 2 lines. ``execpath`` is accepted and unused.
         """
-        if _is_array(data):     # Keras style: fit(x, y, batch_size=32, epochs=1, validation_data=(xv, yv))
-            return self._fit_arrays(data, None if isinstance(alg, str) else alg, seed=seed, callbacks=callbacks,
-                                    terminate_on_nan=terminate_on_nan, verbose=verbose, device=device, **fields)
+        if _is_array(data):
+            if y is None and not isinstance(alg, str):
+                y = alg            # fit(x, y): the labels arrive where SINGA's API has alg
+            return self._fit_arrays(data, y, batch_size=32 if batch_size is None else batch_size,
+                                    epochs=1 if epochs is None else epochs, validation_data=validation_data,
+                                    validation_split=validation_split, shuffle=shuffle, seed=seed, resume=resume,
+                                    callbacks=callbacks, terminate_on_nan=terminate_on_nan, verbose=verbose,
+                                    device=device, **fields)
+        for name, val, default in (("epochs", epochs, None), ("validation_data", validation_data, None),
+                                   ("validation_split", validation_split, 0.0), ("y", y, None)):
+            if val is not default:
+                raise ConfigError("Invalid value for `%s` of fit(). Expected it only with NumPy arrays (fit(x, y, "
+                                  "...)). Received: %s=%r with a %s as data\nhelp: with Data layers use nb_epoch="
+                                  "(steps) and validate_data=X_valid" % (name, name, _short(val),
+                                                                         type(data).__name__))
+        if not shuffle:
+            raise ConfigError("Invalid value for `shuffle` of fit(). Expected it only with NumPy arrays. Received: "
+                              "False with a Data layer\nhelp: a Data layer reads its records in order; leave its "
+                              "Store's random_skip out (0) for a fixed start")
+        if batch_size is not None:
+            fields["batch_size"] = batch_size
+        if resume:
+            fields["resume"] = True
         from singa.callbacks import CallbackList
         self._callbacks = CallbackList(callbacks).callbacks
         from singa.progress import resolve_verbose
@@ -443,24 +536,38 @@ class Model:
         self._trained = True
         return self.result
 
-    def _fit_arrays(self, x, y=None, batch_size=32, epochs=1, validation_data=None, shuffle=True, seed=0,
+    def _fit_arrays(self, x, y, batch_size, epochs, validation_data, validation_split, shuffle, seed, resume,
                     **kwargs):
-        """fit(x, y, ...) on NumPy arrays: ``epochs`` passes over x in batches of ``batch_size``
-        (``epochs * ceil(N / batch_size)`` steps, a display step per epoch), shuffled once with
-        ``seed`` unless ``shuffle=False``; ``validation_data=(xv, yv)`` is tested every epoch."""
+        """fit(x, y, ...) on NumPy arrays (see fit): ``epochs * ceil(N / batch_size)`` steps."""
+        import os
+        from singa.io import checkpoint as ckpt
         from singa.layers.input import array_store
-        y = kwargs.pop("y", y)
         if y is None:
             raise ConfigError("Invalid value for `y` of fit(). Expected the labels of x (class indices, shape (N,)). "
                               "Received: None\nhelp: m.fit(x_train, y_train, batch_size=64, epochs=5)")
-        x = numpy.asarray(x)
-        n = x.shape[0] if x.ndim else 0
+        self._check_compiled("fit")
+        x, y = numpy.asarray(x), numpy.asarray(y)
         batch_size = _positive_int(batch_size, "batch_size", "fit")
         epochs = _positive_int(epochs, "epochs", "fit")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or \
+                not 0 <= validation_split < 1:
+            raise ConfigError("Invalid value for `validation_split` of fit(). Expected a fraction in [0, 1). "
+                              "Received: %r\nhelp: validation_split=0.1 holds out the last 10%% of x" %
+                              (validation_split,))
+        if validation_split:
+            if validation_data is not None:
+                raise ConfigError("Invalid value for `validation_split` of fit(). Expected it or validation_data, "
+                                  "not both. Received: validation_split=%r and validation_data" % (validation_split,))
+            n_all = x.shape[0] if x.ndim else 0
+            cut = n_all - int(n_all * validation_split)
+            if not 0 < cut < n_all:
+                raise ConfigError("Invalid value for `validation_split` of fit(). Expected a fraction that leaves "
+                                  "samples on both sides of %d. Received: %r" % (n_all, validation_split))
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        n = x.shape[0] if x.ndim else 0
         if n and batch_size > n:
             batch_size = n
         order = numpy.random.default_rng(seed).permutation(n) if shuffle and n else slice(None)
-        y = numpy.asarray(y)
         path, store = array_store(x[order], y[order] if y.shape[:1] == (n,) else y)
         self._array_stores = [store]
         per_epoch = -(-n // batch_size)
@@ -484,7 +591,36 @@ class Model:
                 path=vpath, backend="kvfile", batchsize=vb, shape=tuple(xv.shape[1:])))
             fields.setdefault("validate_steps", -(-xv.shape[0] // vb))
             fields.setdefault("validate_freq", per_epoch)
-        return self.fit(train, nb_epoch=per_epoch * epochs, seed=seed, **fields)
+        start, self._resume_from = 0, None
+        if resume:
+            ws = self.jobconf.cluster.workspace
+            start = ckpt.latest_checkpoint_step(ws)
+            if start is None:
+                raise ConfigError("Invalid value for `resume` of fit(). Expected a checkpoint to resume in %s. "
+                                  "Received: resume=True, but there is none\nhelp: fit without resume=True first"
+                                  % os.path.join(ws, "checkpoint"))
+            if start >= per_epoch * epochs:
+                raise ConfigError(
+                    "Invalid value for `epochs` of fit(resume=True). Expected the number of epochs in all, more than "
+                    "the checkpoint has done. Received: epochs=%d (%d steps of batch %d), but the newest checkpoint, "
+                    "%s, is at step %d (%.3g epochs): nothing left to train\nhelp: epochs=%d trains one more epoch; "
+                    "without resume=True, fit() trains `epochs` more epochs from the current weights"
+                    % (epochs, per_epoch * epochs, batch_size, ckpt.checkpoint_file(ws, start, 0), start,
+                       start / per_epoch, -(-start // per_epoch) + 1))
+            self._resume_from = ckpt.checkpoint_file(ws, start, 0)
+        elif self._trained and self.last_checkpoint_path and os.path.isfile(self.last_checkpoint_path) and \
+                self._array_fitted:
+            # a later fit(x, y): continue from where the previous one ended (Keras)
+            self._resume_from = self.last_checkpoint_path
+            start = _checkpoint_step(self.last_checkpoint_path)
+        try:
+            # resume: `epochs` in all (the interrupted run's target); a later fit: `epochs` more
+            total = per_epoch * epochs if resume else start + per_epoch * epochs
+            result = self.fit(train, nb_epoch=total, seed=seed, **fields)
+        finally:
+            self._resume_from = None
+        self._array_fitted = True
+        return result
 
     def predict(self, x, batch_size=100, checkpoint_path=None):
         """The model's outputs for the samples of NumPy array ``x``, one row each: the class
@@ -561,8 +697,12 @@ class Model:
     def evaluate(self, data=None, alg=None, checkpoint_path=None, execpath="", device=None, show_acc=False,
                  seed=None, **fields):
         """Configure testing and run: train-with-test after ``fit(with_test=True)``, else test only.
+        Returns the Results of the test rounds, keyed by step (the training metrics of the same
+        run in ``.train``, validation in ``.validation``).
 
-        ``test_steps`` defaults to 10; ``test_freq`` stays 0 (no periodic test) unless given.
+        ``test_steps`` defaults to 10; with ``test_freq`` 0 (the default) the test runs once,
+        after the last training step, otherwise every ``test_freq`` steps as well. A number as
+        the second argument (the seed's ``m.evaluate(X_test, 1000, ...)``) is the batch size.
         Keywords: ``batch_size``, ``test_freq``, ``test_steps``, ``test_after``, any JobProto field.
         Test-only runs (no training data, or after a fit() that ran) load ``checkpoint_path`` (a
         path or list; default after fit(): ``m.last_checkpoint_path``). ``alg`` defaults to the one
@@ -585,12 +725,20 @@ class Model:
             found = re.search(r"step(\d+)-worker", path or "")
             self.result = Results("test", test={int(found.group(1)) if found else 0: m})
             return self.result
+        if isinstance(alg, numbers.Integral) and not isinstance(alg, bool) and alg > 3 and "batch_size" not in fields:
+            # the seed's CNN example, m.evaluate(X_test, 1000, ...): SINGA's second argument is alg, the
+            # number can only mean the batch size
+            _say("evaluate(): taking the second argument, %d, as batch_size (SINGA's evaluate(data, alg, ...) "
+                 "has alg there; write batch_size=%d to say so)" % (alg, alg))
+            alg, fields["batch_size"] = None, int(alg)
         job = self._configure_evaluate(data=data, alg=alg, checkpoint_path=checkpoint_path, device=device,
                                        show_acc=show_acc, **fields)
         seed = self._seed if seed is None else seed
         self.result = self._run(test=self.testonly, seed=seed)
         if not self.testonly:
             self._trained = True
+            # evaluate() is about the test: its Results are the test rounds, the training in .train
+            self.result = self.result.as_phase("test")
         return self.result
 
     def _run(self, test, seed):
@@ -600,8 +748,16 @@ class Model:
         if test:
             return driver.test(self.jobconf)
         self.history = History()
-        result = driver.train(self.jobconf, resume=False, callbacks=[self.history] + list(self._callbacks),
-                              terminate_on_nan=self._terminate_on_nan)
+        from singa.interrupt import TrainingInterrupted
+        try:
+            result = driver.train(self.jobconf, resume=self._resume_from or False,
+                              callbacks=[self.history] + list(self._callbacks),
+                                  terminate_on_nan=self._terminate_on_nan)
+        except TrainingInterrupted as e:   # Ctrl-C / SIGTERM: m.history and the checkpoint stay usable
+            self.result = e.results
+            if e.checkpoint:
+                self.last_checkpoint_path = e.checkpoint
+            raise
         if result.checkpoint:       # the newest checkpoint written (the last good one if the run diverged)
             self.last_checkpoint_path = result.checkpoint
         return result
@@ -1046,4 +1202,4 @@ class Cluster:
 __all__ = list(_layer_all) + ["Model", "Sequential", "Energy", "Store", "Algorithm", "Updater", "SGD",
                               "AdaGrad", "Nesterov", "RMSProp", "AdaDelta", "Adam", "AdamMax", "Cluster",
                               "save_model_parameter", "load_model_parameter",
-                              "generate_name"]
+                              "generate_name", "sys"]

@@ -2,8 +2,9 @@
 
 ``Results`` is a dict ``{step: {'loss': float, 'acc': float, ...}}`` (SINGA's documented shape, with
 int steps and float values instead of the strings SINGA parsed from its log) holding the metrics of
-the phase the call is about: training metrics for fit(), test metrics for evaluate(). All three
-phases are reachable on every Results as ``.train``, ``.validation`` and ``.test``.
+the phase the call is about: training metrics for fit(), test metrics for evaluate() (also when
+evaluate() runs the training of ``fit(..., with_test=True)``). All three phases are reachable on
+every Results as ``.train``, ``.validation`` and ``.test``.
 """
 
 
@@ -16,7 +17,17 @@ class Results(dict):
         self.validation = validation if validation is not None else {}
         self.test = test if test is not None else {}
         self.phase = main
+        self.stopped = None       # why training stopped early (a callback, a NaN, an interrupt), or None
+        self.checkpoint = None    # the newest checkpoint the run wrote
         super().__init__(getattr(self, main))
+
+    def as_phase(self, main):
+        """The same results keyed by the metrics of phase ``main`` ('train', 'validation', 'test')."""
+        out = Results(main, self.train, self.validation, self.test, self.cluster)
+        for k, v in vars(self).items():
+            if k not in ("train", "validation", "test", "cluster", "phase"):
+                setattr(out, k, v)
+        return out
 
     def last(self, phase=None):
         """Metrics of the last recorded step of ``phase`` (default: this Results' own phase), or {}."""

@@ -115,7 +115,9 @@ def test_csv_logger_writes_train_and_test_rows(job_dir, in_tmp):
     Driver(verbose=False).train(make_job(steps=5, disp=0, test_freq=0), callbacks=[CSVLogger("log.csv", append=True,
                                                                                              every_step=True)])
     rows2 = list(csv.reader(open(in_tmp / "log.csv")))
-    assert rows2[:len(rows)] == rows and len(rows2) == len(rows) + 5 and rows2[-1][:2] == ["4", "train"]
+    # test_freq 0 still tests once, after the last step
+    assert rows2[:len(rows)] == rows and len(rows2) == len(rows) + 6 and rows2[-2][:2] == ["4", "train"]
+    assert rows2[-1][:2] == ["5", "test"]
 
 
 def test_learning_rate_scheduler_sees_and_replaces_the_rate(job_dir):

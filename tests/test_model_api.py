@@ -226,12 +226,10 @@ def test_layers_made_before_the_model_are_reported():
     m.add(Dense(10))
     m.add(early)
     m.add(Dense(10, activation="softmax"))
-    X_train, _, ws = mnist_data()
-    m.compile(loss="categorical_crossentropy", optimizer=SGD(), cluster=Cluster(ws))
-    m._configure_fit(X_train, nb_epoch=5)
-    early.layer.name = "layer1"                       # force the clash a stale counter produces
-    with pytest.raises(ConfigError, match="(?s)'layer1'.*constructed"):
-        m.build()
+    _, _, ws = mnist_data()
+    # compile() already builds the net, so the clash is reported there, before any data is added
+    with pytest.raises(ConfigError, match="(?s)'layer2'.*constructed"):
+        m.compile(loss="categorical_crossentropy", optimizer=SGD(), cluster=Cluster(ws))
 
 
 # -- other seed snippets ------------------------------------------------------------------------
@@ -273,13 +271,15 @@ def test_seed_cnn_example():
     names = [l.name for l in job.neuralnet.layer if not l.include]
     assert names == ["conv1", "pool1", "relu1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3",
                      "pool3", "layer4", "softmax4"]
-    # the seed's line `m.evaluate(X_test, 1000, ...)` puts 1000 into `alg`: a clear error, not a crash
+    # `alg` given a number straight to the configuration step is a clear error, not a crash (evaluate()
+    # itself takes the seed's `m.evaluate(X_test, 1000, ...)` as batch_size: tests/test_seed_snippets.py)
     m2, X_test2 = cnn_model(dict(updater=SGD(decay=0.004, lr_type='manual', step=(0, 60000, 65000),
                                              step_lr=(0.001, 0.0001, 0.00001))))
     with pytest.raises(ConfigError, match="(?s)`alg`.*batch_size=1000"):
         m2._configure_evaluate(X_test2, 1000, test_steps=30, test_freq=300)
     job2 = m2._configure_evaluate(X_test2, batch_size=1000, test_steps=30, test_freq=300)
-    assert job2.neuralnet.layer[-1].type == job_pb2.kSoftmax          # compile without loss keeps softmax
+    # the seed's compile(updater=sgd, cluster=topo), no loss: the final softmax trains as the softmax loss
+    assert [l.type for l in job2.neuralnet.layer if l.name == "softmax4"] == [job_pb2.kSoftmaxLoss]
 
 
 def test_tips_hidden_layers_and_separate_activation():
@@ -631,9 +631,8 @@ def test_duplicate_param_names_are_reported():
     shared = Parameter(name="w", init="uniform")
     m.add(Dense(10, w_param=shared))
     m.add(Dense(10, w_param=shared, activation="softmax"))
-    m.compile(optimizer=SGD(), cluster=Cluster("ws"), loss="categorical_crossentropy")
     with pytest.raises(ConfigError, match="(?s)param name 'w'.*share_from"):
-        m.build()
+        m.compile(optimizer=SGD(), cluster=Cluster("ws"), loss="categorical_crossentropy")
 
 
 # -- Autoencoder and RBM ------------------------------------------------------------------------

@@ -136,6 +136,9 @@ def install_abort_hook(comm):
     previous = sys.excepthook
 
     def hook(kind, value, tb):
+        from singa.interrupt import TrainingInterrupted
+        if isinstance(value, TrainingInterrupted):    # a clean Ctrl-C/SIGTERM stop: every rank stopped together
+            return previous(kind, value, tb)
         try:
             _report_and_abort(comm, "singa: rank %d of %d failed:\n%s" % (
                 comm.rank, comm.size, "".join(traceback.format_exception(kind, value, tb))))
@@ -146,7 +149,9 @@ def install_abort_hook(comm):
 
 def abort_on_error(comm, fn, *args, **kwargs):
     """fn(*args, **kwargs); an exception on this rank is printed with the rank and aborts the job
-    (the other ranks may be blocked in a collective and would never see it)."""
+    (the other ranks may be blocked in a collective and would never see it). A clean Ctrl-C or
+    SIGTERM never gets here: the Driver's handler only flags it, every rank stops at the same
+    step and Driver.train raises TrainingInterrupted after ``fn`` returns."""
     try:
         return fn(*args, **kwargs)
     except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt and SystemExit end the job too)

@@ -168,38 +168,115 @@ def load_arrays(dataset, data_dir=None, download=False):
     return tuple(out)
 
 
+def split_records(path, nb_valid, out_dir):
+    """(train part, validation part) of the kvfile ``path``: its last ``nb_valid`` records go to
+    ``valid_data.bin``, the others to ``train_data.bin``, in ``out_dir`` (written once, atomically,
+    and reused while the source file is unchanged)."""
+    from singa.io.kvfile import KVFileReader, write_kvfile
+    train, valid = os.path.join(out_dir, "train_data.bin"), os.path.join(out_dir, "valid_data.bin")
+    st = os.stat(path)
+    source = "%s\n%d %d" % (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    stamp = os.path.join(out_dir, "split-from")
+    os.makedirs(out_dir, exist_ok=True)
+    with DirLock(out_dir):
+        if os.path.isfile(train) and os.path.isfile(valid) and os.path.isfile(stamp):
+            with open(stamp) as f:
+                if f.read() == source:
+                    return train, valid
+        with KVFileReader(path) as r:
+            keys, values = r.read_all()
+        if not 0 < nb_valid < len(keys):
+            raise DataError("Invalid value for `nb_valid` of load_data(). Expected a number of validation records "
+                            "between 1 and %d (the training file %s holds %d). Received: %r"
+                            % (len(keys) - 1, path, len(keys), nb_valid))
+        cut = len(keys) - nb_valid
+        write_kvfile(train, zip(keys[:cut], values[:cut]))
+        write_kvfile(valid, zip(keys[cut:], values[cut:]))
+        write_text_atomic(stamp, source)
+    return train, valid
+
+
+def _latest_step(workspace):
+    """The step of the newest step<N>-worker0 checkpoint under ``workspace``/checkpoint, or None."""
+    from singa.io.checkpoint import latest_checkpoint_step
+    try:
+        return latest_checkpoint_step(workspace)
+    except OSError:
+        return None
+
+
+def earlier_stage_checkpoints(nb_rbm, checkpoint_steps):
+    """The checkpoints a stage of SINGA's stacked RBMs starts from: those of the RBMs
+    ``examples/rbm/rbm{i}`` for i = nb_rbm-1 .. 1 (newest stage first, SINGA-107's order) at
+    ``checkpoint_steps``, or at each stage's newest checkpoint when it is 0. Raises a DataError
+    naming the stages to run first when one has none."""
+    stages = list(range(nb_rbm - 1, 0, -1))
+    if checkpoint_steps > 0:
+        return ["examples/rbm/rbm%d/checkpoint/step%d-worker0" % (i, checkpoint_steps) for i in stages]
+    steps = {i: _latest_step("examples/rbm/rbm%d" % i) for i in stages}
+    missing = sorted(i for i, s in steps.items() if s is None)
+    if missing:
+        what = "the autoencoder" if nb_rbm == 5 else "RBM stage %d" % nb_rbm
+        raise DataError(
+            "load_data(nb_rbm=%d): %s starts from the weights the earlier stages trained (RBMs %s), loaded from "
+            "their checkpoints examples/rbm/rbm<i>/checkpoint/step<N>-worker0 (relative to the working directory "
+            "%s); none found for %s.\nhelp: run the earlier stages first, from this directory: %s (or `bash "
+            "run.sh pretrain` for the whole chain); pass checkpoint_steps=N to load step N exactly"
+            % (nb_rbm, what, ", ".join(str(i) for i in reversed(stages)), os.getcwd(),
+               ", ".join("rbm%d" % i for i in missing),
+               " && ".join("python examples/mnist_rbm%d.py" % i for i in range(1, nb_rbm))))
+    return ["examples/rbm/rbm%d/checkpoint/step%d-worker0" % (i, steps[i]) for i in stages]
+
+
 def load_data(dataset, workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None,
-              download=False, **pvalues):
+              download=False, nb_valid=0, **pvalues):
     """SINGA's mnist.load_data: (train Data layer, test Data layer, workspace) for ``dataset``.
 
     ``pvalues`` are StoreProto fields (batchsize, shape, random_skip, mean_value, std_value, ...)
-    applied to both stores. Unset ones default to SINGA's examples/mnist/job.conf: batch 64,
-    shape 784, (x - 127.5) / 127.5, random_skip 5000 for training. With ``nb_rbm`` and
-    ``checkpoint_steps`` the training Data layer carries the checkpoints of the RBMs
-    ``examples/rbm/rbm{i}`` for i = nb_rbm-1 .. 1, as SINGA's helper did.
+    applied to every store. Unset ones default to SINGA's examples/mnist/job.conf: batch 64,
+    shape 784, (x - 127.5) / 127.5, random_skip 5000 for training.
+
+    ``nb_rbm > 0`` (the stacked RBMs and the autoencoder, stage ``nb_rbm``) takes SINGA's RBM
+    settings instead: batch 100, pixels scaled to [0, 1] (x / 255; a sigmoid RBM cannot learn
+    from [-1, 1]) and, unless given, the workspace ``examples/rbm/rbm{nb_rbm}`` (the autoencoder,
+    nb_rbm 5: ``examples/rbm/autoencoder``), where the next stage finds its checkpoints. For ``nb_rbm > 1`` the training Data layer carries the checkpoints of the RBMs
+    ``examples/rbm/rbm{i}``, i = nb_rbm-1 .. 1, at ``checkpoint_steps`` (as SINGA's helper did) or,
+    when it is 0, at each stage's newest checkpoint (SINGA loaded none and failed).
+
+    ``nb_valid=N`` also hands out a validation set: the last N training records (phase 'val', no
+    random skip), for ``fit(X_train, validate_data=X_valid, ...)``; then the result is
+    ``(X_train, X_valid, X_test, workspace)``. The two parts are written once into the cache.
     """
     from singa.model import Data, Store
     if backend != "kvfile":
         raise DataError("Invalid value for `backend`. Expected 'kvfile' (the records load_data finds or makes). "
                         "Received: %r" % (backend,))
+    if isinstance(nb_valid, bool) or not isinstance(nb_valid, int) or nb_valid < 0:
+        raise DataError("Invalid value for `nb_valid` of load_data(). Expected a number of validation records "
+                        "(an int >= 0). Received: %r\nhelp: load_data(nb_valid=5000)" % (nb_valid,))
     train_path, test_path = dataset.locate(data_dir, download)
+    valid_path = None
+    if nb_valid:
+        train_path, valid_path = split_records(train_path, nb_valid,
+                                               os.path.join(dataset.cache_dir(), "split-%d" % nb_valid))
     if workspace is None:
-        workspace = dataset.singa_dir
+        # the RBM stages each have their own workspace, where the next stage looks for their checkpoints
+        workspace = dataset.singa_dir if nb_rbm <= 0 else \
+            "examples/rbm/rbm%d" % nb_rbm if nb_rbm <= 4 else "examples/rbm/autoencoder"
     os.makedirs(workspace, exist_ok=True)
-    defaults = {"batchsize": 64, "shape": 784}
+    defaults = {"batchsize": 100 if nb_rbm > 0 else 64, "shape": 784}
     if not any(k in pvalues for k in ("mean_value", "std_value", "mean_file", "std_file")):
-        defaults.update(mean_value=127.5, std_value=127.5)
+        defaults.update(std_value=255) if nb_rbm > 0 else defaults.update(mean_value=127.5, std_value=127.5)
     fields = dict(defaults, **pvalues)
     train_fields = dict(fields)
     train_fields.setdefault("random_skip", 5000)
     test_fields = dict(fields)
     test_fields.pop("random_skip", None)
-    train_store = Store(path=train_path, backend=backend, **train_fields)
-    test_store = Store(path=test_path, backend=backend, **test_fields)
-    checkpoint = None
-    if checkpoint_steps > 0 and nb_rbm > 1:
-        checkpoint = ["examples/rbm/rbm%d/checkpoint/step%d-worker0" % (i, checkpoint_steps)
-                      for i in range(nb_rbm - 1, 0, -1)]
-    X_train = Data(load="recordinput", phase="train", conf=train_store, checkpoint=checkpoint)
-    X_test = Data(load="recordinput", phase="test", conf=test_store)
-    return X_train, X_test, workspace
+    checkpoint = earlier_stage_checkpoints(nb_rbm, checkpoint_steps) if nb_rbm > 1 else None
+    X_train = Data(load="recordinput", phase="train", conf=Store(path=train_path, backend=backend, **train_fields),
+                   checkpoint=checkpoint)
+    X_test = Data(load="recordinput", phase="test", conf=Store(path=test_path, backend=backend, **test_fields))
+    if valid_path is None:
+        return X_train, X_test, workspace
+    X_valid = Data(load="recordinput", phase="val", conf=Store(path=valid_path, backend=backend, **test_fields))
+    return X_train, X_valid, X_test, workspace

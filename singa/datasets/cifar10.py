@@ -165,17 +165,26 @@ def load_arrays(data_dir=None, download=False):
 
 
 def load_data(workspace=None, backend="kvfile", batchsize=64, random=5000, shape=(3, 32, 32), std=127.5,
-              mean=127.5, data_dir=None, download=False):
+              mean=127.5, data_dir=None, download=False, nb_valid=0):
     """SINGA's cifar10.load_data: (train Data layer, test Data layer, workspace).
 
     As SINGA's helper: both stores subtract the per-pixel mean image (``mean_file``
     image_mean.bin), the training store skips up to ``random`` records at start, and the
-    ``std`` and ``mean`` arguments are accepted but not used.
+    ``std`` and ``mean`` arguments are accepted but not used. ``nb_valid=N`` also hands out the
+    last N training images as a validation Data layer (phase 'val'): then the result is
+    ``(X_train, X_valid, X_test, workspace)`` (the mean image stays that of all 50,000).
     """
     from singa.model import Data, Store
     if backend != "kvfile":
         raise DataError("Invalid value for `backend`. Expected 'kvfile'. Received: %r" % (backend,))
+    if isinstance(nb_valid, bool) or not isinstance(nb_valid, int) or nb_valid < 0:
+        raise DataError("Invalid value for `nb_valid` of load_data(). Expected a number of validation images "
+                        "(an int >= 0). Received: %r\nhelp: load_data(nb_valid=5000)" % (nb_valid,))
     train, test, mean_file = locate(data_dir, download)
+    valid = None
+    if nb_valid:
+        from singa.datasets._idx import split_records
+        train, valid = split_records(train, nb_valid, os.path.join(cache_dir(), "split-%d" % nb_valid))
     if workspace is None:
         workspace = SINGA_DIR
     os.makedirs(workspace, exist_ok=True)
@@ -183,5 +192,9 @@ def load_data(workspace=None, backend="kvfile", batchsize=64, random=5000, shape
     train_store = Store(path=train, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape,
                         random_skip=random)
     test_store = Store(path=test, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape)
-    return (Data(load="recordinput", phase="train", conf=train_store),
-            Data(load="recordinput", phase="test", conf=test_store), workspace)
+    X_train = Data(load="recordinput", phase="train", conf=train_store)
+    X_test = Data(load="recordinput", phase="test", conf=test_store)
+    if valid is None:
+        return X_train, X_test, workspace
+    valid_store = Store(path=valid, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape)
+    return X_train, Data(load="recordinput", phase="val", conf=valid_store), X_test, workspace

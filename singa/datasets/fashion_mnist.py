@@ -15,8 +15,11 @@ DATASET = IdxDataset(
 
 
 def load_data(workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None, download=False,
-              **pvalues):
-    return _load(DATASET, workspace, backend, nb_rbm, checkpoint_steps, data_dir, download, **pvalues)
+              nb_valid=0, **pvalues):
+    """``X_train, X_test, workspace`` (Data layers and the workspace folder), or with ``nb_valid=N``
+    ``X_train, X_valid, X_test, workspace``; see singa.datasets._idx.load_data for every argument."""
+    return _load(DATASET, workspace, backend, nb_rbm, checkpoint_steps, data_dir, download, nb_valid=nb_valid,
+                 **pvalues)
 
 
 def available(data_dir=None):

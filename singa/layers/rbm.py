@@ -40,7 +40,10 @@ def _affine(xp, x, w, bias, out, transpose, sigmoid):
         xp.copyto(out, xp.broadcast_to(bias, out.shape))
     blas.gemm(x, w.T if transpose else w, out, sign, 1.0)
     if sigmoid:
-        xp.exp(out, out=out)
+        # exp(-a) overflows to inf for a < -88 (float32): 1 / (1 + inf) is the right 0, so NumPy's
+        # overflow warning is noise the user must not see
+        with numpy.errstate(over="ignore"):
+            xp.exp(out, out=out)
         xp.add(out, 1.0, out=out)
         xp.reciprocal(out, out=out)
     return out
