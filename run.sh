@@ -35,9 +35,28 @@ setup() {
         echo "== creating .venv"
         "$PY" -m venv .venv
     fi
-    echo "== installing singa and its dev tools into .venv"
+    # Install only when something changed: the stamp holds a hash of the packaging files, the
+    # extras and the interpreter, and `singa` must resolve to this checkout from another folder
+    # (a moved checkout or an uninstalled singa reinstalls). SINGA_REINSTALL=1 forces it.
+    local extras=dev,mpi stamp=.venv/.singa-install-stamp log=.venv/singa-install.log want
+    want=$( { cat setup.cfg pyproject.toml; echo "extras=$extras"; .venv/bin/python -VV; } | sha256sum | cut -d' ' -f1)
+    if [ "${SINGA_REINSTALL:-0}" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
+        (here=$PWD && cd / && "$here/.venv/bin/python" -c 'import importlib.util as u, sys
+s = u.find_spec("singa"); sys.exit(not (s and s.origin and s.origin.startswith(sys.argv[1])))' "$here/singa/") \
+        >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing singa and its dev tools into .venv (log: $log)"
+    rm -f "$stamp"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e '.[dev,mpi]'
+    if ! .venv/bin/python -m pip install -q -e ".[$extras]" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "error: installing singa into .venv failed (the log above is in $log)" >&2
+        exit 1
+    fi
+    # pip's own notes stay visible; only this machine's pip.conf noise about absent local indexes goes
+    grep -v "^WARNING: Location '.*' is ignored" "$log" || true
+    echo "$want" >"$stamp"
 }
 
 cmd=${1:-}

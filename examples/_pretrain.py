@@ -9,12 +9,13 @@ directory, as SINGA's helper did), so run them in order from one directory:
 import argparse
 
 from examples.datasets.choose import CHOICES, mnist_like
+from singa.utils.helptext import plain
 
 RBM_STEPS, AE_STEPS = 6000, 12200      # SINGA's rbm*.conf / autoencoder.conf
 
 
 def parse(description, steps):
-    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(description), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--dataset', choices=CHOICES, default='auto')
     ap.add_argument('--steps', type=int, default=steps, help='training steps of this stage (default %(default)s)')
     ap.add_argument('--rbm-steps', type=int, default=RBM_STEPS,

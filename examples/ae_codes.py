@@ -21,6 +21,7 @@ sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
 from singa.io import checkpoint as ckpt  # noqa: E402
 from singa.io.record import load_record_file  # noqa: E402
+from singa.utils.helptext import plain  # noqa: E402
 
 
 def read_records(path):
@@ -64,7 +65,7 @@ def logistic_regression(x, y, x_test, y_test, steps=500, lr=0.5, seed=0):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--dataset', choices=CHOICES, default='auto')
     ap.add_argument('--checkpoint', default=None,
                     help='default: the latest checkpoint in examples/rbm/autoencoder/checkpoint')

@@ -13,9 +13,10 @@ import sys
 
 sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from singa.model import *  # noqa: E402,F403
+from singa.utils.helptext import plain  # noqa: E402
 from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument('--dataset', choices=CHOICES, default='auto')
 parser.add_argument('--steps', type=int, default=1000, help='training steps (nb_epoch); default as the seed')
 parser.add_argument('--lr', type=float, default=0.001)

@@ -17,9 +17,10 @@ sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from singa.driver import Driver  # noqa: E402
 from singa.layer import *  # noqa: E402,F403
 from singa.model import *  # noqa: E402,F403
+from singa.utils.helptext import plain  # noqa: E402
 from examples.datasets import cifar10  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument('--steps', type=int, default=500)
 parser.add_argument('--test-images', type=int, default=1000)
 parser.add_argument('--data-dir', default=None)

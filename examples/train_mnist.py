@@ -20,9 +20,10 @@ sys.path.append(os.path.join(os.path.dirname(__file__), '..'))
 from singa.driver import Driver  # noqa: E402
 from singa.layer import *  # noqa: E402,F403
 from singa.model import *  # noqa: E402,F403
+from singa.utils.helptext import plain  # noqa: E402
 from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument('--dataset', choices=CHOICES, default='auto')
 parser.add_argument('--steps', type=int, default=None, help='batches to train on (default: one pass)')
 parser.add_argument('--hidden', type=int, nargs='+', default=[2500, 2000, 1500, 1000, 500])

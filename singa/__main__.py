@@ -14,8 +14,9 @@ import runpy
 import sys
 
 from singa.errors import SingaError
+from singa.utils.helptext import plain
 
-USAGE = __doc__
+USAGE = plain(__doc__)
 
 
 def _fail(msg, code=2):

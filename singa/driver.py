@@ -347,6 +347,8 @@ class Driver:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
         else:
             where = ""
+        if self.comm is not None and mpi.core_share() is not None:   # each rank's share of the node's cores
+            where += ", " + mpi.core_share().describe()
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
             job.name, job.train_steps, start, B, backend, where))
         for line in _evaluation_plan(job, "test", test_net) + _evaluation_plan(job, "validation", val_net):

@@ -215,3 +215,45 @@ def test_axpy_matches_numpy(mode, dtype):
     blas.axpy(2.0, e, e.copy())
     with pytest.raises(ConfigError, match=r"axpy operands.*\(5, 7\).*\(7, 5\)"):
         blas.axpy(1.0, x, y.T)
+
+
+@pytest.fixture
+def openblas_threads(monkeypatch):
+    """No thread variable set, and OpenBLAS's count restored afterwards."""
+    lib = blas.library()
+    if lib.set_threads is None:
+        pytest.skip("no OpenBLAS handle")
+    for v in blas.THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    old = blas.blas_threads()
+    yield lib
+    lib.set_threads(old)
+
+
+def test_share_cores_gives_each_rank_its_share(openblas_threads, monkeypatch):
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
+    s = blas.share_cores(4)                   # more ranks than cores: one thread each
+    assert s.applied and s.threads == 1 == blas.blas_threads() == blas.num_threads()
+    assert s.describe() == ("OpenBLAS threads per rank: 1 (2 cores / 4 ranks on this node; set "
+                            "OPENBLAS_NUM_THREADS to override)")
+    s = blas.share_cores(2)
+    assert s.threads == 1 == blas.blas_threads() and "2 cores / 2 ranks" in s.describe()
+    s = blas.share_cores(1)
+    assert s.threads == blas.blas_threads() and s.threads in (1, 2)     # 2 unless OpenBLAS was built for 1
+
+
+def test_share_cores_keeps_a_users_thread_setting(openblas_threads, monkeypatch):
+    openblas_threads.set_threads(1)
+    monkeypatch.setattr(blas, "usable_cores", lambda: 8)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
+        s = blas.share_cores(2)
+        assert not s.applied and s.user_var == var and blas.blas_threads() == 1
+        assert s.describe() == "OpenBLAS threads per rank: 1 (%s=1 as set)" % var
+        monkeypatch.delenv(var)
+
+
+def test_usable_cores_follows_the_affinity():
+    import os
+    n = blas.usable_cores()
+    assert 1 <= n <= (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())

@@ -91,3 +91,25 @@ def test_exec_runs_a_user_script_with_singa_argv(in_tmp):
 def test_python_dash_m_singa_help(in_tmp):
     r = run([sys.executable, "-m", "singa", "-help"], in_tmp)
     assert r.returncode == 0 and "-conf job.conf" in r.stdout
+
+
+def test_plain_drops_rest_double_backticks():
+    from singa.utils.helptext import plain
+    assert plain("``singa-run`` / ``python -m singa``: x ``a`` b") == "singa-run / python -m singa: x a b"
+    assert plain("no markup, `one backtick` and ``` fences") == "no markup, `one backtick` and ``` fences"
+    assert plain(None) is None
+
+
+HELP_COMMANDS = [["-m", "singa", "-help"], ["-m", "singa.io.create_data", "--help"],
+                 ["-m", "singa.io.create_data", "mnist", "--help"], ["-m", "singa.io.create_data", "cifar10", "--help"]] + [
+    [os.path.join(ROOT, "examples", f), "--help"] for f in (
+        "mnist_mlp.py", "mnist_cnn.py", "cifar10_cnn.py", "train_mnist.py", "train_cifar10.py", "ae_codes.py",
+        "mnist_rbm1.py", "mnist_ae.py")]
+
+
+@pytest.mark.parametrize("args", HELP_COMMANDS, ids=lambda a: " ".join(os.path.basename(x) for x in a))
+def test_help_is_plain_text(args, in_tmp):
+    """Every command's help prints its docstring as terminal text: no reST ``literal`` markup."""
+    r = run([sys.executable] + args, in_tmp, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) > 3 and "``" not in r.stdout + r.stderr, r.stdout

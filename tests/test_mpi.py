@@ -59,11 +59,13 @@ def write_records(path, n=60):
 
 def mpirun(n, args, cwd, timeout=120, env=None):
     """mpiexec -n n python args, in a session of its own that is killed whole afterwards: no rank
-    outlives its test (an orphan busy-polling in a collective would slow every later test)."""
+    outlives its test (an orphan busy-polling in a collective would slow every later test).
+    A variable given as None in ``env`` is removed."""
     t = time.time()
+    env = dict(dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1"), **(env or {}))
     p = subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable] + args, cwd=cwd, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS="1", **(env or {})))
+                         env={k: v for k, v in env.items() if v is not None})
     timed_out = False
     try:
         out, err = p.communicate(timeout=timeout)
@@ -261,6 +263,60 @@ def test_a_stop_on_one_rank_stops_every_rank_of_a_synchronous_job(in_tmp):
     assert r.returncode == 0, r.stderr + r.stdout
     assert r.stdout.count("rank done, last step 5, stopped: a callback asked to stop (after step 5)") == 2
     assert os.path.isfile(in_tmp / "ws/checkpoint/step6-worker0")
+
+
+BLAS_THREADS = """
+import json
+from singa.backends import blas
+before = blas.blas_threads()
+import singa.model                       # under mpiexec this joins the world
+from singa.cluster import mpi
+share = mpi.core_share()
+print(json.dumps(dict(rank=mpi.world().rank if mpi.world() else 0, before=before, after=blas.blas_threads(),
+                      engine=blas.num_threads(), share=share.describe() if share else None)))
+"""
+
+
+def _blas_reports(out):
+    # each rank's JSON object (mpiexec may forward one rank's line and another's newline interleaved)
+    return sorted((json.loads(m) for m in re.findall(r"\{[^{}]*\}", out)), key=lambda d: d["rank"])
+
+
+def test_each_rank_gets_its_share_of_the_cores_unless_the_user_set_threads(in_tmp):
+    from singa.backends import blas
+    (in_tmp / "threads.py").write_text(BLAS_THREADS)
+    unset = {v: None for v in blas.THREAD_VARS}
+    cores = blas.usable_cores()
+    want = max(1, cores // 2)
+    r, _ = mpirun(2, ["threads.py"], in_tmp, timeout=60, env=unset)
+    assert r.returncode == 0, r.stderr + r.stdout
+    reports = _blas_reports(r.stdout)
+    assert [d["rank"] for d in reports] == [0, 1]
+    for d in reports:
+        assert d["after"] == d["engine"] == want
+        assert d["share"] == ("OpenBLAS threads per rank: %d (%d core%s / 2 ranks on this node; set "
+                              "OPENBLAS_NUM_THREADS to override)" % (d["after"], cores, "" if cores == 1 else "s"))
+    r, _ = mpirun(2, ["threads.py"], in_tmp, timeout=60, env=dict(unset, OPENBLAS_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    for d in _blas_reports(r.stdout):
+        assert d["before"] == d["after"] == 2 and d["share"] == "OpenBLAS threads per rank: 2 (OPENBLAS_NUM_THREADS=2 as set)"
+    # one process, no mpiexec: OpenBLAS keeps its own count
+    r = subprocess.run([sys.executable, "threads.py"], cwd=in_tmp, capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in dict(os.environ, PYTHONPATH=ROOT).items() if k not in blas.THREAD_VARS})
+    assert r.returncode == 0, r.stderr
+    (d,) = _blas_reports(r.stdout)
+    assert d["after"] == d["before"] and d["share"] is None
+
+
+def test_the_training_line_says_the_threads_per_rank(in_tmp):
+    from singa.backends import blas
+    write_records(in_tmp / "train.bin")
+    (in_tmp / "job.conf").write_text(JOB % dict(steps=2, ws="ws", cluster=""))
+    r, _ = mpirun(2, ["-m", "singa", "-conf", "job.conf"], in_tmp, env={v: None for v in blas.THREAD_VARS})
+    assert r.returncode == 0, r.stderr + r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("Training "))
+    assert "2 processes x 1 worker(s) (MPI, synchronous: AllReduce), OpenBLAS threads per rank: " in line, line
+    assert "/ 2 ranks on this node; set OPENBLAS_NUM_THREADS to override)" in line, line
 
 
 def test_feature_partitioning_is_refused_clearly(in_tmp):

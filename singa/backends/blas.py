@@ -138,6 +138,92 @@ def set_num_threads(n):
     _state["threads"] = n
 
 
+# Variables with which a user (or a launcher) chose OpenBLAS's thread count: share_cores keeps it.
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cores():
+    """Cores this process may run on: its CPU affinity (taskset, cpusets), capped by a cgroup CPU
+    quota (containers' --cpus) when there is one."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(n, quota) if quota else n)
+
+
+def _cgroup_cpu_quota():
+    """ceil(quota / period) of this process's cgroup (v2 cpu.max, v1 cfs files), else None."""
+    paths = []
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0":
+                    paths.append(os.path.join("/sys/fs/cgroup", parts[2].lstrip("/"), "cpu.max"))
+    except OSError:
+        pass
+    for p in paths + ["/sys/fs/cgroup/cpu.max"]:
+        try:
+            quota, period = open(p).read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        return -(-int(quota) // int(period)) if quota != "max" and int(period) > 0 else None
+    try:
+        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+    except (OSError, ValueError):
+        return None
+    return -(-quota // period) if quota > 0 and period > 0 else None
+
+
+class CoreShare:
+    """What ``share_cores`` decided: ``threads`` (OpenBLAS's count now, None when it cannot be asked),
+    ``cores`` and ``ranks`` (processes on this machine), ``user_var`` (the variable that set the
+    count, when one did) and ``applied`` (whether share_cores set it)."""
+
+    def __init__(self, threads, cores, ranks, user_var, applied):
+        self.threads, self.cores, self.ranks, self.user_var, self.applied = threads, cores, ranks, user_var, applied
+
+    def describe(self):
+        """For the training log, e.g. 'OpenBLAS threads per rank: 1 (2 cores / 4 ranks on this node;
+        set OPENBLAS_NUM_THREADS to override)'."""
+        if self.user_var:
+            return "OpenBLAS threads per rank: %s (%s=%s as set)" % (
+                self.threads if self.threads is not None else "?", self.user_var, os.environ.get(self.user_var, ""))
+        if self.threads is None:
+            return ("OpenBLAS threads per rank: not set (no OpenBLAS found; set OPENBLAS_NUM_THREADS=%d or "
+                    "OMP_NUM_THREADS=%d)" % ((max(1, self.cores // self.ranks),) * 2))
+        return "OpenBLAS threads per rank: %d (%d core%s / %d rank%s on this node; set OPENBLAS_NUM_THREADS to override)" % (
+            self.threads, self.cores, "" if self.cores == 1 else "s", self.ranks, "" if self.ranks == 1 else "s")
+
+    def __repr__(self):
+        return "CoreShare(%s)" % self.describe()
+
+
+def share_cores(ranks_per_node):
+    """Give this process its share of the machine's cores when ``ranks_per_node`` processes of one
+    job run on it: OpenBLAS set to max(1, cores // ranks_per_node) threads, so that N ranks do not
+    run N x cores busy-waiting BLAS threads. ``parallel`` and the layers' thread splits follow
+    OpenBLAS's count (unless ``set_num_threads`` fixed theirs). Nothing changes when one of
+    THREAD_VARS is set (the user's choice) or when OpenBLAS cannot be reached. Returns a CoreShare."""
+    cores = usable_cores()
+    ranks = max(1, int(ranks_per_node))
+    user_var = next((v for v in THREAD_VARS if os.environ.get(v, "").strip()), None)
+    lib = library()
+    if user_var is not None or lib.set_threads is None:
+        return CoreShare(blas_threads() if lib.get_threads is not None else None, cores, ranks, user_var, False)
+    n = max(1, cores // ranks)
+    with _lock:
+        if _state["active"]:          # inside a parallel call: set the count it restores afterwards
+            _state["saved"] = n
+        else:
+            lib.set_threads(n)
+            n = blas_threads()        # OpenBLAS caps it at the count it was built for
+    return CoreShare(n, cores, ranks, None, True)
+
+
 def split_products():
     """Whether layers split their big products into one single-threaded call per thread.
 
@@ -320,4 +406,5 @@ def _xp(a):
 
 
 __all__ = ["gemm", "axpy", "parallel", "part", "usable", "available", "set_enabled", "num_threads", "set_num_threads",
-           "blas_threads", "library", "split_products", "set_split_products", "MIN_SPLIT_MADDS"]
+           "blas_threads", "library", "split_products", "set_split_products", "MIN_SPLIT_MADDS", "share_cores",
+           "usable_cores", "CoreShare", "THREAD_VARS"]

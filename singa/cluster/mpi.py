@@ -111,8 +111,28 @@ def world():
         if MPI.COMM_WORLD.Get_size() > 1:
             comm = Comm(MPI.COMM_WORLD)
             install_abort_hook(comm)
+            _world["share"] = share_node_cores(comm)
     _world["comm"] = comm
     return comm
+
+
+def share_node_cores(comm):
+    """Each rank gets its share of this machine's cores for OpenBLAS (``blas.share_cores``): the
+    ranks per node are the size of MPI's shared-memory split of ``comm``. Collective: every rank
+    of ``comm`` calls it (``world()`` does, once, when the job joins)."""
+    from singa.backends import blas
+    node = comm.comm.Split_type(comm.MPI.COMM_TYPE_SHARED, key=comm.rank)
+    try:
+        ranks = node.Get_size()
+    finally:
+        node.Free()
+    return blas.share_cores(ranks)
+
+
+def core_share():
+    """What ``world()`` decided for this rank's BLAS threads (a ``blas.CoreShare``), or None outside
+    a multi-process job."""
+    return _world.get("share")
 
 
 def _report_and_abort(comm, text):
@@ -178,4 +198,4 @@ class FlatBuffer:
 
 
 __all__ = ["Comm", "world", "launched_by_mpiexec", "install_abort_hook", "abort_on_error", "FlatBuffer",
-           "cuda_aware_mpi"]
+           "cuda_aware_mpi", "share_node_cores", "core_share"]
