@@ -107,8 +107,9 @@ class Driver:
         before, machine = 0, local
         if self.comm is not None:       # the workers of the processes on this machine, in rank order
             MPI = self.comm.MPI
-            node = self.comm.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-            counts = node.allgather(local)
+            with self.comm.waiting("the count of the workers on each machine (device=)"):
+                node = self.comm.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+                counts = node.allgather(local)
             before, machine = sum(counts[:node.Get_rank()]), sum(counts)
             node.Free()
         ids = assign_gpus(gpus, local, before, machine)
@@ -276,7 +277,8 @@ class Driver:
             if self.comm is not None and topo.nworkers_per_group > topo.nworkers_per_procs:
                 # the processes of this worker group (servers-only processes join no group)
                 MPI = self.comm.MPI
-                sub = self.comm.comm.Split(local_groups[0] if mine else MPI.UNDEFINED, self.rank)
+                with self.comm.waiting("the split of the ranks into worker groups"):
+                    sub = self.comm.comm.Split(local_groups[0] if mine else MPI.UNDEFINED, self.rank)
                 group_comm = GroupComm(sub, stub, MPI) if mine else None
         # a worker (BPWorker: this process's workers of the group as replicas) per local group
         groups = []                               # (group, worker, WorkerStub or None, train net)
@@ -321,7 +323,7 @@ class Driver:
             for p, v in zip(params, flat.views):
                 v[...] = backend.to_host(p.data)
             if self.comm is not None:
-                self.comm.bcast(flat.flat)
+                self.comm.bcast(flat.flat, what="the Bcast of rank 0's initial parameters")
             for p, v in zip(params, flat.views):
                 p.set_values(v)
             if stub is not None:
@@ -362,8 +364,14 @@ class Driver:
         step = start
         progress = self.progress
         progress.begin(start, job.train_steps, B)
+        dog = mpi.watchdog()
+        if dog is not None:     # what a stalled job's message names: the last checkpoint, the resume command
+            dog.note_run(lambda n: os.path.join(ws, "checkpoint", "step%d-worker0" % n),
+                         interrupt.resume_command(nprocs=self.comm.size))
         while worker is not None and step < job.train_steps:
             run.step = step
+            if dog is not None:
+                dog.note_step(step)
             if val_net is not None and self.rank == 0 and every(step, job.validate_freq, job.validate_after):
                 results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
                 self.log("Validation @ step %d: %s" % (step, fmt(m)))
@@ -374,6 +382,8 @@ class Driver:
                 cbs.on_test_end(run, step, "test", m)
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
                 run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
+                if dog is not None:
+                    dog.note_checkpoint(step)
                 cbs.on_checkpoint(run, step, path)
             t = time.perf_counter()
             for _, w, _, _ in groups:
@@ -423,6 +433,8 @@ class Driver:
                 cbs.on_test_end(run, step, "test", m)
             if self.rank == 0:
                 run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
+                if dog is not None:
+                    dog.note_checkpoint(step)
                 self.log("Checkpoint written to %s" % path)
                 cbs.on_checkpoint(run, step, path)
         results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
@@ -445,7 +457,7 @@ class Driver:
         if flag is None:
             return run.stop_training
         flag[0] = interrupt.FLAG_CODES[run.interrupted] if run.interrupted else 1 if run.stop_training else 0
-        self.comm.comm.Allreduce(self.comm.MPI.IN_PLACE, flag, op=self.comm.MPI.MAX)
+        self.comm.allreduce_max(flag, "the Allreduce of the per-step stop flag")
         codes = {v: k for k, v in interrupt.FLAG_CODES.items()}
         if int(flag[0]) in codes and not run.interrupted:
             run.interrupted = codes[int(flag[0])]

@@ -1,10 +1,13 @@
 """The MPI side of a job started with ``mpiexec -n N`` (mpi4py): the world communicator, buffer
 collectives for gradients and parameters, and the rule that an exception on any rank ends the
-whole job (MPI Abort) instead of leaving the others waiting in a collective.
+whole job (MPI Abort) instead of leaving the others waiting in a collective, and so does a rank
+that leaves early or stops answering (``singa.cluster.watchdog``).
 
 Without mpiexec (or with one process) ``world()`` is None and everything runs in-process; mpi4py
 is only imported when the environment says a process manager started this process.
 """
+import atexit
+import contextlib
 import ctypes
 import os
 import sys
@@ -29,44 +32,62 @@ class Comm:
     """The world communicator of a multi-process job: ``rank``, ``size`` and the few collectives
     the engine uses (buffer forms: one flat array per call)."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, watchdog=None):
         from mpi4py import MPI
         self.MPI = MPI
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self.watchdog = watchdog
         self._cuda_aware = None
+
+    def waiting(self, what, peers=None):
+        """Around a blocking collective: the watchdog ends the job if a rank it waits for
+        (``peers``: world ranks, None for all) has left or stopped answering."""
+        return self.watchdog.waiting(what, peers) if self.watchdog is not None else contextlib.nullcontext()
 
     @property
     def cuda_aware(self):
         """True when every rank's MPI takes GPU buffers (then gradients are reduced on the device).
         Asked once, collectively: call it on every rank at the same point."""
         if self._cuda_aware is None:
-            self._cuda_aware = bool(self.comm.allreduce(int(cuda_aware_mpi()), op=self.MPI.MIN))
+            with self.waiting("the Allreduce that asks whether MPI is CUDA-aware"):
+                self._cuda_aware = bool(self.comm.allreduce(int(cuda_aware_mpi()), op=self.MPI.MIN))
         return self._cuda_aware
 
     def allreduce_sum(self, buf):
         """buf = the sum of every rank's buf, in place (one Allreduce of the whole buffer). A
         device buffer (CUDA-aware MPI only) is synchronised first: MPI does not follow streams."""
         _sync_device(buf)
-        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        with self.waiting("the Allreduce of the gradients"):
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         return buf
 
-    def bcast(self, buf, root=0):
+    def allreduce_max(self, buf, what="an Allreduce (MAX)"):
+        """buf = the elementwise maximum over the ranks, in place."""
+        with self.waiting(what):
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.MAX)
+        return buf
+
+    def bcast(self, buf, root=0, what=None):
         """buf = root's buf, in place."""
-        self.comm.Bcast(buf, root=root)
+        with self.waiting(what or "a Bcast from rank %d" % root):
+            self.comm.Bcast(buf, root=root)
         return buf
 
-    def bcast_object(self, obj, root=0):
+    def bcast_object(self, obj, root=0, what=None):
         """A small picklable object (metadata such as results) from ``root``."""
-        return self.comm.bcast(obj, root=root)
+        with self.waiting(what or "a broadcast of rank %d's results" % root):
+            return self.comm.bcast(obj, root=root)
 
-    def gather_object(self, obj, root=0):
+    def gather_object(self, obj, root=0, what=None):
         """Every rank's small picklable ``obj``, as a list on ``root`` (None elsewhere)."""
-        return self.comm.gather(obj, root=root)
+        with self.waiting(what or "a gather to rank %d" % root):
+            return self.comm.gather(obj, root=root)
 
-    def barrier(self):
-        self.comm.Barrier()
+    def barrier(self, what="a Barrier"):
+        with self.waiting(what):
+            self.comm.Barrier()
 
     def abort(self, code=1):
         self.comm.Abort(code)
@@ -109,11 +130,34 @@ def world():
             raise ConfigError("this process was started by mpiexec but mpi4py is not installed.\nhelp: pip install "
                               "'singa[mpi]' (mpi4py and MPICH from PyPI), or run without mpiexec") from None
         if MPI.COMM_WORLD.Get_size() > 1:
-            comm = Comm(MPI.COMM_WORLD)
+            comm = Comm(MPI.COMM_WORLD, start_watchdog(MPI))
             install_abort_hook(comm)
             _world["share"] = share_node_cores(comm)
     _world["comm"] = comm
     return comm
+
+
+def start_watchdog(MPI):
+    """This rank's heartbeat thread (``singa.cluster.watchdog``), started before the first
+    collective, with its ``atexit`` handshake; None when SINGA_STALL_TIMEOUT=off or the MPI
+    library is not thread-safe (MPI_THREAD_MULTIPLE)."""
+    from singa.cluster.watchdog import Watchdog, stall_timeout_from_env
+    timeout = stall_timeout_from_env()
+    if timeout is None:
+        return None
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        print("singa: warning: this MPI library gives no MPI_THREAD_MULTIPLE, so the watchdog is off: a rank "
+              "that leaves early or stops answering can leave the others waiting", file=sys.stderr)
+        return None
+    dog = Watchdog(MPI.COMM_WORLD, MPI, timeout).start()
+    atexit.register(dog.leave)       # runs before mpi4py's MPI_Finalize (registered at its import, earlier)
+    return dog
+
+
+def watchdog():
+    """This rank's Watchdog in a multi-process job, else None."""
+    comm = _world.get("comm")
+    return comm.watchdog if comm is not None else None
 
 
 def share_node_cores(comm):
@@ -121,7 +165,8 @@ def share_node_cores(comm):
     ranks per node are the size of MPI's shared-memory split of ``comm``. Collective: every rank
     of ``comm`` calls it (``world()`` does, once, when the job joins)."""
     from singa.backends import blas
-    node = comm.comm.Split_type(comm.MPI.COMM_TYPE_SHARED, key=comm.rank)
+    with comm.waiting("the split of the ranks by machine, as the job starts"):
+        node = comm.comm.Split_type(comm.MPI.COMM_TYPE_SHARED, key=comm.rank)
     try:
         ranks = node.Get_size()
     finally:
@@ -175,7 +220,11 @@ def abort_on_error(comm, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt and SystemExit end the job too)
-        if comm is None or (isinstance(e, SystemExit) and not e.code):
+        if comm is None:
+            raise
+        if isinstance(e, SystemExit) and not e.code:
+            if comm.watchdog is not None:      # leaving: the watchdog's EXIT tells the others how
+                comm.watchdog.exit_code = 0
             raise
         from singa.errors import ConfigError, DataError
         detail = "" if isinstance(e, (ConfigError, DataError)) else traceback.format_exc()   # user errors: the message
@@ -198,4 +247,4 @@ class FlatBuffer:
 
 
 __all__ = ["Comm", "world", "launched_by_mpiexec", "install_abort_hook", "abort_on_error", "FlatBuffer",
-           "cuda_aware_mpi", "share_node_cores", "core_share"]
+           "cuda_aware_mpi", "share_node_cores", "core_share", "watchdog", "start_watchdog"]

@@ -19,6 +19,7 @@ processes). Used when the cluster has parameter servers of its own: several work
   group's last delta is in. Rank 0 then holds the job's final values; nothing is in flight when
   the processes leave (a barrier, entered only when all of a process's messages are done).
 """
+import contextlib
 import time
 
 import numpy
@@ -48,6 +49,7 @@ class Stub:
         self.rank = comm.rank if comm is not None else 0
         self.MPI = comm.MPI if comm is not None else None
         self.comm = comm.comm.Dup() if comm is not None else None     # the stub's own traffic
+        self.waiting = comm.waiting if comm is not None else (lambda what: contextlib.nullcontext())
         self.world = comm
         self.dtype = params[0].dtype
         self.nspg = t.nservers_per_group
@@ -260,6 +262,11 @@ class Stub:
         """Serve this process's servers until ``ready()`` is true (sleeping a little when idle, so
         a waiting process leaves the cores to the ones computing)."""
         nap = 2e-5
+        if not ready():
+            with self.waiting("the exchange with the parameter servers"):
+                self._serve_until(ready, nap)
+
+    def _serve_until(self, ready, nap):
         while not ready():
             if self.serve():
                 nap = 2e-5
