@@ -3,11 +3,16 @@
     singa-run -conf job.conf [-resume] [-test] [-seed N]   run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
     singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
+    singa-run -n 4 -exec script.py [ARGS...]               the script on 4 processes (mpiexec -n 4)
+
+    --max-restarts N   when the job fails (a rank killed, a host lost, a stall), start it again
+                       from its last checkpoint, up to N times (not after a configuration or data
+                       error, nor after Ctrl-C or SIGTERM)
 
 When the conf's cluster needs more than one process (SINGA-V0.md 3.3) and this is not already an
 MPI job, singa-run starts mpiexec itself with that many processes, as SINGA's launcher started
-one process per host. Arguments SINGA's launcher passed to every process (-singa_conf F,
--singa_job N, -host H) are accepted and ignored.
+one process per host, and names a rank that gets killed by its rank. Arguments SINGA's launcher
+passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and ignored.
 """
 import os
 import runpy
@@ -23,13 +28,48 @@ def _fail(msg, code=2):
     from singa.cluster import mpi
     comm = mpi.world() if mpi.launched_by_mpiexec() else None
     if comm is not None:      # one rank leaving quietly would leave the others waiting in a collective
-        mpi._report_and_abort(comm, "singa-run: error (rank %d of %d): %s\n" % (comm.rank, comm.size, msg))
+        mpi._report_and_abort(comm, "singa-run: error (rank %d of %d): %s\n" % (comm.rank, comm.size, msg), code)
     print("singa-run: error: %s" % msg, file=sys.stderr)
     return code
 
 
+def _launcher_options(argv):
+    """(-n N or None, --max-restarts N, the other arguments): the options only singa-run itself
+    reads (before -exec; what follows -exec is the script's)."""
+    nprocs, restarts, rest = None, 0, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "-exec":
+            rest += argv[i:]
+            break
+        if a in ("-n", "-np", "--max-restarts", "-max-restarts", "-max_restarts"):
+            value = argv[i + 1] if i + 1 < len(argv) else None
+            try:
+                n = int(value)
+            except (TypeError, ValueError):
+                n = -1
+            if n < (1 if a in ("-n", "-np") else 0):
+                raise ValueError("Invalid value for `%s`. Expected %s. Received: %s" % (
+                    a, "a process count >= 1" if a in ("-n", "-np") else "a number of restarts >= 0",
+                    "nothing" if value is None else repr(value)))
+            if a in ("-n", "-np"):
+                nprocs = n
+            else:
+                restarts = n
+            i += 2
+            continue
+        rest.append(a)
+        i += 1
+    return nprocs, restarts, rest
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        nprocs, restarts, argv = _launcher_options(argv)
+    except ValueError as e:
+        return _fail(str(e))
     conf = script = None
     resume = test = False
     seed = 0
@@ -65,13 +105,12 @@ def main(argv=None):
         else:
             return _fail("unknown argument %r\n%s" % (a, USAGE))
         i += 1
-    if conf is not None:
-        try:
-            code = _launch_processes(conf, argv)
-        except SingaError as e:
-            return _fail(str(e))
-        if code is not None:
-            return code
+    try:
+        code = _launch_processes(conf, argv, nprocs, restarts)
+    except SingaError as e:
+        return _fail(str(e))
+    if code is not None:
+        return code
     if script is not None:
         if not os.path.isfile(script):
             return _fail("no such script: %r" % script)
@@ -101,7 +140,7 @@ def _cluster_of(conf):
     from google.protobuf import text_format
     from singa.proto import job_pb2
     try:
-        with open(conf) as f:
+        with open(conf, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
         return None          # the run reports the missing file
@@ -113,31 +152,31 @@ def _cluster_of(conf):
     return job.cluster
 
 
-def _launch_processes(conf, argv):
-    """Re-run this command under ``mpiexec -n <the cluster's process count>`` when needed;
-    returns its exit code, or None to run here."""
-    from singa.cluster import mpi
+def _launch_processes(conf, argv, nprocs=None, restarts=0):
+    """Run this command as a child job -- under ``mpiexec -n <-n, or the cluster's process
+    count>`` when that is more than 1, or as one process when only ``--max-restarts`` asks for a
+    parent -- and return its exit code; None to run here (one process, or already under mpiexec)."""
+    from singa.cluster import launch, mpi
     from singa.cluster.topology import Topology
     if mpi.launched_by_mpiexec():
+        if (restarts or nprocs) and os.environ.get("PMI_RANK", "0") == "0" and not os.environ.get("SINGA_RUN_LAUNCHED"):
+            print("singa-run: warning: -n and --max-restarts are singa-run's own: under an mpiexec you started they "
+                  "do nothing (run `singa-run -n N --max-restarts K ...` without mpiexec)", file=sys.stderr)
         return None
-    cluster = _cluster_of(conf)
-    if cluster is None:
+    if nprocs is None:
+        cluster = _cluster_of(conf) if conf is not None else None
+        nprocs = Topology(cluster).nprocs if cluster is not None else 1
+    if nprocs <= 1 and restarts == 0:
         return None
-    nprocs = Topology(cluster).nprocs
-    if nprocs <= 1:
-        return None
-    import shutil
-    import subprocess
-    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
-    if mpiexec is None:
-        from singa.errors import ConfigError
-        raise ConfigError("the cluster in %s needs %d processes but no mpiexec was found.\nhelp: pip install "
-                          "'singa[mpi]' (mpi4py and MPICH), or start it yourself with `mpiexec -n %d singa-run ...`"
-                          % (conf, nprocs, nprocs))
-    print("singa-run: starting %d processes: %s -n %d" % (nprocs, mpiexec, nprocs), file=sys.stderr, flush=True)
-    # SINGA_RUN_LAUNCHED: the ranks' "resume with" hint says `singa-run ... -resume` (it starts mpiexec again)
-    return _wait_forwarding_signals(subprocess.Popen([mpiexec, "-n", str(nprocs), sys.executable, "-m", "singa"]
-                                                     + list(argv), env=dict(os.environ, SINGA_RUN_LAUNCHED="1")))
+    if nprocs > 1:
+        mpiexec = launch.find_mpiexec()
+        if mpiexec is None:
+            from singa.errors import ConfigError
+            raise ConfigError("%s needs %d processes but no mpiexec was found.\nhelp: pip install 'singa[mpi]' "
+                              "(mpi4py and MPICH), or start it yourself with `mpiexec -n %d singa-run ...`"
+                              % ("the cluster in %s" % conf if conf else "-n %d" % nprocs, nprocs, nprocs))
+        print("singa-run: starting %d processes: %s -n %d" % (nprocs, mpiexec, nprocs), file=sys.stderr, flush=True)
+    return launch.run(argv, nprocs, restarts)
 
 
 def _wait_forwarding_signals(child):

@@ -13,7 +13,7 @@ import numpy
 from singa.backends import Backend
 from singa.callbacks import CallbackList, Run, TerminateOnNaN
 from singa.progress import Progress, resolve_verbose
-from singa.cluster import mpi
+from singa.cluster import mpi, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
@@ -32,6 +32,19 @@ _LAUNCHER_ARGS = {"-singa_conf": 1, "-singa_job": 1, "-host": 1, "-conf": 1}
 def every(step, freq, after):
     """SINGA's DisplayNow/TestNow/CheckpointNow rule: freq > 0, step >= after, (step-after) % freq == 0."""
     return freq > 0 and step >= after and (step - after) % freq == 0
+
+
+# set by singa-run when it restarts a failed job: the checkpoint that job wrote last
+RESUME_FROM_ENV = "SINGA_RESUME_FROM"
+
+
+def _restart_checkpoint(ws):
+    """The checkpoint singa-run's restart names, when it is in workspace ``ws`` (the workspace may
+    hold newer ones from an earlier run; a script training several stages resumes each in its own)."""
+    path = os.environ.get(RESUME_FROM_ENV)
+    if path and os.path.abspath(os.path.dirname(path)) == os.path.abspath(os.path.join(ws, "checkpoint")):
+        return path
+    return None
 
 
 class Driver:
@@ -304,7 +317,8 @@ class Driver:
         start = job.step
         if resume or job.resume or "-resume" in self.argv:
             # resume: True (the workspace's newest checkpoint) or the path of the checkpoint to continue
-            start, loaded = self._resume(ws, train_net, worker, streams, resume if isinstance(resume, str) else None)
+            path = resume if isinstance(resume, str) else _restart_checkpoint(ws)
+            start, loaded = self._resume(ws, train_net, worker, streams, path)
             if start >= job.train_steps:
                 self.log("Nothing to train: the checkpoint is at step %d and train_steps is %d (that run had "
                          "finished).\nhelp: raise train_steps (fit(nb_epoch=N)) to train on from it" % (
@@ -382,8 +396,7 @@ class Driver:
                 cbs.on_test_end(run, step, "test", m)
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
                 run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
-                if dog is not None:
-                    dog.note_checkpoint(step)
+                self._note_checkpoint(dog, ws, step, path)
                 cbs.on_checkpoint(run, step, path)
             t = time.perf_counter()
             for _, w, _, _ in groups:
@@ -433,8 +446,7 @@ class Driver:
                 cbs.on_test_end(run, step, "test", m)
             if self.rank == 0:
                 run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
-                if dog is not None:
-                    dog.note_checkpoint(step)
+                self._note_checkpoint(dog, ws, step, path)
                 self.log("Checkpoint written to %s" % path)
                 cbs.on_checkpoint(run, step, path)
         results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
@@ -445,6 +457,13 @@ class Driver:
             results = self.comm.bcast_object(results)
         cbs.on_train_end(run, results)
         return results
+
+    @staticmethod
+    def _note_checkpoint(dog, ws, step, path):
+        """Rank 0 wrote ``path``: the peers' watchdogs and the singa-run that started the job learn it."""
+        if dog is not None:
+            dog.note_checkpoint(step)
+        runstatus.update(workspace=ws, checkpoint=path, step=step)
 
     def _stop(self, run, flag):
         """Whether a callback asked to stop or a Ctrl-C/SIGTERM came (``run.interrupted``); in a

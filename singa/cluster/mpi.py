@@ -180,20 +180,29 @@ def core_share():
     return _world.get("share")
 
 
-def _report_and_abort(comm, text):
+def _report_and_abort(comm, text, code=1):
     """Write ``text`` to stderr, give the process manager a moment to forward it (an abort
-    tears the job down at once and can drop output still in flight), then abort every rank."""
+    tears the job down at once and can drop output still in flight), then abort every rank
+    (exit status ``code``: USER_ERROR_CODE for a user's error, which a restart would only repeat)."""
     try:
         sys.stderr.flush()
         os.write(2, text.encode("utf-8", "replace"))
     except OSError:
         pass
     time.sleep(ABORT_GRACE_S)
-    comm.abort(1)
+    comm.abort(code)
 
 
 # Seconds between a failing rank's message and MPI_Abort.
 ABORT_GRACE_S = 0.5
+# The job's exit status for a configuration, data or usage error (singa-run's own usage errors
+# too): singa-run --max-restarts does not restart those.
+USER_ERROR_CODE = 2
+
+
+def _exit_code_of(error):
+    from singa.errors import ConfigError, DataError
+    return USER_ERROR_CODE if isinstance(error, (ConfigError, DataError)) else 1
 
 
 def install_abort_hook(comm):
@@ -206,7 +215,7 @@ def install_abort_hook(comm):
             return previous(kind, value, tb)
         try:
             _report_and_abort(comm, "singa: rank %d of %d failed:\n%s" % (
-                comm.rank, comm.size, "".join(traceback.format_exception(kind, value, tb))))
+                comm.rank, comm.size, "".join(traceback.format_exception(kind, value, tb))), _exit_code_of(value))
         finally:
             previous(kind, value, tb)
     sys.excepthook = hook
@@ -229,7 +238,7 @@ def abort_on_error(comm, fn, *args, **kwargs):
         from singa.errors import ConfigError, DataError
         detail = "" if isinstance(e, (ConfigError, DataError)) else traceback.format_exc()   # user errors: the message
         _report_and_abort(comm, "singa: rank %d of %d failed: %s: %s\n%s" % (comm.rank, comm.size, type(e).__name__,
-                                                                           e, detail))
+                                                                           e, detail), _exit_code_of(e))
         raise
 
 

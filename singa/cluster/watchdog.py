@@ -32,6 +32,7 @@ import time
 
 import numpy
 
+from singa.cluster import runstatus
 from singa.errors import invalid
 
 HEARTBEAT_S = 0.5          # between two BEATs to a peer
@@ -115,6 +116,7 @@ class Watchdog:
         self.resume_command = None
         self.exit_code = None             # sys.exit's code when abort_on_error saw it leave training
         self._beat_now = False
+        self._ranks_reported = False
         self._wait = None                 # (what, since, peers) while the main thread waits in a collective
         self._leaving = False             # this rank sent EXIT
         self._all_left = threading.Event()
@@ -237,6 +239,11 @@ class Watchdog:
                 self.checkpoint_step = max(self.checkpoint_step, int(buf[2]))
             if int(buf[0]) == EXIT and p.exited is None:
                 p.exited, p.exit_code, p.exit_step = now, int(buf[3]), int(buf[1])
+        if self.rank == 0 and not self._ranks_reported and all(p.pid is not None for p in self.peers.values()):
+            self._ranks_reported = True     # singa-run names a rank that mpiexec reports killed by its pid
+            ranks = {str(p.rank): [p.pid, p.host] for p in self.peers.values()}
+            ranks["0"] = [os.getpid(), self.host]
+            runstatus.update(size=self.size, ranks=ranks)
 
     def _check(self, now):
         if self._aborting:
