@@ -137,19 +137,11 @@ def main(argv=None):
 def _cluster_of(conf):
     """The ClusterProto of a job.conf, or of a file holding only `cluster { ... }` (no check of
     the job's other required fields here: the run itself does that)."""
-    from google.protobuf import text_format
-    from singa.proto import job_pb2
+    from singa.proto import JobConfError, read_job_conf
     try:
-        with open(conf, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None          # the run reports the missing file
-    job = job_pb2.JobProto()
-    try:
-        text_format.Parse(text, job)
-    except text_format.ParseError:
-        return None          # the run reports the parse error with its line and column
-    return job.cluster
+        return read_job_conf(conf, check_required=False).cluster
+    except JobConfError:
+        return None          # the run reports the missing file or the error with its line and column
 
 
 def _launch_processes(conf, argv, nprocs=None, restarts=0):

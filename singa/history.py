@@ -8,7 +8,9 @@ or JSON lines and drawn as loss and accuracy curves (matplotlib, the ``plot`` ex
 Phases: 'step' (the metrics of every training batch), 'train' (their averages at display steps,
 SINGA's "Train @ step" lines), 'validation' and 'test'.
 """
+import collections
 import csv
+import io
 import json
 import math
 
@@ -69,40 +71,62 @@ class History(Callback):
 
     @classmethod
     def from_csv(cls, path):
+        """Read a file written by to_csv. Anything else (a wrong header, a ragged row, a value
+        that is not a number, bytes that are not UTF-8...) is a DataError naming the file and line."""
         h = cls()
-        with open(path, newline="") as f:
-            r = csv.reader(f)
+        r = csv.reader(io.StringIO(_read_text(path), newline=""))
+        try:
             head = next(r, None)
             if not head or head[:2] != ["phase", "step"]:
                 raise DataError("%s is not a History CSV: its header is %r, expected 'phase,step,...'.\nhelp: write "
-                                "it with History.to_csv" % (path, head))
-            for n, row in enumerate(r, 2):
-                h._add(path, n, row[0], row[1], {k: float(v) for k, v in zip(head[2:], row[2:]) if v != ""})
+                                "it with History.to_csv" % (path, head if head is None else ",".join(head)[:80]))
+            names = head[2:]
+            # a Counter, not names.count(): a header of 10^5 columns must not take minutes
+            dup = sorted(k for k, c in collections.Counter(head).items() if c > 1)
+            if dup or "" in names:
+                raise _bad(path, 1, "the header", "distinct, non-empty metric names after 'phase,step'",
+                           "%s%s" % (",".join(head)[:120], " (repeated: %s)" % ", ".join(dup)[:80] if dup else ""))
+            for row in r:
+                n = r.line_num
+                if not row:
+                    continue         # a blank line ends no record; editors add them
+                if len(row) != len(head):
+                    raise _bad(path, n, "the row", "%d fields like the header (%s)" % (len(head), ",".join(head)[:80]),
+                               "%d field(s): %s" % (len(row), ",".join(row)[:80]))
+                metrics = {k: _metric(path, n, k, v) for k, v in zip(names, row[2:]) if v != ""}
+                h._add(path, n, row[0], row[1], metrics)
+        except csv.Error as e:
+            # a NUL, a stray quote or a field over csv.field_size_limit() (a huge line)
+            raise _bad(path, r.line_num, "the CSV text", "rows of comma-separated numbers", str(e)) from None
         return h
 
     @classmethod
     def from_jsonl(cls, path):
+        """Read a file written by to_jsonl: one JSON object a line, blank lines skipped; anything
+        else is a DataError naming the file and line."""
         h = cls()
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    phase, step = rec.pop("phase"), rec.pop("step")
-                except (ValueError, KeyError, AttributeError) as e:
-                    raise DataError("%s line %d is not a History record (%s): %r" % (path, n, e, line[:80])) from None
-                h._add(path, n, phase, step, {k: float(v) for k, v in rec.items()})
+        # split on "\n" only, so line numbers are an editor's (splitlines() also cuts at \x0c, \u2028...)
+        for n, line in enumerate(_read_text(path).split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("a JSON %s, not an object" % type(rec).__name__)
+                phase, step = rec.pop("phase"), rec.pop("step")
+            except (ValueError, KeyError, RecursionError) as e:
+                # RecursionError: thousands of nested brackets; KeyError: no "phase" or "step"
+                raise DataError("%s line %d is not a History record (%s): %r\nhelp: expected a JSON object "
+                                "{\"phase\": ..., \"step\": ..., metric: number, ...} as History.to_jsonl writes" % (
+                                    path, n, _short(e) if not isinstance(e, KeyError) else "no %s" % e,
+                                    line[:80])) from None
+            h._add(path, n, phase, step, {k: _metric(path, n, k, v) for k, v in rec.items()})
         return h
 
     def _add(self, path, n, phase, step, metrics):
-        if phase not in PHASES:
-            raise DataError("%s line %d: phase %r, expected one of %s" % (path, n, phase, PHASES))
-        try:
-            step = int(step)
-        except ValueError:
-            raise DataError("%s line %d: step %r is not a number" % (path, n, step)) from None
-        getattr(self, phase)[step] = metrics
+        if not isinstance(phase, str) or phase not in PHASES:
+            raise DataError("%s line %d: phase %s, expected one of %s" % (path, n, repr(phase)[:60], PHASES))
+        getattr(self, phase)[_step(path, n, step)] = metrics
 
     # -- pictures --------------------------------------------------------------------------
     def plot(self, path, title=None, smooth=None):
@@ -156,6 +180,53 @@ def _moving_mean(vals, k):
         acc += vals[i] - vals[i - k]
         out.append(acc / k)
     return out
+
+
+def _read_text(path):
+    """The text of a History file; a missing file or bytes that are not UTF-8 are a DataError."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError("History file %s cannot be read (%s).\nhelp: check the path; History.to_csv and "
+                        "to_jsonl write these files" % (path, e.strerror or e)) from None
+    try:
+        return data.decode("utf-8-sig")       # -sig: a spreadsheet that re-saved the file may add a BOM
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError("%s line %d (byte offset %d) holds byte 0x%02x, which is not UTF-8.\nhelp: History files "
+                        "are UTF-8 text as History.to_csv/to_jsonl write them; convert it (iconv -t utf-8)" % (
+                            path, line, e.start, data[e.start])) from None
+
+
+def _bad(path, n, what, expected, received):
+    return DataError("%s line %d: %s is not valid. Expected %s. Received: %s\nhelp: History files are read as "
+                     "History.to_csv/to_jsonl write them" % (path, n, what, expected, received))
+
+
+def _short(e):
+    return str(e)[:120] or type(e).__name__
+
+
+def _step(path, n, step):
+    """A record's step: a non-negative integer (an int in JSON, decimal digits in CSV)."""
+    digits = step.strip(" \t") if isinstance(step, str) else None
+    # isascii: str.isdigit() also takes '²'; strip(" \t"): str.strip() drops '\x1d', which int() refuses
+    if digits and digits.isdigit() and digits.isascii() and len(digits) < 19:
+        return int(digits)
+    if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 2 ** 63:
+        return step
+    raise DataError("%s line %d: step %r is not a number; expected a non-negative integer" % (path, n, str(step)[:40]))
+
+
+def _metric(path, n, name, value):
+    """A metric's value as float: a number, or the text of one ('nan', 'inf' as to_jsonl writes them)."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            pass
+    raise _bad(path, n, "metric %r" % str(name)[:40], "a number (or 'nan', 'inf')", repr(value)[:80])
 
 
 def _json_float(v):

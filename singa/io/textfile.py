@@ -25,9 +25,13 @@ class TextFileReader:
 
     def lines(self):
         if self._lines is None:
-            with open(self.path, "r", encoding="utf-8", newline="") as f:
-                text = f.read()
-            lines = text.split("\n")
+            try:
+                with open(self.path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise DataError("textfile %s cannot be read (%s).\nhelp: check the file's permissions" % (
+                    self.path, e.strerror or e)) from None
+            lines = decode_text_store(data, self.path).split("\n")
             if lines and lines[-1] == "":
                 lines.pop()    # the newline that ends the last line starts no record
             self._lines = [l[:-1] if l.endswith("\r") else l for l in lines]
@@ -45,6 +49,18 @@ class TextFileReader:
 
     def __exit__(self, *exc):
         pass
+
+
+def decode_text_store(data, source):
+    """The UTF-8 text of a textfile store; a byte that is not UTF-8 is a DataError naming the file,
+    the line and the byte offset (SINGA wrote what it was given, so an old store may hold Latin-1)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError("textfile %s line %d (byte offset %d) holds byte 0x%02x, which is not UTF-8.\nhelp: "
+                        "convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 old > new`" % (
+                            source, line, e.start, data[e.start])) from None
 
 
 class TextFileWriter(PublishOnClose):
@@ -65,7 +81,12 @@ class TextFileWriter(PublishOnClose):
     def insert(self, key, value):
         """Append ``value`` as a line (``key`` is ignored, as in SINGA). False for an empty value."""
         if isinstance(value, (bytes, bytearray)):
-            value = value.decode("utf-8")
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError("Invalid value for `value` of record %r. Expected UTF-8 text. Received: %r "
+                                  "(byte %d is not UTF-8).\nhelp: a textfile store holds text lines; decode the "
+                                  "value first or use a kvfile store" % (key, bytes(value[:40]), e.start)) from None
         if not value or "\n" in value:
             return False
         self._f.write(value + "\n")
@@ -130,14 +151,18 @@ def parse_csv_records(lines, count=None, has_label=True, separator=",", source="
                 except ValueError:
                     raise DataError("line %d of %s has a field that is not a number: %r.\nhelp: check `separator` "
                                     "(%r) and the file" % (ln + 1, source, f, separator)) from None
-        raise
+        # numpy refused a field Python's float() takes: still the file's fault, never a bare ValueError
+        raise DataError("%s holds a field numpy cannot read as a number.\nhelp: write plain decimal numbers, "
+                        "e.g. with format_csv_record" % source) from None
     if not has_label:
         return arr.astype(numpy.float32), None
     lab = arr[:, 0]
-    bad = numpy.flatnonzero(lab != numpy.floor(lab))
+    # |label| < 2^31 too: inf or 1e10 would be cast to a garbage int32 class, with only a warning
+    with numpy.errstate(invalid="ignore"):
+        bad = numpy.flatnonzero((lab != numpy.floor(lab)) | ~(numpy.abs(lab) < 2 ** 31))
     if bad.size:
-        raise DataError("line %d of %s has a label that is not an integer: %r.\nhelp: put the integer class "
-                        "label first on every line, or set `has_label: false`" % (
+        raise DataError("line %d of %s has a label that is not an integer below 2^31: %r.\nhelp: put the "
+                        "integer class label first on every line, or set `has_label: false`" % (
                             where[bad[0]] + 1, source, rows[bad[0]][0]))
     return numpy.ascontiguousarray(arr[:, 1:], dtype=numpy.float32), lab.astype(numpy.int32)
 

@@ -31,12 +31,63 @@ class JobConfError(ConfigError):
         self.source, self.line, self.column = source, line, column
 
 
-def parse_job_conf(text, source="<string>", message=None):
-    """Parse protobuf text (a job.conf) into a JobProto (or into ``message`` if given).
+def decode_job_conf(data, source="<string>"):
+    """The text of a job.conf given as bytes: UTF-8, where a byte that is not UTF-8 is accepted
+    only inside a ``#`` comment (old confs carry Latin-1 comments; SINGA's C++ parser read bytes
+    and skipped comments). Anywhere else, a string value included, such a byte is a JobConfError
+    naming the line, column and byte, never silently changed. A UTF-8 byte-order mark is dropped.
+    """
+    data = bytes(data)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]          # editors on Windows write one; it is no part of the text
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines = data.split(b"\n")
+    out = []
+    for number, line in enumerate(lines, 1):
+        code, comment = _split_comment(line)
+        try:
+            code_text = code.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise JobConfError(source, "byte 0x%02x is not UTF-8 (outside a # comment)" % code[e.start],
+                               number, e.start + 1,
+                               hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`); only comments "
+                                    "may hold other bytes") from None
+        # A comment's text is dropped by the parser, so an undecodable byte there cannot change the job.
+        out.append(code_text + comment.decode("utf-8", errors="replace"))
+    return "\n".join(out)
+
+
+def _split_comment(line):
+    """(code, comment) of one line of bytes: the comment starts at a ``#`` outside a quoted string."""
+    quote = None
+    i = 0
+    while i < len(line):
+        c = line[i:i + 1]
+        if quote:
+            if c == b"\\":
+                i += 1           # the escaped byte cannot close the string
+            elif c == quote:
+                quote = None
+        elif c in (b'"', b"'"):
+            quote = c
+        elif c == b"#":
+            return line[:i], line[i:]
+        i += 1
+    return line, b""
+
+
+def parse_job_conf(text, source="<string>", message=None, check_required=True):
+    """Parse protobuf text (a job.conf, str or bytes) into a JobProto (or into ``message`` if given).
 
     Raises JobConfError naming ``source``, the line and the column of the first error,
-    and the required fields left unset (SINGA's C++ parser rejected those too).
+    and (unless ``check_required`` is false) the required fields left unset (SINGA's C++
+    parser rejected those too).
     """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        text = decode_job_conf(text, source)
     msg = message if message is not None else JobProto()
     try:
         text_format.Parse(text, msg)
@@ -49,20 +100,27 @@ def parse_job_conf(text, source="<string>", message=None):
         raise JobConfError(source, detail, line, col,
                            hint="field names and enum values are those of SINGA v0.3's job.proto, "
                                 "e.g. `type: kInnerProduct`, `include: kTest`") from None
-    missing = msg.FindInitializationErrors()
+    missing = msg.FindInitializationErrors() if check_required else None
     if missing:
         raise JobConfError(source, "required field(s) not set: %s" % ", ".join(missing),
                            hint="SINGA v0.3 marks these fields `required`; add them to the file")
     return msg
 
 
-def read_job_conf(path):
-    """Read a job.conf file (text format) into a JobProto."""
+def read_job_conf(path, check_required=True):
+    """Read a job.conf file (text format) into a JobProto; every failure is a JobConfError naming
+    the file (``check_required=False`` reads a partial file, e.g. one holding only ``cluster {}``)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise JobConfError(path, "no such file",
                            hint="pass the path of an existing job.conf (text-format JobProto)")
-    with open(path, "r", encoding="utf-8") as f:
-        return parse_job_conf(f.read(), source=path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise JobConfError(path, "cannot be read (%s)" % (e.strerror or e),
+                           hint="check the file's permissions") from None
+    return parse_job_conf(data, source=path, check_required=check_required)
 
 
 def job_to_text(job):
