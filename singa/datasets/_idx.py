@@ -29,6 +29,16 @@ IDX_FILES = {
 }
 
 
+def stamp_matches(path, source):
+    """Whether the stamp file ``path`` records ``source``. Compared as bytes: a damaged stamp (say,
+    non-UTF-8 bytes) only means "convert again", never a UnicodeDecodeError."""
+    try:
+        with open(path, "rb") as f:
+            return f.read() == source.encode("utf-8", "surrogateescape")
+    except OSError:
+        return False
+
+
 class IdxDataset:
     def __init__(self, name, singa_dir, env_var, system_dirs=(), mirrors=(), md5=None):
         self.name = name
@@ -105,10 +115,8 @@ class IdxDataset:
         stamp = os.path.join(out, "converted-from")
         source = "\n".join(os.path.abspath(idx[k]) for k in sorted(idx))
         with DirLock(out):    # one process converts; the others (MPI ranks) wait and reuse it
-            if os.path.isfile(train) and os.path.isfile(test) and os.path.isfile(stamp):
-                with open(stamp) as f:
-                    if f.read() == source:
-                        return train, test
+            if os.path.isfile(train) and os.path.isfile(test) and stamp_matches(stamp, source):
+                return train, test
             convert_idx_to_kvfile(idx["train_images"], idx["train_labels"], train)
             convert_idx_to_kvfile(idx["test_images"], idx["test_labels"], test)
             write_text_atomic(stamp, source)
@@ -179,10 +187,8 @@ def split_records(path, nb_valid, out_dir):
     stamp = os.path.join(out_dir, "split-from")
     os.makedirs(out_dir, exist_ok=True)
     with DirLock(out_dir):
-        if os.path.isfile(train) and os.path.isfile(valid) and os.path.isfile(stamp):
-            with open(stamp) as f:
-                if f.read() == source:
-                    return train, valid
+        if os.path.isfile(train) and os.path.isfile(valid) and stamp_matches(stamp, source):
+            return train, valid
         with KVFileReader(path) as r:
             keys, values = r.read_all()
         if not 0 < nb_valid < len(keys):

@@ -59,31 +59,93 @@ def _archive(d):
 
 
 def _convert(batch_dir):
+    from singa.datasets._idx import stamp_matches
     from singa.io.atomic import DirLock, write_text_atomic
     from singa.io.create_data import convert_cifar10
     out = cache_dir()
     stamp = os.path.join(out, "converted-from")
     src = os.path.abspath(batch_dir)
     with DirLock(out):        # one process converts; the others (MPI ranks) wait and reuse it
-        if _records(out) and os.path.isfile(stamp) and open(stamp).read() == src:
+        if _records(out) and stamp_matches(stamp, src):
             return _records(out)
         convert_cifar10(batch_dir, out)
         write_text_atomic(stamp, src)
     return _records(out)
 
 
+# The real archive holds 8 entries and six batches of 10,000 images (30,730,000 bytes each):
+# anything far beyond that is not CIFAR-10 and must not cost unbounded time, memory or disk.
+BATCH_BYTES = 10000 * 3073
+MAX_MEMBERS = 1000
+MAX_ARCHIVE_BYTES = len(BATCH_FILES) * BATCH_BYTES + (16 << 20)
+
+
+def _archive_error(archive, what):
+    return DataError("%s is not a readable CIFAR-10 archive: %s.\nhelp: download cifar-10-binary.tar.gz (the "
+                     "binary version) again; delete the cached copy in %s if it came from there"
+                     % (archive, what, cache_dir()))
+
+
+def _copy_member(tar, m, path):
+    """Write member ``m`` to ``path`` through a temporary file (no tarfile extraction: no links,
+    modes or paths taken from the archive)."""
+    src = tar.extractfile(m)
+    tmp = "%s.%d.part" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            shutil.copyfileobj(src, f, 1 << 20)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _check_gzip(archive):
+    """Inflate the whole archive once, discarding the output: tarfile stops at the end-of-archive
+    blocks and never reaches the gzip trailer, so without this a flipped bit or a cut-off end
+    would pass silently. Stops at MAX_ARCHIVE_BYTES of output (a bomb costs no more)."""
+    import zlib
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total = 0
+    with open(archive, "rb") as f:
+        while not d.eof:
+            data = d.unconsumed_tail or f.read(1 << 20)
+            try:
+                out = d.decompress(data, 1 << 20)
+            except zlib.error as e:
+                raise _archive_error(archive, "its gzip stream is corrupt (zlib: %s)" % e) from None
+            if not data and not out and not d.eof:
+                raise _archive_error(archive, "it is truncated (the gzip stream ends before its end marker)")
+            total += len(out)
+            if total > MAX_ARCHIVE_BYTES:
+                raise _archive_error(archive, "it inflates to more than %d bytes" % MAX_ARCHIVE_BYTES)
+
+
 def _unpack(archive):
+    import zlib
     dest = os.path.join(cache_dir(), "batches")
     os.makedirs(dest, exist_ok=True)
     try:
+        _check_gzip(archive)
         with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if os.path.basename(m.name) in BATCH_FILES and m.isfile()]
-            for m in members:
-                m.name = os.path.basename(m.name)
-                tar.extract(m, dest)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError("%s is not a readable CIFAR-10 archive: %s.\nhelp: download cifar-10-binary.tar.gz (the "
-                        "binary version) again" % (archive, e)) from None
+            total = 0
+            for count, m in enumerate(iter(tar.next, None)):
+                if count >= MAX_MEMBERS:
+                    raise _archive_error(archive, "it holds more than %d entries" % MAX_MEMBERS)
+                total += m.size
+                if total > MAX_ARCHIVE_BYTES:
+                    raise _archive_error(archive, "its entries add up to more than %d bytes" % MAX_ARCHIVE_BYTES)
+                name = os.path.basename(m.name)
+                if name not in BATCH_FILES or not m.isreg() or m.sparse is not None:
+                    continue
+                if m.size > BATCH_BYTES or m.size % 3073:
+                    raise _archive_error(archive, "its %s is %d bytes, not a multiple of 3073 up to %d (10,000 "
+                                                  "images)" % (m.name, m.size, BATCH_BYTES))
+                _copy_member(tar, m, os.path.join(dest, name))
+    except DataError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as e:
+        raise _archive_error(archive, "%s: %s" % (type(e).__name__, e)) from None
     if not _batches(dest):
         raise DataError("%s does not hold the CIFAR-10 binary batches (%s).\nhelp: use cifar-10-binary.tar.gz, "
                         "not the python or matlab version" % (archive, ", ".join(BATCH_FILES)))

@@ -56,7 +56,11 @@ def _read_cifar_file(path):
     if not os.path.isfile(path):
         raise DataError("CIFAR-10 file %s does not exist.\nhelp: unpack cifar-10-binary.tar.gz (the *binary* "
                         "version) and pass its cifar-10-batches-bin folder" % path)
-    raw = numpy.fromfile(path, dtype=numpy.uint8)
+    try:
+        raw = numpy.fromfile(path, dtype=numpy.uint8)
+    except OSError as e:
+        raise DataError("CIFAR-10 file %s cannot be read (%s).\nhelp: check its permissions, or download "
+                        "cifar-10-binary.tar.gz again" % (path, e.strerror or e)) from None
     if raw.size == 0 or raw.size % CIFAR_RECORD:
         raise DataError("CIFAR-10 file %s has %d bytes, which is not a positive multiple of %d (a label byte and "
                         "3072 pixel bytes per image): it is truncated or not from the binary version.\nhelp: "

@@ -143,8 +143,12 @@ class KVFileReader:
     def __init__(self, path, strict=True, allow_empty=False):
         self.path = resolve_path(path)
         self.strict = strict
-        with open(self.path, "rb") as f:
-            self._buf = f.read()
+        try:
+            with open(self.path, "rb") as f:
+                self._buf = f.read()
+        except OSError as e:
+            raise DataError("kvfile %s cannot be read (%s).\nhelp: check its permissions; %s"
+                            % (self.path, e.strerror or e, FIX_HINT)) from None
         if not self._buf and not allow_empty:
             raise DataError("kvfile %s is empty (0 bytes): it holds no records.\nhelp: %s" % (self.path, FIX_HINT))
         self._pos = 0

@@ -167,14 +167,16 @@ def _fixed_layout(row):
     n = len(row)
     try:
         for fnum, wt, tag_at, v in iter_fields(row, 0, n):
+            tag, after_tag = read_varint(row, tag_at, n)
+            if row[tag_at:after_tag] != varint(tag):
+                # a non-canonical tag (e.g. 0x90 0x00 for the label): valid protobuf, but not the
+                # layout this path assumes; protobuf reads it right
+                return None
             if fnum == 2 and wt == 0:
                 if lay["label"] is not None:
-                    return None
+                    return None   # a repeated optional field: protobuf's last-wins is left to protobuf
                 # the varint's bytes: from after the tag to where the field ends
-                stop = tag_at + 1
-                while row[stop] & 0x80:
-                    stop += 1
-                lay["label"] = (tag_at + 1, stop + 1)
+                lay["label"] = (after_tag, read_varint(row, after_tag, n)[1])
             elif fnum == 3 and wt == 2:
                 if lay["pixel"] is not None:
                     return None
@@ -301,11 +303,12 @@ def load_record_file(path, count=None, strict=True):
     from singa.io.kvfile import KVFileReader
     with KVFileReader(path, strict=strict) as r:
         mat = r.fixed_value_matrix()
-        if mat is not None:
-            out = decode_records(mat, count, r.path)
+        out = _decode_matrix(mat, count, r.path) if mat is not None and len(mat) else None
+        if out is not None:
             # the result may view the file's buffer: copy once so it does not pin the parsing layout
             vals, labels = out
             return numpy.ascontiguousarray(vals), labels
+        # the per-record path, with the keys, so that an error names the damaged record's key
         keys, values = r.read_all()
         return decode_records(values, count, r.path, keys=keys)
 
