@@ -17,6 +17,7 @@ from singa.cluster import mpi, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
+from singa.io.workspace import WorkspaceLock
 from singa import interrupt
 from singa.neuralnet import NeuralNet, strip_unroll
 from singa.proto import job_pb2
@@ -136,9 +137,26 @@ class Driver:
         return backends[0].use()        # bound before the nets allocate anything
 
     def _workspace(self, job):
+        """Create the workspace and (rank 0, the only writer) lock it for this run; then remove the
+        temporary files killed runs left there (no other live writer exists once we hold the lock).
+        Test-only runs never call this: they only read checkpoints, so they need no lock."""
         ws = job.cluster.workspace
-        os.makedirs(os.path.join(ws, "checkpoint"), exist_ok=True)
+        try:
+            os.makedirs(os.path.join(ws, "checkpoint"), exist_ok=True)
+            if self.rank == 0:
+                self._ws_lock = WorkspaceLock(ws).acquire()
+        except OSError as e:
+            raise DataError("cannot use workspace %s: %s (%s).\nhelp: give `cluster { workspace: ... }` a writable "
+                            "folder path (not an existing file, each name under 255 bytes) on a disk with free space"
+                            % (ws, e.strerror or e, e.filename or ws)) from None
+        if self.rank == 0:
+            ckpt.remove_stale_temporaries(ws)
         return ws
+
+    def _release_workspace(self):
+        lock, self._ws_lock = getattr(self, "_ws_lock", None), None
+        if lock is not None:
+            lock.release()
 
     def _load_checkpoints(self, paths, net):
         """Copy values from checkpoint files into ``net``'s owner params by name; later files win.
@@ -152,11 +170,12 @@ class Driver:
                 raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
                                 "writes it first (e.g. the lower RBMs), or fix the path (relative to the working "
                                 "directory %s)" % (path, os.getcwd()))
+            ckpt.verify_checkpoint(path)    # a flipped bit must not load silently (its state file has the CRC)
             for name, values, version in ckpt.read_checkpoint(path):
                 p = net.owners.get(strip_unroll(name))
                 if p is None or p.aliased is not None:
                     continue
-                if values.size != p.size:
+                if values.size != p.size or ckpt.shapes_conflict(values.shape, p.shape):
                     raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
                                     "param has shape %s.\nhelp: the checkpoint was written by a different net; "
                                     "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
@@ -211,6 +230,8 @@ class Driver:
         except BaseException:
             self.progress.end()         # a traceback (a second Ctrl-C, an error) starts on a fresh line
             raise
+        finally:
+            self._release_workspace()
         sig = getattr(results, "interrupted", None) or self._signals.received
         if sig:
             raise self._interrupted(job, sig, results)
@@ -576,9 +597,16 @@ class Driver:
                 state["updater/%s/%s" % (pname, k)] = net.backend.to_host(v)
         positions = {"%d/%s" % (n.phase, l.name): int(l.pos) for n in self._nets for l in n.data_layers
                      if hasattr(l, "pos")}
-        ckpt.write_state(path, state, {"step": step, "seed": self.seed, "rng": streams.state(),
-                                       "data_positions": positions})
-        ckpt.write_checkpoint(path, [(p.name, p.host_values(), p.version) for p in net.owner_params])
+        params = [(p.name, p.host_values(), p.version) for p in net.owner_params]
+        meta = {"step": step, "seed": self.seed, "rng": streams.state(), "data_positions": positions}
+        try:
+            ckpt.write_checkpoint_and_state(path, params, state, meta)
+        except OSError as e:
+            if isinstance(e, DataError):
+                raise
+            raise DataError("cannot write checkpoint %s: %s.\nhelp: free disk space or raise the file-size limit "
+                            "(ulimit -f); the previous checkpoint in %s is kept intact and `-resume` continues "
+                            "from it" % (path, e.strerror or e, os.path.dirname(path))) from None
         return path
 
     def _resume(self, ws, net, worker, streams, path=None):

@@ -132,15 +132,51 @@ def write_checkpoint(path, params, prefix=True):
     return _atomic_write(path, encode_checkpoint(params, prefix))
 
 
+def write_checkpoint_and_state(path, params, arrays=None, meta=None, prefix=True):
+    """Checkpoint plus state file, in the order that survives a kill at any moment: encode the
+    checkpoint, publish the state with the CRC and length of those very bytes, then publish the
+    checkpoint (no step<N> checkpoint without its complete state)."""
+    data = b"".join(encode_checkpoint(params, prefix))
+    write_state(path, arrays, meta, checkpoint_bytes=data)
+    return _atomic_write(path, [data])
+
+
+_TMP_RE = re.compile(r"^(step\d+-worker\d+(\.state\.npz)?)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def remove_stale_temporaries(workspace):
+    """Remove the ``<name>.XXXXXXXX.tmp`` files that _atomic_write leaves when a run is killed
+    mid-write. Only safe while holding the workspace lock (no other live writer). Returns them."""
+    folder = os.path.join(os.fspath(workspace), "checkpoint")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for n in names:
+        if _TMP_RE.match(n):
+            try:
+                os.remove(os.path.join(folder, n))
+                removed.append(n)
+            except OSError:
+                pass
+    return removed
+
+
 # -- reading ----------------------------------------------------------------------------------
 
 def _corrupt(path, what):
     return DataError("checkpoint %s is truncated or corrupt: %s.\nhelp: %s" % (path, what, _HINT))
 
 
+MAX_DIMS = 64
+
+
 def _parse_blob(buf, start, end):
     shape, data = [], []
     for fnum, wt, _, v in iter_fields(buf, start, end):
+        if len(shape) > MAX_DIMS:
+            raise ValueError("blob shape with over %d dims" % MAX_DIMS)
         if fnum == 1:
             if wt == 0:
                 shape.append(as_int32(v))
@@ -149,6 +185,8 @@ def _parse_blob(buf, start, end):
                 while p < e:
                     s, p = read_varint(buf, p, e)
                     shape.append(as_int32(s))
+                    if len(shape) > MAX_DIMS:
+                        raise ValueError("blob shape with over %d dims" % MAX_DIMS)
             else:
                 raise ValueError("blob shape with wire type %d" % wt)
         elif fnum == 2:
@@ -190,13 +228,30 @@ def decode_checkpoint(buf, path="<checkpoint>", strip=True):
                        % (len(names), len(versions), len(blobs)))
     out = []
     for i, (name, (shape, values)) in enumerate(zip(names, blobs)):
-        n = int(numpy.prod(shape, dtype=numpy.int64)) if shape else values.size
-        if any(s < 0 for s in shape) or n != values.size:
+        n = values.size
+        if shape:   # exact Python ints: a product wrapping int64 must not pass for the real count
+            n = 1
+            for s in shape:
+                n *= s
+        extent = 1      # numpy refuses a shape whose non-zero dims multiply past int64, even when empty
+        for s in shape:
+            extent *= max(s, 1)
+        if any(s < 0 for s in shape) or n != values.size or extent >= 2 ** 62:
             raise DataError("checkpoint %s: blob #%d ('%s') has shape %s (%d values) but holds %d values.\n"
                             "help: %s" % (path, i, name, tuple(shape), n, values.size, _HINT))
         arr = values.astype(numpy.float32).reshape(shape if shape else (values.size,))
         out.append((strip_prefix(name) if strip else name, arr, versions[i] if versions else 0))
     return out
+
+
+def shapes_conflict(stored, wanted):
+    """True for a real shape mismatch of equal-size arrays, e.g. (784, 100) stored for (100, 784).
+    SINGA v0.3 legitimately stores some params flattened or reshaped (a bias (n, 1) for (n,), a conv
+    kernel (nf, c*k*k) for (nf, c, k, k)), so only shapes of the same rank once 1-dims are dropped
+    that still differ count."""
+    a = [int(s) for s in stored if s != 1]
+    b = [int(s) for s in wanted if s != 1]
+    return len(a) == len(b) and a != b
 
 
 def read_checkpoint(path, strip=True):
@@ -231,12 +286,17 @@ def _crc(path):
         return None
 
 
-def write_state(checkpoint_path, arrays=None, meta=None):
+def write_state(checkpoint_path, arrays=None, meta=None, checkpoint_bytes=None):
     """Write ``<checkpoint>.state.npz``: numpy ``arrays`` (name -> array; '/' allowed in names) and
-    JSON-able ``meta`` (step, seeds, random-stream states...), atomically. It records the CRC of
-    the checkpoint beside it so read_state can tell a stale state file."""
+    JSON-able ``meta`` (step, seeds, random-stream states...), atomically. It records the CRC and
+    length of the checkpoint (``checkpoint_bytes``, about to be published; else the file already
+    there) so read_state can tell a stale state file or a corrupt checkpoint."""
     meta = dict(meta or {})
-    meta["_checkpoint_crc32"] = _crc(checkpoint_path)
+    if checkpoint_bytes is not None:
+        meta["_checkpoint_crc32"] = zlib.crc32(checkpoint_bytes)
+        meta["_checkpoint_size"] = len(checkpoint_bytes)
+    else:
+        meta["_checkpoint_crc32"] = _crc(checkpoint_path)
     try:
         text = json.dumps(meta)
     except (TypeError, ValueError) as e:
@@ -264,13 +324,84 @@ def read_state(checkpoint_path):
         raise DataError("state file %s is corrupt (%s).\nhelp: delete it to resume with fresh updater state, "
                         "or resume from another checkpoint" % (path, e)) from None
     raw = arrays.pop("__meta__", None)
+    if raw is not None and (raw.dtype != numpy.uint8 or raw.ndim != 1):
+        raise DataError("state file %s: field `__meta__` should be a 1-D uint8 array of JSON text; it is %s %s.\n"
+                        "help: delete it to resume with fresh updater state" % (path, raw.dtype, raw.shape))
     try:
         meta = json.loads(bytes(raw).decode("utf-8")) if raw is not None else {}
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise DataError("state file %s has corrupt metadata (%s).\nhelp: delete it" % (path, e)) from None
+    if not isinstance(meta, dict):
+        raise DataError("state file %s: field `__meta__` should be a JSON object; it is a %s.\nhelp: delete it to "
+                        "resume with fresh updater state" % (path, type(meta).__name__))
+    _check_meta(path, meta)
     want = meta.pop("_checkpoint_crc32", None)
+    meta.pop("_checkpoint_size", None)
     if want is not None and os.path.isfile(checkpoint_path) and _crc(checkpoint_path) != want:
         raise DataError("state file %s was written for another version of checkpoint %s (the checkpoint "
                         "changed since).\nhelp: delete the state file to resume with fresh updater state"
                         % (path, checkpoint_path))
     return arrays, meta
+
+
+# the types read_state's callers rely on (the driver's resume)
+_META_TYPES = {"_checkpoint_crc32": (int, type(None)), "_checkpoint_size": int, "step": int, "seed": int,
+               "rng": (dict, list, type(None)), "data_positions": dict}
+
+
+def _check_meta(path, meta):
+    for key, types in _META_TYPES.items():
+        if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
+            raise DataError("state file %s: field `%s` has the wrong type (%s).\nhelp: delete the state file to "
+                            "resume with fresh updater state" % (path, key, type(meta[key]).__name__))
+    for k, v in meta.get("data_positions", {}).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise DataError("state file %s: field `data_positions[%r]` should be a non-negative int; it is %r.\n"
+                            "help: delete the state file" % (path, k, v))
+
+
+def verify_checkpoint(path):
+    """DataError when checkpoint ``path``'s bytes do not match the CRC its state file recorded
+    (a flipped bit, a torn copy), naming the newest older checkpoint that still matches."""
+    path = os.fspath(path)
+    ok, why = _matches_state(path)
+    if ok:
+        return
+    ws = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    m = _STEP_RE.match(os.path.basename(path))
+    good = None
+    for step in reversed(checkpoint_steps(ws)):
+        if m and step >= int(m.group(1)):
+            continue
+        older = checkpoint_file(ws, step, 0)
+        if os.path.isfile(older) and _matches_state(older)[0]:
+            good = older
+            break
+    hint = ("resume from the previous good checkpoint: `-resume %s` on the command line (SINGA_RESUME_FROM=%s) or "
+            "fit(..., resume=%r)" % (good, good, good)) if good else \
+        "no older checkpoint in %s matches its state file: train afresh" % os.path.join(ws, "checkpoint")
+    raise DataError("checkpoint %s is corrupt: %s.\nhelp: %s" % (path, why, hint))
+
+
+def _matches_state(path):
+    """(True, None) when the checkpoint has no recorded CRC or matches it, else (False, why)."""
+    spath = state_file(path)
+    if not os.path.isfile(spath):
+        return True, None
+    try:
+        with numpy.load(spath, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["__meta__"]).decode("utf-8"))
+        want, size = meta.get("_checkpoint_crc32"), meta.get("_checkpoint_size")
+    except Exception as e:   # noqa: BLE001 -- any unreadable state is "not verified good"
+        return False, "its state file %s is unreadable (%s)" % (spath, e)
+    if size is None:     # older state files: the CRC may be of another version; read_state judges
+        return True, None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return False, "it cannot be read (%s)" % e.strerror
+    if len(data) != size or zlib.crc32(data) != want:
+        return False, ("its %d bytes do not match the CRC32 %s of the %d bytes its state file recorded when it "
+                       "was written" % (len(data), want, size))
+    return True, None
