@@ -30,6 +30,7 @@ Differences to SINGA v0.3, on purpose (the rest is as SINGA):
   ('exponential', 'inverse', 'inverset'; 'fixedstep' = 'manual');
 * ``to_jobproto()`` / ``from_jobproto()`` convert between models and JobProtos (job.conf).
 """
+import math
 import numbers
 import sys  # exported: SINGA v0.3's model.py had no __all__, so `from singa.model import *` gave sys
 
@@ -1007,9 +1008,11 @@ _SCHEDULE_KWARGS = ("change_freq", "gamma", "final_lr", "pow")
 
 
 def _number(name, val, owner, positive=False):
-    if isinstance(val, bool) or not isinstance(val, numbers.Real) or (val <= 0 if positive else val < 0):
-        raise ConfigError("Invalid value for `%s` of %s. Expected a number %s 0. Received: %r"
-                          % (name, owner, ">" if positive else ">=", val))
+    # NaN and inf pass `val <= 0` the wrong way (SGD(lr=float('nan')) used to be accepted)
+    if (isinstance(val, bool) or not isinstance(val, numbers.Real) or not math.isfinite(val)
+            or (val <= 0 if positive else val < 0)):
+        raise ConfigError("Invalid value for `%s` of %s. Expected %s. Received: %r"
+                          % (name, owner, "a positive finite number" if positive else "a finite number >= 0", val))
     return val
 
 
@@ -1078,6 +1081,26 @@ class Updater:
                                                                               lr_type, missing[0]))
             setval(getattr(lrgen, conf_name), **values)
         self.proto = upd
+        if not type(self)._conf_after_init:
+            self._validate()
+
+    # Subclasses that fill their conf message (rmsprop_conf, adam_conf, ...) after this __init__
+    # set this and call _validate() themselves, once the proto is complete.
+    _conf_after_init = False
+
+    def _validate(self):
+        """The engine's own checks of the finished UpdaterProto (singa.updaters), so the Python API
+        refuses exactly what a job.conf would (gamma, final_lr, step_lr, delta, rho, betas, ...),
+        with the same field path in the message, when the optimizer is made rather than at fit()."""
+        from singa.updaters import create_updater
+        proto = self.proto
+        if proto.type == job_pb2.kRMSProp and not proto.rmsprop_conf.HasField("rho"):
+            # Updater(kRMSProp, ...) without rho was accepted by SINGA's Python (the engine says
+            # it is missing when the job runs): check the other fields now all the same
+            proto = job_pb2.UpdaterProto()
+            proto.CopyFrom(self.proto)
+            proto.rmsprop_conf.rho = 0.9
+        create_updater(proto)
 
 
 class SGD(Updater):
@@ -1108,35 +1131,46 @@ class RMSProp(Updater):
     """RMSProp (kRMSProp); ``rho`` goes to rmsprop_conf (required by the proto, which gives no
     default; 0.9 here)."""
 
+    _conf_after_init = True
+
     def __init__(self, lr=0.01, lr_type=None, decay=0, momentum=0, step=(0,), step_lr=(0.01,), rho=0.9,
                  **fields):
         super().__init__(job_pb2.kRMSProp, lr=lr, lr_type=lr_type, decay=decay, momentum=momentum,
                          step=step, step_lr=step_lr, **fields)
         self.proto.rmsprop_conf.rho = _number("rho", rho, "RMSProp")
+        self._validate()
 
 
 class AdaDelta(Updater):
     """AdaDelta (kAdaDelta); ``rho`` (proto default 0.9) goes to adadelta_conf."""
+
+    _conf_after_init = True
 
     def __init__(self, lr=0.01, lr_type=None, decay=0, momentum=0, step=(0,), step_lr=(0.01,), rho=0.9,
                  **fields):
         super().__init__(job_pb2.kAdaDelta, lr=lr, lr_type=lr_type, decay=decay, momentum=momentum,
                          step=step, step_lr=step_lr, **fields)
         self.proto.adadelta_conf.rho = _number("rho", rho, "AdaDelta")
+        self._validate()
 
 
 class Adam(Updater):
     """Adam (kAdam); ``beta1``/``beta2`` (proto defaults 0.9, 0.999) go to adam_conf."""
+
+    _conf_after_init = True
 
     def __init__(self, lr=0.01, lr_type=None, decay=0, momentum=0, step=(0,), step_lr=(0.01,), beta1=0.9,
                  beta2=0.999, **fields):
         super().__init__(job_pb2.kAdam, lr=lr, lr_type=lr_type, decay=decay, momentum=momentum,
                          step=step, step_lr=step_lr, **fields)
         setval(self.proto.adam_conf, beta1=_number("beta1", beta1, "Adam"), beta2=_number("beta2", beta2, "Adam"))
+        self._validate()
 
 
 class AdamMax(Updater):
     """AdaMax (kAdamMax); ``beta1``/``beta2`` (proto defaults 0.9, 0.999) go to adammax_conf."""
+
+    _conf_after_init = True
 
     def __init__(self, lr=0.01, lr_type=None, decay=0, momentum=0, step=(0,), step_lr=(0.01,), beta1=0.9,
                  beta2=0.999, **fields):
@@ -1144,6 +1178,7 @@ class AdamMax(Updater):
                          step=step, step_lr=step_lr, **fields)
         setval(self.proto.adammax_conf, beta1=_number("beta1", beta1, "AdamMax"),
                beta2=_number("beta2", beta2, "AdamMax"))
+        self._validate()
 
 
 def _updater_update(self, step, layer):

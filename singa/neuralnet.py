@@ -42,6 +42,17 @@ def back_edge(lp, src_proto):
     return lp.type == job_pb2.kRBMVis and src_proto.type == job_pb2.kRBMHid
 
 
+def _forward_sources(lp, by_name):
+    return [by_name[s] for s in lp.srclayers if not back_edge(lp, by_name[s])]
+
+
+def _shorten(names, keep=10):
+    """A long cycle's names, its middle elided so the message stays readable."""
+    if len(names) <= 2 * keep:
+        return names
+    return names[:keep] + ["... (%d more)" % (len(names) - 2 * keep)] + names[-keep:]
+
+
 def topological_order(layer_protos):
     """Layers ordered so every source comes before its consumers (stable for an ordered conf);
     back edges (``back_edge``) do not count."""
@@ -58,24 +69,33 @@ def topological_order(layer_protos):
                 raise ConfigError(
                     "Invalid value for `srclayers` of layer '%s'. Expected the name of a layer in this phase "
                     "(%s). Received: %r.\nhelp: check the spelling, and that the source layer's include/exclude "
-                    "keeps it in the same phase" % (lp.name, ", ".join(sorted(by_name)), s))
-    order, state = [], {}
-
-    def visit(lp, path):
-        st = state.get(lp.name)
-        if st == 2:
-            return
-        if st == 1:
-            raise ConfigError("the net has a cycle: %s" % " -> ".join(path + [lp.name]))
-        state[lp.name] = 1
-        for s in lp.srclayers:
-            if not back_edge(lp, by_name[s]):
-                visit(by_name[s], path + [lp.name])
-        state[lp.name] = 2
-        order.append(lp)
-
-    for lp in layer_protos:
-        visit(lp, [])
+                    "keeps it in the same phase" % (lp.name, ", ".join(_shorten(sorted(by_name))), s))
+    # An explicit stack, not recursion: a chain listed consumer-first (each layer's source is the
+    # next one in the file) is as deep as the net is long, and thousands of layers would exceed
+    # Python's recursion limit. Same post-order as the recursive walk: sources in srclayers order.
+    order, state = [], {}      # state: 1 on the current path, 2 done
+    for root in layer_protos:
+        if state.get(root.name) == 2:
+            continue
+        state[root.name] = 1
+        stack = [(root, iter(_forward_sources(root, by_name)))]
+        while stack:
+            lp, sources = stack[-1]
+            src = next(sources, None)
+            if src is None:
+                stack.pop()
+                state[lp.name] = 2
+                order.append(lp)
+                continue
+            st = state.get(src.name)
+            if st == 1:
+                path = [p.name for p, _ in stack]
+                cycle = path[path.index(src.name):] + [src.name]
+                raise ConfigError("the net has a cycle: %s.\nhelp: a layer cannot (indirectly) be its own source; "
+                                  "check the `srclayers` of these layers" % " -> ".join(_shorten(cycle)))
+            if st is None:
+                state[src.name] = 1
+                stack.append((src, iter(_forward_sources(src, by_name))))
     return order
 
 
@@ -99,6 +119,7 @@ class NeuralNet:
         self.by_name = {}
         self.srcs = {}
         data_slices = data_slices or {}
+        protos_by_name = {p.name: p for p in protos}
         for lp in protos:
             if lp.name in data_slices:
                 layer = data_slices[lp.name]
@@ -108,7 +129,6 @@ class NeuralNet:
                 continue
             layer = create_layer(lp, backend, dtype)
             layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
-            protos_by_name = {p.name: p for p in protos}
             srcs = [self.by_name[s] for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
             try:
                 layer.setup([s.out_shape for s in srcs])
@@ -117,6 +137,12 @@ class NeuralNet:
             except (ValueError, IndexError) as e:
                 raise ConfigError("layer '%s' (%s) cannot be set up on sources %s: %s" % (
                     lp.name, type_name(lp.type), ["%s %s" % (s.name, s.out_shape) for s in srcs], e)) from None
+            except MemoryError:
+                # the layers check their sizes first; this names the layer for anything they miss
+                raise ConfigError("layer '%s' (%s) ran out of memory while allocating its arrays on sources %s.\n"
+                                  "help: reduce its sizes (or the batch size)" % (
+                                      lp.name, type_name(lp.type), ["%s %s" % (s.name, s.out_shape) for s in srcs]
+                                  )) from None
             self.layers.append(layer)
             self.by_name[lp.name] = layer
             self.srcs[lp.name] = srcs

@@ -5,6 +5,7 @@ is a *share*: its ``data`` is the owner's array, and its gradient is summed into
 and averaged over the shares (SINGA's grad_scale = 1/num_shares, SINGA-V0.md 3.4, 6.8).
 """
 import math
+import os
 
 import numpy
 
@@ -12,8 +13,106 @@ from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
 
 
+def memory_limit():
+    """The most bytes one layer may ask for: this machine's physical memory, and never more than
+    numpy can index (its largest intp). Asking for more can only end in numpy's MemoryError, a
+    "array is too big" ValueError or, with overcommit, the OOM killer some steps later."""
+    cap = numpy.iinfo(numpy.intp).max
+    try:
+        phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):    # not on Linux/macOS: numpy's bound only
+        return cap
+    return min(phys, cap) if phys > 0 else cap
+
+
+def format_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (n, unit)
+        n /= 1024.0
+    return "%.1f EiB" % n
+
+
+def check_alloc(what, fields, arrays, dtype, hint):
+    """Refuse, before anything is allocated, a layer whose arrays would not fit in memory.
+
+    ``what`` names the layer ("layer 'fc1' (kInnerProduct)"), ``fields`` the config values that
+    size the arrays ({"innerproduct_conf.num_output": 2147483647}), ``arrays`` is a list of
+    (name, shape) and ``dtype`` their element type. Sizes are Python ints, so a product that
+    would wrap around in int64 is still seen whole.
+    """
+    itemsize = numpy.dtype(dtype).itemsize
+    sizes = [(name, tuple(int(d) for d in shape), math.prod(int(d) for d in shape) * itemsize)
+             for name, shape in arrays]
+    total = sum(b for _, _, b in sizes)
+    limit = memory_limit()
+    if total <= limit:
+        return
+    biggest = sorted(sizes, key=lambda t: -t[2])[:3]
+    names = ", ".join("`%s`" % f for f in fields)
+    received = ", ".join("%s: %s" % kv for kv in fields.items())
+    raise ConfigError(
+        "Invalid value for %s of %s. Expected sizes whose arrays fit in memory (%s on this machine). Received: %s, "
+        "which asks for %s (%s).\nhelp: %s" % (
+            names, what, format_bytes(limit), received, format_bytes(total),
+            "; ".join("%s %s %s: %s" % (name, shape, numpy.dtype(dtype).name, format_bytes(b))
+                      for name, shape, b in biggest), hint))
+
+
+# The ParamGenProto fields each init type reads (the others are ignored, as in SINGA).
+_GEN_FIELDS = {
+    job_pb2.kConstant: ("value",),
+    job_pb2.kGaussian: ("mean", "std", "value"),
+    job_pb2.kGaussianSqrtFanIn: ("mean", "std", "value"),
+    job_pb2.kUniform: ("low", "high", "value"),
+    job_pb2.kUniformSqrtFanIn: ("low", "high", "value"),
+    job_pb2.kUniformSqrtFanInOut: ("low", "high", "value"),
+}
+
+
+def check_init_values(values, owner):
+    """Refuse init values numpy would reject or turn into NaN weights: ``values`` maps ParamGenProto
+    field names (mean, std, low, high, value) to numbers; ``owner`` names the param in the message.
+    The one check of both the Python API (Parameter, w_std=...) and a job.conf's ``init { ... }``."""
+    for k, v in values.items():
+        if not math.isfinite(v):
+            raise ConfigError("Invalid value for `%s` of %s. Expected a finite number. Received: %r\nhelp: e.g. "
+                              "`init { type: kGaussian std: 0.01 }` (Parameter(init='gaussian', std=0.01))"
+                              % (k, owner, v))
+    if values.get("std", 0) < 0:
+        raise ConfigError("Invalid value for `std` of %s. Expected a number >= 0. Received: %r\nhelp: the spread of "
+                          "the gaussian, e.g. `std: 0.01`" % (owner, values["std"]))
+    if "low" in values and "high" in values and values["low"] > values["high"]:
+        raise ConfigError("Invalid value for `low`/`high` of %s. Expected low <= high. Received: low=%r, "
+                          "high=%r\nhelp: scale=s gives the range [-s, s]; in job.conf swap them, e.g. "
+                          "`low: -0.05 high: 0.05`" % (owner, values["low"], values["high"]))
+
+
+def check_init(gen, owner):
+    """``check_init_values`` for a ParamGenProto (the fields its type reads)."""
+    if gen is not None:
+        check_init_values({f: getattr(gen, f) for f in _GEN_FIELDS.get(gen.type, ())}, owner)
+
+
+def _check_scale(proto, field, layer_name):
+    v = getattr(proto, field)
+    # a negative lr_scale climbs the loss for this param; NaN/inf poison it at the first step
+    if not (math.isfinite(v) and v >= 0):
+        raise invalid("%s of param '%s' (layer '%s')" % (field, proto.name, layer_name), "a finite number >= 0",
+                      v, "1 keeps the job's rate/decay, 0 freezes it (lr_scale) or turns decay off (wd_scale)")
+
+
 class Param:
     def __init__(self, proto, shape, backend, dtype=numpy.float32, layer_name=None):
+        # Checked here, when the layer is set up, so a bad conf fails while the net is built, naming
+        # the param and its layer (not later inside numpy's random generator).
+        if proto.HasField("init"):
+            check_init(proto.init, "param '%s' (layer '%s')" % (proto.name, layer_name))
+        for field in ("lr_scale", "wd_scale"):
+            _check_scale(proto, field, layer_name)
+        # the layer checks its own sizes first, naming its fields; this catches any other caller
+        check_alloc("param '%s' (layer '%s')" % (proto.name, layer_name), {"shape": tuple(shape)},
+                    [("values", shape), ("gradient", shape)], dtype, "use smaller layers")
         self.proto = proto
         self.name = proto.name
         self.shape = tuple(int(s) for s in shape)
@@ -106,6 +205,7 @@ def fill(gen, shape, rng, name="?", dtype=numpy.float32):
             "param '%s' has no `init` and was not loaded from a checkpoint.\nhelp: give it an init, e.g. "
             "`init { type: kUniform low: -0.05 high: 0.05 }`, or list a checkpoint that holds it in "
             "`checkpoint_path`" % name)
+    check_init(gen, "param '%s'" % name)
     t = gen.type
     fan_ok = len(shape) == 2
     if t == job_pb2.kConstant:

@@ -30,10 +30,12 @@ Differences to SINGA, on purpose:
   so one Parameter passed as ``w_param`` and ``b_param`` to several layers produced the same
   name everywhere, and per-layer ``w_``/``b_`` kwargs leaked into the next layers.
 """
+import math
 import numbers
 
 from singa.errors import ConfigError
 from singa.initialization import get_init_values, init_name
+from singa.param import check_init, check_init_values
 from singa.proto import job_pb2
 from singa.utils.message import enumInitMethod, field_names, setval
 from singa.utils.utility import generate_name
@@ -48,15 +50,18 @@ def _check_number(key, val):
         raise ConfigError("Invalid value for `%s`. Expected a number. Received: %r" % (key, val))
 
 
+def _check_scale(key, val):
+    _check_number(key, val)
+    # a negative lr scale climbs the loss for this param; NaN/inf poison it at the first step
+    if not (math.isfinite(val) and val >= 0):
+        raise ConfigError("Invalid value for `%s`. Expected a finite number >= 0. Received: %r\nhelp: 1 keeps the "
+                          "job's rate/decay, 0 freezes the param (lr) or turns its decay off (wd)" % (key, val))
+
+
 def _check_init_values(values, owner):
     for k, v in values.items():
         _check_number(k, v)
-    if values.get("std", 0) < 0:
-        raise ConfigError("Invalid value for `std` of %s. Expected a number >= 0. Received: %r"
-                          % (owner, values["std"]))
-    if "low" in values and "high" in values and values["low"] > values["high"]:
-        raise ConfigError("Invalid value for `low`/`high` of %s. Expected low <= high. Received: low=%r, "
-                          "high=%r\nhelp: scale=s gives the range [-s, s]" % (owner, values["low"], values["high"]))
+    check_init_values(values, owner)     # the same check as a job.conf's init { ... }
 
 
 def _set_init(param, identifier, values):
@@ -83,8 +88,8 @@ class Parameter:
                 % (unknown[0], ", ".join(PARAMETER_KWARGS), unknown[0], kwargs[unknown[0]]))
         lr = kwargs.get("lr", kwargs.get("lr_scale", 1))
         wd = kwargs.get("wd", kwargs.get("wd_scale", 1))
-        _check_number("lr", lr)
-        _check_number("wd", wd)
+        _check_scale("lr", lr)
+        _check_scale("wd", wd)
         self.param = job_pb2.ParamProto(lr_scale=lr, wd_scale=wd)
 
         if "name" not in kwargs:
@@ -142,6 +147,8 @@ class Parameter:
         for alias, real in (("lr", "lr_scale"), ("wd", "wd_scale")):
             if alias in fields:
                 fields[real] = fields.pop(alias)
+            if real in fields:
+                _check_scale(alias, fields[real])
         gen = {k: fields.pop(k) for k in list(fields) if k in _GEN_FIELDS}
         if "type" in fields:
             gen["type"] = enumInitMethod(fields.pop("type"))
@@ -153,6 +160,7 @@ class Parameter:
                     % (next(iter(gen)), self.param.name, gen))
             _check_init_values({k: v for k, v in gen.items() if k in _INIT_KEYS}, "param '%s'" % self.param.name)
             setval(self.param.init, **gen)
+            check_init(self.param.init, "param '%s'" % self.param.name)   # std=-1 or low > the old high
         bad = [k for k in fields if k not in job_pb2.ParamProto.DESCRIPTOR.fields_by_name]
         if bad:
             raise ConfigError(
@@ -197,10 +205,10 @@ def set_param_field(param, pname, changename=False, withnumber=True, level=None,
             continue
         sub = key[len(prefix):]
         if sub == "lr":
-            _check_number(key, val)
+            _check_scale(key, val)
             lr = val
         elif sub == "wd":
-            _check_number(key, val)
+            _check_scale(key, val)
             wd = val
         elif sub == "init":
             new_init = val
@@ -232,6 +240,7 @@ def set_param_field(param, pname, changename=False, withnumber=True, level=None,
                 % (prefix, next(iter(initkv)), param.name, initkv, prefix))
         _check_init_values({k: v for k, v in initkv.items() if k in _INIT_KEYS}, "param '%s'" % param.name)
         setval(param.init, **initkv)
+        check_init(param.init, "param '%s'" % param.name)    # w_low=1 against the default high too
     return param
 
 

@@ -122,7 +122,6 @@ SCALES = dict(lr_scale=2.0, wd_scale=0.5, grad_scale=0.25)
 CASES = [
     ("sgd", "type: kSGD " + LR_STEP, {}),
     ("sgd-wd-scales", "type: kSGD weight_decay: 0.05 " + LR_STEP, SCALES),
-    ("sgd-negative-wd-ignored", "type: kSGD weight_decay: -0.5 " + LR_FIXED, {}),
     ("sgd-clip", "type: kSGD %s %s" % (CLIP, LR_FIXED), dict(grad_scale=0.5)),
     ("sgd-momentum", "type: kSGD momentum: 0.9 " + LR_EXP, {}),
     ("sgd-momentum-wd-clip-scales", "type: kSGD momentum: 0.8 weight_decay: 0.01 %s %s" % (CLIP, LR_STEP),
@@ -386,8 +385,10 @@ def _raises(fn, *needles):
     ("type: kAdamMax adammax_conf { beta1: 2 beta2: 0.9 } " + LR_FIXED, ["`updater.adammax_conf.beta1`"]),
     ("type: kAdaDelta adadelta_conf { rho: -1 } " + LR_FIXED, ["`updater.adadelta_conf.rho`"]),
     ("type: kAdam delta: -1 " + LR_FIXED, ["`updater.delta`", ">= 0"]),
+    # SINGA silently ignored a negative weight_decay (it applies only when > 0): refused now
+    ("type: kSGD weight_decay: -0.5 " + LR_FIXED, ["`updater.weight_decay`", ">= 0", "-0.5", "help:"]),
 ], ids=["default-type", "user-type", "no-learning-rate", "rmsprop-no-rho", "rho-range", "adam-beta2",
-        "adammax-beta1", "adadelta-rho", "negative-delta"])
+        "adammax-beta1", "adadelta-rho", "negative-delta", "negative-wd"])
 def test_updater_config_errors(text, needles):
     _raises(lambda: create_updater(updater_proto(text)), *needles)
 
@@ -403,9 +404,9 @@ def test_updater_config_errors(text, needles):
     ("type: kFixedStep", ["`updater.learning_rate.fixedstep_conf`"]),
     ("type: kStep step_conf { gamma: 0.5 }", ["`updater.learning_rate.step_conf.change_freq`", "required"]),
     ("type: kLinear linear_conf { change_freq: 10 }", ["`updater.learning_rate.linear_conf.final_lr`"]),
-    ("type: kStep step_conf { change_freq: 0 }", ["`updater.learning_rate.step_conf.change_freq`", "> 0"]),
+    ("type: kStep step_conf { change_freq: 0 }", ["`updater.learning_rate.step_conf.change_freq`", "positive"]),
     ("type: kExponential exponential_conf { change_freq: -5 }", ["exponential_conf.change_freq`", "-5"]),
-    ("type: kInverseT inverset_conf { final_lr: 0 }", ["inverset_conf.final_lr`", "> 0"]),
+    ("type: kInverseT inverset_conf { final_lr: 0 }", ["inverset_conf.final_lr`", "positive"]),
     ("type: kInverse inverse_conf { gamma: -1 pow: 1 }", ["inverse_conf.gamma`", ">= 0"]),
     ("type: kFixedStep fixedstep_conf { step: 0 step: 10 step_lr: 0.1 }",
      ["`updater.learning_rate.fixedstep_conf`", "2 step, 1 step_lr"]),

@@ -24,6 +24,7 @@ from singa.backends.kernels import ConvGeometry, lowering
 from singa.errors import ConfigError, invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
 from singa.layers.neuron import scratch
+from singa.param import check_alloc
 from singa.proto import job_pb2
 
 # Lowering copies split over threads from this many col values on (numpy's loops drop the GIL).
@@ -82,6 +83,20 @@ class ConvolutionLayer(Layer):
                 raise self._field(name, "a kernel no larger than the padded input %s %d (= %d + 2*pad %d)"
                                   % (axis, size + 2 * p, size, p), k,
                                   "use a smaller kernel or more padding, or check the source's shape %s" % (shape,))
+        # Sizes in Python ints, checked before anything is allocated (a huge num_filters or pad
+        # gave numpy's MemoryError without the layer's name). pad >= kernel stays accepted, as
+        # in SINGA: the outermost outputs then see only padding and hold the bias.
+        Ho, Wo = (H + 2 * py - kh) // sy + 1, (W + 2 * px - kw) // sx + 1
+        K, N = C * kh * kw, B * Ho * Wo
+        fields = {"num_filters": F}
+        fields.update({n: v for n, v in zip(kname + pname + sname, (kh, kw, py, px, sy, sx))})
+        check_alloc("layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
+                    {"convolution_conf.%s" % n: v for n, v in fields.items()},
+                    [("weight", (F, K)), ("weight gradient", (F, K)), ("lowered input", (K, N)),
+                     ("output", (F, N)), ("output copy", (B, F, Ho, Wo)),
+                     ("padded input", (C, B, H + 2 * py, W + 2 * px))],
+                    self.dtype, "input %s gives a %d x %d output of %d filters; use fewer filters or less padding "
+                    "(pad is usually (kernel - 1) / 2)" % (shape, Ho, Wo, F))
         self.geom = ConvGeometry(B, C, H, W, kh, kw, sy, sx, py, px)
         self.num_filters = F
         self.in_shape = shape

@@ -9,12 +9,13 @@ Products go through singa.backends.blas: on NumPy one BLAS call each, so the wor
 an SGD update into the weight-gradient product (``fused_updates``: W = beta*W + alpha*g^T x,
 with dx = g W computed first from the old W) instead of writing ``param.grad``.
 """
-import numpy
+import math
 
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.layers.neuron import scratch
+from singa.param import check_alloc
 from singa.proto import job_pb2
 
 
@@ -36,10 +37,16 @@ class InnerProductLayer(Layer):
                           "a positive number of output units", n,
                           hint="e.g. `innerproduct_conf { num_output: 10 }`")
         self.batchsize = shape[0]
-        self.in_dim = int(numpy.prod(shape[1:]))
+        self.in_dim = math.prod(int(d) for d in shape[1:])    # Python ints: no int64 wrap-around
         self.num_output = n
         self.transpose = bool(self.conf.innerproduct_conf.transpose)
         wshape = (self.in_dim, n) if self.transpose else (n, self.in_dim)
+        # checked before numpy allocates: a huge num_output gave a bare MemoryError
+        check_alloc("layer '%s' (kInnerProduct)" % self.name, {"innerproduct_conf.num_output": n},
+                    [("weight", wshape), ("weight gradient", wshape), ("output", (self.batchsize, n)),
+                     ("output gradient", (self.batchsize, n))], self.dtype,
+                    "the weight is num_output x %d (the source's features); use fewer output units, "
+                    "e.g. `innerproduct_conf { num_output: 1000 }`" % self.in_dim)
         self.weight = self.make_param(0, wshape, "weight")
         self.bias = self.make_param(1, (n,), "bias")
         self.out_shape = (self.batchsize, n)

@@ -26,6 +26,7 @@ Loaded stores are shared by every layer that reads the same file (train and test
 one file load it once) as long as the file is unchanged.
 """
 import collections
+import math
 import os
 import weakref
 
@@ -36,6 +37,7 @@ from singa.io import kvfile as kv
 from singa.io.record import first_record_values, load_record_file
 from singa.io.textfile import parse_csv_records, read_csv_file
 from singa.layers.base import Layer, register, type_name
+from singa.param import check_alloc
 from singa.proto import job_pb2
 
 
@@ -215,7 +217,13 @@ class RecordInputLayer(Layer):
                               "its store. Received: %d source layer(s)" % (self.name, type_name(self.conf.type),
                                                                           len(src_shapes)))
         sc, backend, bs, shape = self._read_conf()
-        count = int(numpy.prod(shape))
+        # Python ints: numpy.prod of a hostile shape wraps around in int64
+        count = math.prod(shape)
+        check_alloc("layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
+                    {"store_conf.batchsize": bs, "store_conf.shape": shape},
+                    [("batch", (bs,) + shape), ("labels", (bs,))], self.dtype,
+                    "a batch of %d instances of %d values each cannot be held; use a smaller `batchsize` "
+                    "(e.g. 64) and check `shape` (one instance, without the batch)" % (bs, count))
         self.batchsize, self.shape, self.count = bs, shape, count
         self.store = load_store(sc.path, backend, count, self.kind, sc.separator, sc.has_label)
         n = len(self.store)
@@ -225,6 +233,9 @@ class RecordInputLayer(Layer):
         if sc.mean_file:
             mean = self._norm_vector(sc.mean_file, "mean_file", count).astype(dt)
         elif sc.HasField("mean_value"):
+            if not math.isfinite(sc.mean_value):     # every input value would become NaN
+                raise invalid(self._field("mean_value"), "a finite number", sc.mean_value,
+                              hint="e.g. mean_value: 127.5 with std_value: 127.5 maps pixels to [-1, 1]")
             mean = dt.type(sc.mean_value)
         if sc.std_file:
             std = self._norm_vector(sc.std_file, "std_file", count).astype(dt)
@@ -232,8 +243,8 @@ class RecordInputLayer(Layer):
                 raise DataError("std_file %s has %d zero value(s): dividing by them gives inf.\nhelp: re-create "
                                 "it, or use std_value" % (sc.std_file, int((std == 0).sum())))
         elif sc.HasField("std_value"):
-            if sc.std_value == 0:
-                raise invalid(self._field("std_value"), "a non-zero divisor", sc.std_value,
+            if sc.std_value == 0 or not math.isfinite(sc.std_value):
+                raise invalid(self._field("std_value"), "a finite, non-zero divisor", sc.std_value,
                               hint="e.g. std_value: 127.5 with mean_value: 127.5 maps pixels to [-1, 1]")
             std = dt.type(sc.std_value)
 

@@ -14,6 +14,8 @@ output and writes dx into the gradient it is given. On a device, forward is one 
 backward two (``FORWARD``, ``BACKWARD_T``, ``BACKWARD``), with the window sums in the order of
 ``window_sum`` (so the stand-in gives NumPy's numbers).
 """
+import math
+
 import numpy
 
 from singa.backends import blas
@@ -113,6 +115,15 @@ class LRNLayer(Layer):
         if n > C:
             raise self._field("local_size", "at most the number of channels of the source (%d)" % C, n,
                               "use `local_size` <= %d" % C)
+        # norm = knorm + alpha/n * sum(x^2) is raised to -beta: knorm <= 0 gives inf or NaN
+        # (0^-beta, or a negative base), and NaN/inf values poison every output
+        for field, value, ok, expected in (
+                ("knorm", self.knorm, self.knorm > 0, "a positive finite number"),
+                ("alpha", self.alpha, self.alpha >= 0, "a finite number >= 0"),
+                ("beta", self.beta, True, "a finite number")):
+            if not (math.isfinite(value) and ok):
+                raise self._field(field, expected, value, "the defaults are `lrn_conf { alpha: 1 beta: 0.75 knorm: 1 }`"
+                                  " (CIFAR-10's net: `alpha: 5e-05 beta: 0.75`)")
         self.half = n // 2
         self.elems = int(numpy.prod(shape[1:]))
         self.out_shape = shape

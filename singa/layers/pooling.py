@@ -43,6 +43,7 @@ from singa.backends.fused import Kernel
 from singa.errors import invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
 from singa.layers.neuron import scratch
+from singa.param import check_alloc
 from singa.proto import job_pb2
 
 MAX = job_pb2.PoolingProto.MAX
@@ -166,6 +167,11 @@ class PoolingLayer(Layer):
                 raise self._field(name, "a kernel no larger than the padded input %s %d (= %d + 2*pad %d)"
                                   % (axis, size + 2 * p, size, p), k,
                                   "use a smaller `kernel` (or more `pad`), or pool earlier in the net")
+        # A stride past the padded input leaves one window (Ho = 1 whatever its value, as SINGA's
+        # floor rule says), but the phase layout below has `stride` planes: stride 2^20 made three
+        # steps take 30-50 s. The smallest stride with the same single window gives the same
+        # output (and the same floor size to an ONNX export), at a cost bounded by the input.
+        sh, sw = min(sh, H + 2 * ph - kh + 1), min(sw, W + 2 * pw - kw + 1)
         Ho, Wo = out_size(H, kh, ph, sh), out_size(W, kw, pw, sw)
         self.geom = (kh, kw, sh, sw, ph, pw, Ho, Wo)
         self.src_shape = shape
@@ -173,6 +179,13 @@ class PoolingLayer(Layer):
         # The phase planes cover every output window and every input cell.
         Hp = max((Ho - 1) * sh + kh, ph + H)
         Wq = -(-max((Wo - 1) * sw + kw, pw + W) // sw)
+        # checked before numpy allocates: a pad of 2^31 (with a larger kernel) asked for TiB
+        check_alloc("layer '%s' (%s)" % (self.name, type_name(self.conf.type)),
+                    {"pooling_conf.%s" % n: v for n, v in zip(kname + pname + sname, (kh, kw, ph, pw, sh, sw))},
+                    [("output", (B, C, Ho, Wo)), ("output gradient", (B, C, Ho, Wo)),
+                     ("window positions", (B * C, ((Ho - 1) * sh + 1) * Wq)), ("padded planes", (sw, Hp * Wq))],
+                    self.dtype, "input %s gives a %d x %d output; use less padding (below the kernel, usually "
+                    "0 or 1)" % (shape, Ho, Wo))
         self.plane = (Hp, Wq)
         self.Hf = (Ho - 1) * sh + 1              # plane rows a window may start on
         self.L = (self.Hf - 1) * Wq + Wo         # flat span from the first to the last output

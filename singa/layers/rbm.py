@@ -17,12 +17,15 @@ owner's gradient over its shares, so the weight step is half the formula's, as i
 reported metric is SINGA's "Squared Error" ('se'): sum((v0 - v1)^2) / B, v1 the first
 reconstruction of the batch.
 """
+import math
+
 import numpy
 
 from singa.backends import blas
 from singa.errors import ConfigError
 from singa.layers.base import Layer, register, type_name
 from singa.layers.neuron import scratch
+from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.random import normal, uniform
 
@@ -69,6 +72,16 @@ class _RBMLayer(Layer):
                               "hidden units. Received: %d" % (self.name, type_name(self.conf.type), h))
         return h
 
+    def _dims(self, shape):
+        """(hdim, vdim) for a source of ``shape``, refused when the weight would not fit in memory."""
+        h = self._hdim()
+        v = math.prod(int(d) for d in shape[1:])      # Python ints: no int64 wrap-around
+        check_alloc("layer '%s' (%s)" % (self.name, type_name(self.conf.type)), {"rbm_conf.hdim": h},
+                    [("weight", (h, v)), ("weight gradient", (h, v)), ("both phases", (2 * shape[0], max(h, v)))],
+                    self.dtype, "the weight is hdim x %d (the visible units); use fewer hidden units, e.g. "
+                    "`rbm_conf { hdim: 1000 }`" % v)
+        return h, v
+
     def forward(self, flag, srcs):
         raise ConfigError("layer '%s' (%s) trains with contrastive divergence.\nhelp: use `train_one_batch { alg: kCD "
                           "}` (fit(alg='cd')); back-propagation (kBP) cannot train RBM layers"
@@ -91,9 +104,8 @@ class RBMVisLayer(_RBMLayer):
                               "paired kRBMHid layer. Received: %d input layer(s) besides kRBMHid.\nhelp: "
                               "`srclayers: \"data\" srclayers: \"RBMHid\"`" % (self.name, len(src_shapes)))
         shape = tuple(int(s) for s in src_shapes[0])
-        self.hdim = self._hdim()
+        self.hdim, self.vdim = self._dims(shape)
         self.batch = shape[0]
-        self.vdim = int(numpy.prod(shape[1:]))
         self.weight = self.make_param(0, (self.hdim, self.vdim), "weight")
         self.bias = self.make_param(1, (self.vdim,), "visible bias")
         self.hid = None          # the paired RBMHid, set by NeuralNet
@@ -165,8 +177,7 @@ class RBMHidLayer(_RBMLayer):
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         shape = tuple(int(s) for s in src_shapes[0])
-        self.hdim = self._hdim()
-        self.vdim = int(numpy.prod(shape[1:]))
+        self.hdim, self.vdim = self._dims(shape)
         self.gaussian = bool(self.conf.rbm_conf.gaussian)
         self.weight = self.make_param(0, (self.hdim, self.vdim), "weight")
         self.bias = self.make_param(1, (self.hdim,), "hidden bias")

@@ -8,10 +8,46 @@ below float32 resolution of the weights it scales).
 import bisect
 import math
 
+import numpy
+
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
 
 _CHANGE_METHODS = "kFixed, kInverseT, kInverse, kExponential, kLinear, kStep or kFixedStep"
+
+
+def check_number(name, value, minimum=0.0, strict=False, hint=None):
+    """``value`` as a float if it is finite and >= ``minimum`` (> when ``strict``; no bound when
+    ``minimum`` is None), else the ConfigError naming the field ``name``.
+
+    NaN and infinity pass every plain comparison test in the wrong direction (``nan < 0`` is
+    False), so they must be refused explicitly: a NaN rate or decay turns every weight into NaN
+    at the first step, an infinite one diverges at once.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = None
+    ok = v is not None and math.isfinite(v)
+    if ok and minimum is not None:
+        ok = v > minimum if strict else v >= minimum
+    if not ok:
+        if minimum is None:
+            expected = "a finite number"
+        elif minimum == 0.0 and strict:
+            expected = "a positive finite number"
+        else:
+            expected = "a finite number %s %g" % (">" if strict else ">=", minimum)
+        raise invalid(name, expected, _shown(v) if v is not None else value, hint)
+    return v
+
+
+def _shown(v):
+    """A job.conf value as written: proto floats are float32, so -0.9 arrives as -0.8999999761581421."""
+    if not math.isfinite(v):
+        return v
+    short = float(str(numpy.float32(v)))
+    return short if numpy.float32(short) == numpy.float32(v) else v
 
 
 def _method_name(t):
@@ -24,7 +60,11 @@ class LRGenerator:
     def __init__(self, proto, name):
         self.proto = proto
         self.name = name
-        self.base_lr = float(proto.base_lr)
+        # kFixedStep does not use base_lr (its step_lr values are checked instead). 0 is kept
+        # valid, as in SINGA (a frozen run); a negative rate climbs the loss without any error.
+        self.base_lr = (float(proto.base_lr) if proto.type == job_pb2.kFixedStep else check_number(
+            name + ".base_lr", proto.base_lr,
+            hint="a negative rate climbs the loss instead of descending it; e.g. `base_lr: 0.01` (lr=0.01)"))
 
     def __call__(self, step):
         raise NotImplementedError
@@ -48,11 +88,14 @@ class LRGenerator:
                 % (self.name, conf_name, field, _method_name(self.proto.type), _EXAMPLES[conf_name]))
         return getattr(conf, field)
 
-    def _positive(self, conf_name, field, value):
-        if not value > 0:
-            raise invalid("%s.%s.%s" % (self.name, conf_name, field), "a number > 0", value,
-                          "it divides the step; e.g. %s" % _EXAMPLES[conf_name])
+    def _positive(self, conf_name, field, value, why="it divides the step"):
+        check_number("%s.%s.%s" % (self.name, conf_name, field), value, strict=True,
+                     hint="%s; e.g. %s" % (why, _EXAMPLES[conf_name]))
         return value
+
+    def _at_least_zero(self, conf_name, field, value, why):
+        return check_number("%s.%s.%s" % (self.name, conf_name, field), value,
+                            hint="%s; e.g. %s" % (why, _EXAMPLES[conf_name]))
 
 
 _EXAMPLES = {
@@ -91,12 +134,11 @@ class InverseLRGen(LRGenerator):
     def __init__(self, proto, name):
         super().__init__(proto, name)
         conf = self._conf("inverse_conf")
-        self.gamma = float(conf.gamma)
-        self.pow = float(conf.pow)
-        if self.gamma < 0:
-            # 1 + gamma*step would turn negative and the power undefined (NaN in SINGA).
-            raise invalid("%s.inverse_conf.gamma" % name, "a number >= 0", self.gamma,
-                          "the rate is base_lr * (1 + gamma*step)^(-pow); e.g. %s" % _EXAMPLES["inverse_conf"])
+        # gamma < 0: 1 + gamma*step turns negative and the power undefined (NaN in SINGA);
+        # pow < 0: the rate grows without bound instead of decaying.
+        why = "the rate is base_lr * (1 + gamma*step)^(-pow)"
+        self.gamma = self._at_least_zero("inverse_conf", "gamma", conf.gamma, why)
+        self.pow = self._at_least_zero("inverse_conf", "pow", conf.pow, why)
 
     def __call__(self, step):
         return self.base_lr * math.pow(1.0 + self.gamma * step, -self.pow)
@@ -124,7 +166,9 @@ class LinearLRGen(LRGenerator):
         conf = self._conf("linear_conf")
         self.change_freq = int(self._positive("linear_conf", "change_freq",
                                               self._required(conf, "linear_conf", "change_freq")))
-        self.final_lr = float(self._required(conf, "linear_conf", "final_lr"))
+        self.final_lr = self._at_least_zero("linear_conf", "final_lr",
+                                            self._required(conf, "linear_conf", "final_lr"),
+                                            "the rate moves linearly from base_lr to final_lr")
 
     def __call__(self, step):
         r = step / self.change_freq
@@ -139,10 +183,15 @@ class StepLRGen(LRGenerator):
         conf = self._conf("step_conf")
         self.change_freq = int(self._positive("step_conf", "change_freq",
                                               self._required(conf, "step_conf", "change_freq")))
-        self.gamma = float(conf.gamma)
+        # gamma <= 0 gives a zero or sign-flipping rate after the first change
+        self.gamma = self._positive("step_conf", "gamma", conf.gamma,
+                                    "the rate is base_lr * gamma^(step / change_freq)")
 
     def __call__(self, step):
-        return self.base_lr * self.gamma ** (int(step) // self.change_freq)
+        try:
+            return self.base_lr * self.gamma ** (int(step) // self.change_freq)
+        except OverflowError:   # gamma > 1 for long enough: the updater refuses the infinite rate
+            return math.inf
 
 
 class FixedStepLRGen(LRGenerator):
@@ -162,6 +211,9 @@ class FixedStepLRGen(LRGenerator):
             raise invalid(where, "as many `step` thresholds as `step_lr` values (at least one of each)",
                           "%d step, %d step_lr" % (len(self.steps), len(self.step_lrs)),
                           "pair them up, e.g. %s" % _EXAMPLES["fixedstep_conf"])
+        for i, v in enumerate(self.step_lrs):
+            check_number("%s.step_lr[%d]" % (where, i), v, strict=True,
+                         hint="each step_lr is the rate from its threshold on; e.g. %s" % _EXAMPLES["fixedstep_conf"])
         for i in range(1, len(self.steps)):
             if self.steps[i] <= self.steps[i - 1]:
                 raise invalid("%s.step" % where, "strictly ascending thresholds", self.steps,

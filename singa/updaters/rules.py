@@ -27,7 +27,7 @@ from singa.backends import blas, get_array_module
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
-from singa.updaters.lr import create_lr_generator
+from singa.updaters.lr import check_number, create_lr_generator
 
 # Elements per chunk: 4 float32 arrays of 512 KiB stay in L2/L3 while a rule runs on them.
 CHUNK = 1 << 17
@@ -85,6 +85,14 @@ def _pool():
     return _threads["pool"]
 
 
+def _clip_bound(name, value):
+    value = float(value)
+    if value != value:      # NaN
+        raise invalid(name, "a number (+-inf for no bound on that side)", value,
+                      "e.g. `clip_low: -5 clip_high: 5`; clipping applies only when clip_high > clip_low")
+    return value
+
+
 class Updater:
     """Base class: common hyper-parameters, the LR schedule and the chunked driver.
 
@@ -109,15 +117,20 @@ class Updater:
         self.name = name
         self.type_name = job_pb2.UpdaterType.Name(proto.type)
         self.lr_gen = create_lr_generator(proto.learning_rate, name + ".learning_rate")
-        self.momentum = float(proto.momentum)
-        self.weight_decay = float(proto.weight_decay)
-        self.delta = float(proto.delta)
-        self.clip_low = float(proto.clip_low)
-        self.clip_high = float(proto.clip_high)
+        # Negative momentum or weight decay would be silently dropped (both apply only when > 0)
+        # or, for Nesterov, flip the history's sign; NaN/inf ones poison every weight at step 0.
+        self.momentum = check_number(name + ".momentum", proto.momentum,
+                                     hint="momentum is a fraction of the last step kept, e.g. `momentum: 0.9`; "
+                                          "leave it out (0) for none")
+        self.weight_decay = check_number(name + ".weight_decay", proto.weight_decay,
+                                         hint="L2 decay shrinks the weights, e.g. `weight_decay: 0.0005`; "
+                                              "leave it out (0) for none")
+        self.delta = check_number(name + ".delta", proto.delta,
+                                  hint="it is added under a square root; leave it out to use the default 1e-8")
+        # +-inf bounds are meaningful (one-sided clipping); NaN would silently turn clipping off
+        self.clip_low = _clip_bound(name + ".clip_low", proto.clip_low)
+        self.clip_high = _clip_bound(name + ".clip_high", proto.clip_high)
         self.clipping = self.clips and self.clip_high > self.clip_low
-        if self.delta < 0:
-            raise invalid(name + ".delta", "a number >= 0 (it is added under a square root)", self.delta,
-                          "leave it out to use the default 1e-8")
         self._scratch = {}   # (dtype, thread index) -> two CHUNK-sized buffers
 
     def __repr__(self):
@@ -127,6 +140,23 @@ class Updater:
     def learning_rate(self, step):
         """The scheduled learning rate at ``step`` (before any param's lr_scale)."""
         return self.lr_gen(step)
+
+    def _rate(self, step, lr_scale):
+        """This step's rate for a param, refused when it is negative or not finite: a schedule
+        whose fields are each valid can still get there (kLinear is not clamped and goes below
+        zero past change_freq * base_lr / (base_lr - final_lr); kStep with gamma > 1 overflows),
+        and a negative rate trains uphill without any error."""
+        try:
+            lr = float(self.lr_gen(step)) * lr_scale
+        except OverflowError:           # a growing schedule (or a user's) past the float range
+            lr = float("inf")
+        if not (0.0 <= lr < float("inf")):
+            raise ConfigError(
+                "the learning rate of `%s.learning_rate` (%r) is %r at step %d (times the param's lr_scale %r): "
+                "a rate must be finite and >= 0.\nhelp: check the schedule's fields (e.g. a kLinear final_lr "
+                "below base_lr keeps falling past change_freq; a kStep gamma > 1 grows without bound) or stop "
+                "training before that step" % (self.name, self.lr_gen, lr, step, lr_scale))
+        return lr
 
     def init_state(self, data):
         """Fresh state for a param with values ``data``: zero buffers on the same array module."""
@@ -139,7 +169,7 @@ class Updater:
         ``grad`` may be overwritten (it is used as scratch when the arrays are not processed in
         chunks, e.g. on CuPy): do not rely on its contents afterwards.
         """
-        lr = float(self.lr_gen(step)) * lr_scale
+        lr = self._rate(step, lr_scale)
         wd = self.weight_decay * wd_scale
         wd = wd if wd > 0 else 0.0
         gs = float(grad_scale)
@@ -347,7 +377,7 @@ class SGDUpdater(Updater):
         # w = (1 - lr*wd)*w - lr*g, or h = momentum*h - lr*g (then h -= lr*wd*w; w += h).
         if self.clipping:
             return None
-        lr = float(self.lr_gen(step)) * lr_scale
+        lr = self._rate(step, lr_scale)
         wd = self.weight_decay * wd_scale
         wd = wd if wd > 0 else 0.0
         hist = self._state_arrays(state, data)
