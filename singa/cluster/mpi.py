@@ -131,6 +131,9 @@ def world():
                               "'singa[mpi]' (mpi4py and MPICH from PyPI), or run without mpiexec") from None
         if MPI.COMM_WORLD.Get_size() > 1:
             comm = Comm(MPI.COMM_WORLD, start_watchdog(MPI))
+            from singa.cluster import runstatus
+            import socket
+            runstatus.note_rank(comm.rank, comm.size, os.getpid(), socket.gethostname())
             install_abort_hook(comm)
             _world["share"] = share_node_cores(comm)
     _world["comm"] = comm

@@ -23,7 +23,7 @@ def update(**fields):
         return
     with _lock:
         if not _status:             # what an earlier try of the job wrote (its last checkpoint) stays
-            _status.update(read(path))
+            _status.update(_load(path))
         _status.update(fields)
         tmp = "%s.%d.tmp" % (path, os.getpid())
         try:
@@ -37,14 +37,46 @@ def update(**fields):
                 pass
 
 
-def read(path):
-    """The status a job wrote at ``path`` ({} when it wrote none or the file is unreadable)."""
+def note_rank(rank, size, pid, host):
+    """Every rank, as it joins: its pid and host, in a file of its own beside the status file
+    (``<status>.rank<R>``; seen by singa-run for the ranks on its machine even if the job dies
+    before rank 0 heard from them all)."""
+    path = os.environ.get(ENV)
+    if not path:
+        return
+    try:
+        with open("%s.rank%d" % (path, rank), "w", encoding="utf-8") as f:
+            json.dump({"rank": rank, "size": size, "pid": pid, "host": host}, f)
+    except OSError:
+        pass
+
+
+def _load(path):
     try:
         with open(path, encoding="utf-8") as f:
-            status = json.load(f)
+            value = json.load(f)
     except (OSError, ValueError):
         return {}
-    return status if isinstance(status, dict) else {}
+    return value if isinstance(value, dict) else {}
 
 
-__all__ = ["update", "read", "ENV"]
+def read(path):
+    """The status a job wrote at ``path`` ({} when it wrote none or the file is unreadable), with
+    ``ranks`` ({rank: [pid, host]}) completed from the ranks' own notes."""
+    status = _load(path)
+    folder, base = os.path.split(path)
+    try:
+        names = [n for n in os.listdir(folder or ".") if n.startswith(base + ".rank")]
+    except OSError:
+        names = []
+    for name in names:
+        note = _load(os.path.join(folder, name))
+        if isinstance(note.get("rank"), int) and isinstance(note.get("pid"), int):
+            ranks = status.setdefault("ranks", {})
+            if isinstance(ranks, dict):
+                ranks[str(note["rank"])] = [note["pid"], str(note.get("host", "?"))]   # this try's, written at join
+            status.setdefault("size", note.get("size"))
+    return status
+
+
+__all__ = ["update", "read", "note_rank", "ENV"]
