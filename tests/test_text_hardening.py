@@ -192,3 +192,15 @@ def test_history_jsonl_blank_lines_and_form_feeds_keep_editor_line_numbers(tmp_p
 
 def test_every_error_above_is_a_singa_error():
     assert issubclass(JobConfError, SingaError) and issubclass(DataError, SingaError)
+
+
+def test_csv_lines_in_a_kvfile_with_a_non_utf8_byte_name_the_record(tmp_path):
+    # they were decoded with errors="replace": a Latin-1 byte silently became U+FFFD
+    from singa.io.kvfile import KVFileWriter
+    from singa.layers.input import _load
+    path = str(tmp_path / "csv.kv")
+    with KVFileWriter(path) as w:
+        w.insert("0", b"1,0.5,0.25")
+        w.insert("1", b"2,0.5,\xe90.25")
+    with pytest.raises(DataError, match=r"csv.kv record 1 line 1 \(byte offset 6\) holds byte 0xe9"):
+        _load(path, "kvfile", 2, "csv", ",", True)

@@ -35,7 +35,7 @@ import numpy
 from singa.errors import ConfigError, DataError, invalid
 from singa.io import kvfile as kv
 from singa.io.record import first_record_values, load_record_file
-from singa.io.textfile import parse_csv_records, read_csv_file
+from singa.io.textfile import decode_text_store, parse_csv_records, read_csv_file
 from singa.layers.base import Layer, register, type_name
 from singa.param import check_alloc
 from singa.proto import job_pb2
@@ -150,7 +150,7 @@ def _load(path, backend, count, kind, separator, has_label):
     else:   # CSV lines stored as kvfile values
         with kv.KVFileReader(path) as r:
             _, vals = r.read_all()
-        lines = [v.decode("utf-8", "replace") for v in vals]
+        lines = [decode_text_store(v, "%s record %d" % (path, i)) for i, v in enumerate(vals)]
         values, labels = parse_csv_records(lines, count, has_label, separator, source=path)
     if values.shape[0] == 0:
         raise DataError("store %s holds no records.\nhelp: re-create it (e.g. with singa-create-data) or point "
