@@ -97,7 +97,9 @@ def test_ranks_ending_at_different_times_end_cleanly(job_dir):
 
 @needs_mpi
 def test_the_watchdog_can_be_turned_off(in_tmp):
-    (in_tmp / "w.py").write_text("from singa.cluster import mpi\nprint('watchdog', mpi.world().watchdog)\n")
+    # one write per rank: two ranks' print() pieces can interleave in mpiexec's output
+    (in_tmp / "w.py").write_text("import os\nfrom singa.cluster import mpi\n"
+                                 "os.write(1, b'watchdog %s\\n' % str(mpi.world().watchdog).encode())\n")
     r, _ = mpirun(2, ["w.py"], in_tmp, timeout=60, env={"SINGA_STALL_TIMEOUT": "off"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("watchdog None") == 2
