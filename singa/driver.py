@@ -240,8 +240,9 @@ class Driver:
     def _interrupted(self, job, sig, results):
         """The TrainingInterrupted of a run stopped by signal ``sig`` (printed first by a script's rank 0)."""
         path = results.checkpoint
-        found = re.search(r"step(\d+)-worker", path or "")
-        step = int(found.group(1)) if found else (max(results.train) + 1 if results.train else None)
+        step = ckpt.step_of(path)
+        if step is None:
+            step = max(results.train) + 1 if results.train else None
         how = interrupt.SIGNALS[sig][2]
         live = interrupt.interactive()
         command = None if live else interrupt.resume_command(nprocs=self.comm.size if self.comm else 1)
@@ -617,11 +618,10 @@ class Driver:
                                 % os.path.join(ws, "checkpoint"))
             path = ckpt.checkpoint_file(ws, step, 0)
         else:
-            found = re.search(r"step(\d+)-worker", os.path.basename(path))
-            if found is None or not os.path.isfile(path):
+            step = ckpt.step_of(path)
+            if step is None or not os.path.isfile(path):
                 raise DataError("cannot resume from %r: expected a step<N>-worker<K> checkpoint file.\nhelp: pass "
                                 "the path a training run wrote" % (path,))
-            step = int(found.group(1))
         loaded = self._load_checkpoints([path], net)
         arrays, meta = ckpt.read_state(path)
         if arrays is None:
@@ -665,8 +665,7 @@ class Driver:
             m = CDWorker.test(None, net, nsteps, job_pb2.kTest)
         else:
             m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
-        found = re.search(r"step(\d+)-worker", job.checkpoint_path[-1])
-        step = int(found.group(1)) if found else 0
+        step = ckpt.step_of(job.checkpoint_path[-1]) or 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
         return Results("test", test={step: m})
 

@@ -74,9 +74,8 @@ def _short(v):
 
 
 def _checkpoint_step(path):
-    import re
-    found = re.search(r"step(\d+)-worker", path or "")
-    return int(found.group(1)) if found else 0
+    from singa.io.checkpoint import step_of
+    return step_of(path) or 0
 
 
 def _layer_type_name(t):
@@ -711,7 +710,6 @@ class Model:
         test-only softmax + accuracy layers. ``seed`` defaults to the one given to fit().
         """
         if _is_array(data):       # evaluate(x, y): exact test metrics over every sample of the arrays
-            import re
             y = fields.pop("y", None) if isinstance(alg, (str, type(None))) else alg
             if y is None:
                 raise ConfigError("Invalid value for `y` of evaluate(). Expected the labels of x. Received: None\n"
@@ -723,8 +721,7 @@ class Model:
             pred = self._predictor(data, y, fields.get("batch_size", 100), checkpoint_path, "evaluate")
             m = pred.metrics()
             path = (_paths(checkpoint_path, "checkpoint_path") or [self.last_checkpoint_path or ""])[-1]
-            found = re.search(r"step(\d+)-worker", path or "")
-            self.result = Results("test", test={int(found.group(1)) if found else 0: m})
+            self.result = Results("test", test={_checkpoint_step(path): m})
             return self.result
         if isinstance(alg, numbers.Integral) and not isinstance(alg, bool) and alg > 3 and "batch_size" not in fields:
             # the seed's CNN example, m.evaluate(X_test, 1000, ...): SINGA's second argument is alg, the

@@ -175,3 +175,11 @@ def test_state_errors(tmp_path):
         write_state(ck, {}, {"x": object()})
     with pytest.raises(DataError, match="__meta__"):
         write_state(ck, {"__meta__": numpy.zeros(1)})
+
+
+def test_step_of_reads_the_step_from_a_checkpoint_file_name():
+    from singa.io.checkpoint import step_of
+    assert step_of("ws/checkpoint/step120-worker0") == 120
+    assert step_of("step0-worker3.state.npz") == 0
+    assert step_of("ws/step7-worker0/weights.bin") is None    # only the file's own name counts
+    assert step_of(None) is None and step_of("") is None and step_of("final.bin") is None

@@ -45,6 +45,15 @@ def with_prefix(name):
     return name if _PREFIX_RE.match(name) else PREFIX + name
 
 
+_STEP_OF_RE = re.compile(r"step(\d+)-worker")
+
+
+def step_of(path):
+    """The step N of a ``step<N>-worker<K>`` checkpoint path (its file name), or None."""
+    found = _STEP_OF_RE.search(os.path.basename(os.fspath(path))) if path else None
+    return int(found.group(1)) if found else None
+
+
 def checkpoint_file(workspace, step, worker=0):
     return os.path.join(os.fspath(workspace), "checkpoint", "step%d-worker%d" % (int(step), int(worker)))
 
