@@ -171,25 +171,5 @@ def _launch_processes(conf, argv, nprocs=None, restarts=0):
     return launch.run(argv, nprocs, restarts)
 
 
-def _wait_forwarding_signals(child):
-    """The exit code of ``child`` (mpiexec), waited for through Ctrl-C and SIGTERM: a Ctrl-C at the
-    terminal reaches mpiexec itself (it forwards it to the ranks, which stop cleanly and
-    checkpoint); a SIGTERM sent to this process is passed on to mpiexec (which forwards it too)."""
-    import signal
-    handlers = {signal.SIGINT: lambda s, f: None, signal.SIGTERM: lambda s, f: child.send_signal(signal.SIGTERM)}
-    previous = {}
-    for num, handler in handlers.items():
-        try:
-            previous[num] = signal.signal(num, handler)
-        except (ValueError, OSError):       # not the main thread
-            pass
-    try:
-        code = child.wait()
-        return 128 - code if code < 0 else code     # killed by signal N: the shell's 128 + N
-    finally:
-        for num, prev in previous.items():
-            signal.signal(num, prev if prev is not None else signal.SIG_DFL)
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -70,11 +70,29 @@ class _Forwarder(threading.Thread):
                 pass
 
 
+def _wait_forwarding_signals(child):
+    """The exit code of ``child`` (mpiexec), waited for through Ctrl-C and SIGTERM: a Ctrl-C at the
+    terminal reaches mpiexec itself (it forwards it to the ranks, which stop cleanly and
+    checkpoint); a SIGTERM sent to this process is passed on to mpiexec (which forwards it too)."""
+    handlers = {signal.SIGINT: lambda s, f: None, signal.SIGTERM: lambda s, f: child.send_signal(signal.SIGTERM)}
+    previous = {}
+    for num, handler in handlers.items():
+        try:
+            previous[num] = signal.signal(num, handler)
+        except (ValueError, OSError):       # not the main thread
+            pass
+    try:
+        code = child.wait()
+        return 128 - code if code < 0 else code     # killed by signal N: the shell's 128 + N
+    finally:
+        for num, prev in previous.items():
+            signal.signal(num, prev if prev is not None else signal.SIG_DFL)
+
+
 def _run_once(cmd, env, watch_stdout):
     """Run ``cmd`` to its end (Ctrl-C and SIGTERM passed on); its exit code and what mpiexec said
     of a process that ended badly. ``watch_stdout``: read its stdout too (mpiexec's: the ranks'
     output reaches it through pipes anyway; one process keeps our terminal)."""
-    from singa.__main__ import _wait_forwarding_signals
     child = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE if watch_stdout else None)
     bad = {}
     forwards = [_Forwarder(child.stderr, sys.stderr, bad)]

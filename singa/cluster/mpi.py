@@ -10,12 +10,14 @@ import atexit
 import contextlib
 import ctypes
 import os
+import socket
 import sys
 import time
 import traceback
 
 import numpy
 
+from singa.cluster import runstatus
 from singa.errors import ConfigError, invalid
 
 # Variables a process manager (MPICH's hydra, Open MPI's orterun, PMIx, Slurm) sets in every rank.
@@ -131,8 +133,6 @@ def world():
                               "'singa[mpi]' (mpi4py and MPICH from PyPI), or run without mpiexec") from None
         if MPI.COMM_WORLD.Get_size() > 1:
             comm = Comm(MPI.COMM_WORLD, start_watchdog(MPI))
-            from singa.cluster import runstatus
-            import socket
             runstatus.note_rank(comm.rank, comm.size, os.getpid(), socket.gethostname())
             install_abort_hook(comm)
             _world["share"] = share_node_cores(comm)
