@@ -349,7 +349,7 @@ def test_devices_across_processes_on_the_cupy_stand_in(in_tmp):
 
 
 TRANSFERS = """
-import json, sys
+import json, os, sys
 from singa.backends import standin
 from singa.callbacks import Callback
 from singa.driver import Driver
@@ -364,7 +364,9 @@ t = Transfers()
 Driver().train(parse_job_conf(open(sys.argv[1]).read()), callbacks=[t])
 # steady state: bytes moved per step, between the ends of steps 3 and 9
 a, b = t.seen[3], t.seen[9]
-print("PER-STEP", json.dumps({k: (b[k] - a[k]) / 6 for k in a}))
+# one write: the two ranks' print() pieces can interleave in mpiexec's output
+sys.stdout.flush()
+os.write(1, ("PER-STEP %s\n" % json.dumps({k: (b[k] - a[k]) / 6 for k in a})).encode())
 """
 
 
