@@ -366,7 +366,7 @@ Driver().train(parse_job_conf(open(sys.argv[1]).read()), callbacks=[t])
 a, b = t.seen[3], t.seen[9]
 # one write: the two ranks' print() pieces can interleave in mpiexec's output
 sys.stdout.flush()
-os.write(1, ("PER-STEP %s\n" % json.dumps({k: (b[k] - a[k]) / 6 for k in a})).encode())
+os.write(1, ("PER-STEP %s\\n" % json.dumps({k: (b[k] - a[k]) / 6 for k in a})).encode())
 """
 
 
