@@ -46,19 +46,30 @@ class PublishOnClose:
             self.abort()
 
 
-def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file of this process, published by rename:
-    processes writing the same file at once never see or leave a partial one."""
+def write_bytes_atomic(path, data, mode=0o644):
+    """Write ``data`` to ``path`` through a temporary file of this process (a unique name beside it),
+    flushed and fsynced, then published by rename: readers, and processes writing the same file at
+    once, never see or leave a partial one; on any error the old file is kept and the temporary
+    file removed."""
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_text_atomic(path, text, encoding="utf-8"):
+    """``write_bytes_atomic`` for text."""
+    write_bytes_atomic(path, text.encode(encoding))
 
 
 class DirLock:

@@ -128,12 +128,19 @@ def job_to_text(job):
     return text_format.MessageToString(job)
 
 
-def write_job_conf(job, path):
-    """Write ``job`` as a text-format job.conf, atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(job_to_text(job))
-    os.replace(tmp, path)
+def enum_name(enum_type, value):
+    """The name of ``value`` in ``enum_type`` ('kSoftmaxLoss'), or ``str(value)`` when the enum has no
+    such value (a user type number, or a value from a newer SINGA): for messages, never raises."""
+    try:
+        return enum_type.Name(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def is_input_layer(lp):
+    """Whether LayerProto ``lp`` is a data (input) layer: a built-in input type (numbers 100-199 of
+    SINGA's LayerType) or the user type 'kData'."""
+    return 100 <= lp.type < 200 or lp.user_type == "kData"
 
 
 def enum_value(enum_type, key, what):
