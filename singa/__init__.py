@@ -1,2 +1,6 @@
 """singa: Apache SINGA v0.x's Python API and file formats on a NumPy/CuPy engine."""
 __version__ = "0.3.100"
+
+from singa import _examples_alias
+
+_examples_alias.install()   # SINGA's `from examples.datasets import mnist` for an installed singa

@@ -1,0 +1,1 @@
+"""The data loaders of SINGA's ``examples.datasets`` (see ``singa.examples``)."""
