@@ -18,6 +18,7 @@ import os
 import runpy
 import sys
 
+from singa import switches
 from singa.errors import SingaError
 from singa.utils.helptext import plain
 
@@ -151,7 +152,7 @@ def _launch_processes(conf, argv, nprocs=None, restarts=0):
     from singa.cluster import launch, mpi
     from singa.cluster.topology import Topology
     if mpi.launched_by_mpiexec():
-        if (restarts or nprocs) and os.environ.get("PMI_RANK", "0") == "0" and not os.environ.get("SINGA_RUN_LAUNCHED"):
+        if (restarts or nprocs) and os.environ.get("PMI_RANK", "0") == "0" and not switches.raw("SINGA_RUN_LAUNCHED"):
             print("singa-run: warning: -n and --max-restarts are singa-run's own: under an mpiexec you started they "
                   "do nothing (run `singa-run -n N --max-restarts K ...` without mpiexec)", file=sys.stderr)
         return None

@@ -20,6 +20,8 @@ import signal
 import sys
 import threading
 
+from singa import switches
+
 # The signals that stop training cleanly, and their conventional exit status (128 + number).
 SIGNALS = {"SIGINT": (signal.SIGINT, 130, "Ctrl-C"), "SIGTERM": (signal.SIGTERM, 143, "SIGTERM")}
 # The stop flag's values in the per-step Allreduce (MAX) of a synchronous MPI job: 1 is a callback's stop.
@@ -125,7 +127,7 @@ def resume_command(argv=None, nprocs=1):
     if base == "singa-run":
         cmd = ["singa-run"] + args
     elif base == "__main__.py" and os.path.basename(os.path.dirname(os.path.abspath(prog))) == "singa":
-        if os.environ.get("SINGA_RUN_LAUNCHED"):     # singa-run started mpiexec for the cluster: it will again
+        if switches.raw("SINGA_RUN_LAUNCHED"):     # singa-run started mpiexec for the cluster: it will again
             return shlex.join(["singa-run"] + args + ["-resume"])
         cmd = ["python", "-m", "singa"] + args
     elif prog.endswith(".py") or os.path.isfile(prog):

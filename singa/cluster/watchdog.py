@@ -32,6 +32,7 @@ import time
 
 import numpy
 
+from singa import switches
 from singa.cluster import runstatus
 from singa.errors import invalid
 
@@ -50,7 +51,7 @@ _WORDS = 6 + _HOST_WORDS   # kind, step, checkpoint step, exit code, pid, host l
 
 def stall_timeout_from_env():
     """SINGA_STALL_TIMEOUT as seconds (None: the watchdog is off)."""
-    env = os.environ.get("SINGA_STALL_TIMEOUT", "").strip()
+    env = switches.raw("SINGA_STALL_TIMEOUT")
     if not env:
         return DEFAULT_STALL_S
     if env.lower() in ("off", "0"):

@@ -18,6 +18,7 @@ import urllib.request
 
 import numpy
 
+from singa import switches
 from singa.errors import DataError
 from singa.io.atomic import DirLock, write_text_atomic
 
@@ -39,6 +40,12 @@ def stamp_matches(path, source):
         return False
 
 
+
+def cache_root():
+    """``$SINGA_CACHE``, else ``$XDG_CACHE_HOME/singa``, else ``~/.cache/singa``: where converted data sets live."""
+    return switches.path("SINGA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "singa")
+
 class IdxDataset:
     def __init__(self, name, singa_dir, env_var, system_dirs=(), mirrors=(), md5=None):
         self.name = name
@@ -50,16 +57,14 @@ class IdxDataset:
 
     # -- locating -------------------------------------------------------------------
     def cache_dir(self):
-        root = os.environ.get("SINGA_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "singa")
-        return os.path.join(root, self.name)
+        return os.path.join(cache_root(), self.name)
 
     def candidate_dirs(self, data_dir=None):
         dirs = [self.singa_dir]
         if data_dir:
             dirs.append(data_dir)
-        if os.environ.get(self.env_var):
-            dirs.append(os.environ[self.env_var])
+        if switches.path(self.env_var):
+            dirs.append(switches.path(self.env_var))
         dirs.append(self.cache_dir())
         dirs.extend(self.system_dirs)
         return dirs

@@ -13,10 +13,12 @@ import shutil
 import tarfile
 import urllib.request
 
+from singa import switches
+from singa.datasets._idx import cache_root
 from singa.errors import DataError
 
 NAME = "cifar10"
-SINGA_DIR = "examples/cifar10"
+LEGACY_DIR = "examples/cifar10"     # where SINGA v0.3 kept the records
 ENV_VAR = "SINGA_CIFAR10_DIR"
 ARCHIVE = "cifar-10-binary.tar.gz"
 ARCHIVE_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -26,17 +28,15 @@ BATCH_FILES = ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"
 
 
 def cache_dir():
-    root = os.environ.get("SINGA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "singa")
-    return os.path.join(root, NAME)
+    return os.path.join(cache_root(), NAME)
 
 
 def _candidates(data_dir):
-    dirs = [SINGA_DIR]
+    dirs = [LEGACY_DIR]
     if data_dir:
         dirs.append(data_dir)
-    if os.environ.get(ENV_VAR):
-        dirs.append(os.environ[ENV_VAR])
+    if switches.path(ENV_VAR):
+        dirs.append(switches.path(ENV_VAR))
     dirs.append(cache_dir())
     return dirs
 
@@ -248,7 +248,7 @@ def load_data(workspace=None, backend="kvfile", batchsize=64, random=5000, shape
         from singa.datasets._idx import split_records
         train, valid = split_records(train, nb_valid, os.path.join(cache_dir(), "split-%d" % nb_valid))
     if workspace is None:
-        workspace = SINGA_DIR
+        workspace = LEGACY_DIR
     os.makedirs(workspace, exist_ok=True)
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     train_store = Store(path=train, mean_file=mean_file, backend=backend, batchsize=batchsize, shape=shape,
