@@ -12,6 +12,7 @@ from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name
 from singa.proto import job_pb2
+from singa.updaters.fused import installed
 
 PHASE_NAMES = {job_pb2.kTrain: "train", job_pb2.kVal: "validation", job_pb2.kTest: "test"}
 
@@ -233,19 +234,10 @@ class NeuralNet:
         return out
 
     def backward(self, flag, fused=None):
-        """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate} for this step, handed
-        to the layers that own those params (see BPWorker.gemm_updates)."""
-        if not fused:
+        """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate}, those params'
+        gradient sinks for this pass only (see BPWorker.gemm_updates)."""
+        with installed(fused):
             self._backward(flag)
-            return
-        users = [l for l in self.layers if any(p in fused for p in l.params)]
-        for layer in users:
-            layer.fused_updates = fused
-        try:
-            self._backward(flag)
-        finally:      # a plan is for one step only
-            for layer in users:
-                layer.fused_updates = None
 
     def _backward(self, flag):
         grads = {}

@@ -10,6 +10,7 @@ import numpy
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
+from singa.updaters.fused import gemm_plans, installed
 
 # Automatic replicas: at least this many samples per thread.
 MIN_REPLICA_BATCH = 8
@@ -68,7 +69,7 @@ class BPWorker:
     """``fuse_updates``: let layers that can (kInnerProduct on NumPy) apply the update of their
     weights inside the weight-gradient GEMM when the updater's rule allows it (SGD without
     clipping); the maths is the same, without a gradient buffer or a separate pass over the
-    weights. Off, or when the rule cannot, every param takes the ordinary updater path.
+    weights (singa.updaters.fused). Off, or when the rule cannot, every param takes the ordinary updater path.
 
     ``replicas``: train each batch as that many slices side by side on threads (data
     parallelism inside the process, each slice with single-threaded BLAS), the gradients summed
@@ -253,23 +254,23 @@ class BPWorker:
             self.between_passes()
         rnet.backward(job_pb2.kTrain)
 
+    def fusable_params(self):
+        """The params whose layers can take an update as their gradient's sink."""
+        return self.train_net.fusable_params()
+
     def gemm_updates(self, step):
-        """{param: GemmUpdate} for this step's params updated within backward (None if none)."""
+        """{param: GemmUpdate} for this step's params updated within their gradient products
+        (None if none): only in the plain step, where this worker's own pass writes the gradients."""
         if (not self.fuse_updates or self.updater is None or self.nreplicas > 1 or self.comm is not None
                 or self.ps is not None):
             return None
-        out = {}
-        for p in self.train_net.fusable_params():
-            plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
-                                            wd_scale=p.wd_scale)
-            if plan is not None:
-                out[p] = plan
-        return out or None
+        return gemm_plans(self.updater, step, self.fusable_params(), self.state)
 
     def update(self, step, fused=None, grads=None, params=None):
         """Apply the updater to every owner param (or those in ``params``): its own gradient
         (``owner_grad``, the mean over its shares: SINGA's grad_scale = 1/num_shares), or
-        ``grads[name]`` when given."""
+        ``grads[name]`` when given. Params whose update was applied inside a product (``fused``)
+        are skipped."""
         for p in self.train_net.owner_params if params is None else params:
             plan = fused.get(p) if fused else None
             if plan is None or not plan.applied:
@@ -356,27 +357,20 @@ class CDWorker(BPWorker):
             return
         net = self.train_net
         self._cd_passes(net, self.pairs)
-        plans = self.gemm_updates(step) or {}
-        for vis in self.pairs:
-            vis.hid.cd_gradients()
-            vis.cd_gradients(plans.get(vis.weight))
+        plans = self.gemm_updates(step)
+        with installed(plans):
+            for vis in self.pairs:
+                vis.hid.cd_gradients()
+                vis.cd_gradients()
         self.train_metrics.add(net.metrics())
         self.update(step, fused=plans, params=self.cd_params)
 
-    def gemm_updates(self, step):
-        """{RBM weight: GemmUpdate}: SGD's update of each shared weight applied inside its two CD
-        products (no gradient buffer, no averaging pass over the shares, no updater pass)."""
-        if not self.fuse_updates or self.updater is None:
-            return None
-        out = {}
-        for vis in self.pairs:
-            p = vis.weight
-            if p.owner is None and p.aliased is None and blas.usable(p.data):
-                plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
-                                                wd_scale=p.wd_scale)
-                if plan is not None:
-                    out[p] = plan
-        return out or None
+    def fusable_params(self):
+        """Each RBM's weight (shared with its RBMHid, whose share adds 0): SGD's update applied
+        inside its CD product (no gradient buffer, no averaging pass over the shares, no updater
+        pass)."""
+        return [vis.weight for vis in self.pairs
+                if vis.weight.owner is None and vis.weight.aliased is None and blas.usable(vis.weight.data)]
 
     def test(self, net, nsteps, flag):
         avg = MetricAverager()
