@@ -134,10 +134,6 @@ class Param:
         return int(numpy.prod(self.shape)) if self.shape else 1
 
     @property
-    def is_owner(self):
-        return self.owner is None
-
-    @property
     def lr_scale(self):
         return (self.owner or self).proto.lr_scale
 

@@ -49,7 +49,6 @@ def split_lowering():
 
 @register(job_pb2.kConvolution, job_pb2.kCConvolution, job_pb2.kCudnnConv)
 class ConvolutionLayer(Layer):
-    backward_reads_output = False
     def _field(self, field, expected, value, hint):
         return invalid("convolution_conf.%s of layer '%s' (%s)" % (field, self.name, type_name(self.conf.type)),
                        expected, value, hint=hint)

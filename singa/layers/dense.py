@@ -23,7 +23,6 @@ from singa.updaters.fused import sum_into
 
 @register(job_pb2.kInnerProduct)
 class InnerProductLayer(Layer):
-    backward_reads_output = False
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         shape = tuple(src_shapes[0])

@@ -53,7 +53,6 @@ def _affine(xp, x, w, bias, out, transpose, sigmoid):
 
 
 class _RBMLayer(Layer):
-    backward_reads_output = False
     trains_with_cd = True
 
     def _half(self, which, batch, dim):
@@ -95,8 +94,6 @@ class _RBMLayer(Layer):
 class RBMVisLayer(_RBMLayer):
     """The visible side: holds v0 (the input) and the reconstructions v."""
     has_metrics = True
-    # sources that are kRBMHid layers are back edges: wired after the net is built (``hid``)
-    back_edge_types = (job_pb2.kRBMHid,)
 
     def setup(self, src_shapes):
         if len(src_shapes) != 1:
