@@ -11,7 +11,7 @@ import singa.layers  # noqa: F401  (registers the layer implementations)
 from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.updaters.fused import installed
 
 PHASE_NAMES = {job_pb2.kTrain: "train", job_pb2.kVal: "validation", job_pb2.kTest: "test"}
@@ -115,7 +115,7 @@ class NeuralNet:
         self.net_proto, self.streams, self.dtype = net_proto, streams, dtype
         protos = topological_order(layers_in_phase(net_proto, phase))
         if not protos:
-            raise ConfigError("the net has no layer in phase %s" % job_pb2.Phase.Name(phase))
+            raise ConfigError("the net has no layer in phase %s" % enum_name(job_pb2.Phase, phase))
         self.layers = []
         self.by_name = {}
         self.srcs = {}

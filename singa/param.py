@@ -10,7 +10,7 @@ import os
 import numpy
 
 from singa.errors import ConfigError, invalid
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.updaters.fused import keep
 
 
@@ -228,7 +228,7 @@ def fill(gen, shape, rng, name="?", dtype=numpy.float32):
     else:
         raise invalid("init.type of param '%s'" % name,
                       "one of kConstant, kGaussian, kUniform, kGaussianSqrtFanIn, kUniformSqrtFanIn, "
-                      "kUniformSqrtFanInOut", job_pb2.InitMethod.Name(t) if t in job_pb2.InitMethod.values() else t)
+                      "kUniformSqrtFanInOut", enum_name(job_pb2.InitMethod, t))
     if t in (job_pb2.kGaussianSqrtFanIn, job_pb2.kUniformSqrtFanIn, job_pb2.kUniformSqrtFanInOut) and not fan_ok:
         raise ConfigError("param '%s': fan-in initialisation needs a 2-D param. Received shape %s" % (name, shape))
     # SINGA uses shape[1] (columns) as fan-in (SINGA-58).

@@ -26,7 +26,7 @@ import numpy
 from singa.backends import get_array_module
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.updaters.fused import GemmUpdate
 from singa.updaters.lr import check_number, create_lr_generator
 
@@ -116,7 +116,7 @@ class Updater:
     def __init__(self, proto, name="updater"):
         self.proto = proto
         self.name = name
-        self.type_name = job_pb2.UpdaterType.Name(proto.type)
+        self.type_name = enum_name(job_pb2.UpdaterType, proto.type)
         self.lr_gen = create_lr_generator(proto.learning_rate, name + ".learning_rate")
         # Negative momentum or weight decay would be silently dropped (both apply only when > 0)
         # or, for Nesterov, flip the history's sign; NaN/inf ones poison every weight at step 0.
@@ -522,9 +522,7 @@ class AdamUpdater(Updater):
 
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
-        conf = proto.adam_conf
-        self.beta1 = _unit(name + ".adam_conf.beta1", conf.beta1, "adam_conf { beta1: 0.9 beta2: 0.999 }")
-        self.beta2 = _unit(name + ".adam_conf.beta2", conf.beta2, "adam_conf { beta1: 0.9 beta2: 0.999 }")
+        self.beta1, self.beta2 = _betas(proto, name, "adam_conf")
 
     kernel_state = ("m", "v")
 
@@ -564,9 +562,7 @@ class AdamMaxUpdater(Updater):
 
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
-        conf = proto.adammax_conf
-        self.beta1 = _unit(name + ".adammax_conf.beta1", conf.beta1, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
-        self.beta2 = _unit(name + ".adammax_conf.beta2", conf.beta2, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
+        self.beta1, self.beta2 = _betas(proto, name, "adammax_conf")
 
     kernel_state = ("m", "u")
 
@@ -593,6 +589,14 @@ class AdamMaxUpdater(Updater):
         d -= t
 
 
+def _betas(proto, name, field):
+    """(beta1, beta2) of an Adam-style rule from ``proto.<field>``, each checked to be in [0, 1]."""
+    conf = getattr(proto, field)
+    example = "%s { beta1: 0.9 beta2: 0.999 }" % field
+    return (_unit("%s.%s.beta1" % (name, field), conf.beta1, example),
+            _unit("%s.%s.beta2" % (name, field), conf.beta2, example))
+
+
 def _unit(name, value, example):
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -617,8 +621,7 @@ def create_updater(proto, name="updater"):
         raise invalid(name, "a singa.proto.job_pb2.UpdaterProto", type(proto).__name__)
     cls = UPDATERS.get(proto.type)
     if cls is None:
-        t = proto.type
-        received = job_pb2.UpdaterType.Name(t) if t in job_pb2.UpdaterType.values() else t
+        received = enum_name(job_pb2.UpdaterType, proto.type)
         hint = ("set it explicitly, e.g. `updater { type: kSGD learning_rate { type: kFixed base_lr: 0.01 } }` "
                 "(the default kUserUpdater means a user-registered updater")
         if proto.user_type:
