@@ -11,7 +11,8 @@ import singa.layers  # noqa: F401  (registers the layer implementations)
 from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
+from singa.updaters.fused import installed
 
 PHASE_NAMES = {job_pb2.kTrain: "train", job_pb2.kVal: "validation", job_pb2.kTest: "test"}
 
@@ -114,7 +115,7 @@ class NeuralNet:
         self.net_proto, self.streams, self.dtype = net_proto, streams, dtype
         protos = topological_order(layers_in_phase(net_proto, phase))
         if not protos:
-            raise ConfigError("the net has no layer in phase %s" % job_pb2.Phase.Name(phase))
+            raise ConfigError("the net has no layer in phase %s" % enum_name(job_pb2.Phase, phase))
         self.layers = []
         self.by_name = {}
         self.srcs = {}
@@ -233,19 +234,10 @@ class NeuralNet:
         return out
 
     def backward(self, flag, fused=None):
-        """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate} for this step, handed
-        to the layers that own those params (see BPWorker.gemm_updates)."""
-        if not fused:
+        """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate}, those params'
+        gradient sinks for this pass only (see BPWorker.gemm_updates)."""
+        with installed(fused):
             self._backward(flag)
-            return
-        users = [l for l in self.layers if any(p in fused for p in l.params)]
-        for layer in users:
-            layer.fused_updates = fused
-        try:
-            self._backward(flag)
-        finally:      # a plan is for one step only
-            for layer in users:
-                layer.fused_updates = None
 
     def _backward(self, flag):
         grads = {}

@@ -10,7 +10,8 @@ import os
 import numpy
 
 from singa.errors import ConfigError, invalid
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
+from singa.updaters.fused import keep
 
 
 def memory_limit():
@@ -123,6 +124,7 @@ class Param:
         self.shares = [self]       # for an owner: itself and every share of it
         self.version = 0           # number of updates applied (+ start step); 0 = not loaded
         self.aliased = None        # the Param of another net (train) whose values this one reads
+        self.sink = None           # this step's GemmUpdate, installed by the worker (see grad_sink)
         xp = backend.xp
         self.data = xp.zeros(self.shape, dtype=self.dtype)
         self.grad = xp.zeros(self.shape, dtype=self.dtype)
@@ -130,10 +132,6 @@ class Param:
     @property
     def size(self):
         return int(numpy.prod(self.shape)) if self.shape else 1
-
-    @property
-    def is_owner(self):
-        return self.owner is None
 
     @property
     def lr_scale(self):
@@ -164,6 +162,19 @@ class Param:
                     self.name, self.shape, self.layer_name, other.shape, other.layer_name))
         self.aliased = other
         self.data = other.data
+
+    def grad_sink(self, flag=0):
+        """Where a layer writes this param's gradient G this step, as (target, alpha, beta, done):
+        ``target = alpha * G + beta * target``, then ``done(index)`` for each block written. The
+        gradient buffer by default; an update done inside the product when the worker installed
+        one (singa.updaters.fused). ``flag`` with kAggGrad: G is added to the gradient buffer
+        (a sum over several passes; no worker asks for it, kBPTT is refused)."""
+        if flag & job_pb2.kAggGrad:
+            return self.grad, 1.0, 1.0, keep
+        s = self.sink
+        if s is None:
+            return self.grad, 1.0, 0.0, keep
+        return s.target, s.alpha, s.beta, s.done
 
     def owner_grad(self):
         """The gradient the updater applies to an owner: the mean over its shares' gradients."""
@@ -217,7 +228,7 @@ def fill(gen, shape, rng, name="?", dtype=numpy.float32):
     else:
         raise invalid("init.type of param '%s'" % name,
                       "one of kConstant, kGaussian, kUniform, kGaussianSqrtFanIn, kUniformSqrtFanIn, "
-                      "kUniformSqrtFanInOut", job_pb2.InitMethod.Name(t) if t in job_pb2.InitMethod.values() else t)
+                      "kUniformSqrtFanInOut", enum_name(job_pb2.InitMethod, t))
     if t in (job_pb2.kGaussianSqrtFanIn, job_pb2.kUniformSqrtFanIn, job_pb2.kUniformSqrtFanInOut) and not fan_ok:
         raise ConfigError("param '%s': fan-in initialisation needs a 2-D param. Received shape %s" % (name, shape))
     # SINGA uses shape[1] (columns) as fan-in (SINGA-58).

@@ -7,9 +7,11 @@ import os
 
 import numpy
 
+from singa import exchange
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
+from singa.updaters.fused import gemm_plans, installed
 
 # Automatic replicas: at least this many samples per thread.
 MIN_REPLICA_BATCH = 8
@@ -68,14 +70,22 @@ class BPWorker:
     """``fuse_updates``: let layers that can (kInnerProduct on NumPy) apply the update of their
     weights inside the weight-gradient GEMM when the updater's rule allows it (SGD without
     clipping); the maths is the same, without a gradient buffer or a separate pass over the
-    weights. Off, or when the rule cannot, every param takes the ordinary updater path.
+    weights (singa.updaters.fused). Off, or when the rule cannot, every param takes the ordinary
+    updater path.
 
     ``replicas``: train each batch as that many slices side by side on threads (data
     parallelism inside the process, each slice with single-threaded BLAS), the gradients summed
     weighted by the slices' shares of the batch: the same maths as one pass over the batch, up
     to float rounding and the random numbers of layers such as dropout, which each replica
     draws from its own stream. None: ``auto_replicas(train_net)``. Results are reproducible for
-    a given seed and number of replicas."""
+    a given seed and number of replicas.
+
+    ``comm`` (singa.cluster.mpi.Comm): a synchronous worker group over processes; this process
+    trains ``slices`` [(lo, hi)] (rows of what its data layers read) of every group batch of
+    ``batch`` rows (one replica each), and the gradients are summed over the group's processes.
+    ``ps`` (singa.cluster.stub.WorkerStub): the group's gradients go to parameter servers, which
+    send back fresh values (Downpour, Hogwild, Sandblaster), instead of the local update. How
+    the replicas' gradients are exchanged and applied is one strategy (singa.exchange)."""
 
     def __init__(self, train_net, updater, test_net=None, val_net=None, fuse_updates=True, replicas=None,
                  comm=None, slices=None, slice_ids=None, batch=None, ps=None):
@@ -86,20 +96,10 @@ class BPWorker:
         self.fuse_updates = bool(fuse_updates)
         self.state = {p.name: updater.init_state(p.data) for p in train_net.owner_params} if updater else {}
         self.train_metrics = MetricAverager()
-        # ``comm`` (singa.cluster.mpi.Comm): a synchronous worker group over processes; this
-        # process trains ``slices`` [(lo, hi)] (rows of what its data layers read) of every group
-        # batch of ``batch`` rows (one replica each) and the gradients are summed over all the
-        # group's processes with one Allreduce of a flat buffer.
-        # ``ps`` (singa.cluster.stub.WorkerStub): the group's gradients go to parameter servers,
-        # which send back fresh values (Downpour, Hogwild, Sandblaster), instead of the local update.
         B = self.batch = int(batch) if batch is not None else train_net.batch_size
-        self.comm = comm
-        self.ps = ps
         self.update_params = None      # the params this worker trains (None: every owner param)
         self.between_passes = None     # called between a replica's forward and backward passes
-        self.flat = None
-        self.dflat = None              # the gradients' flat buffer on the GPU (exchanges from a GPU)
-        self.exchange = "host buffers"
+        self.flat = None               # the replicas' summed gradients (FlatBuffer), made on the first step
         if slices is not None:
             self.bounds = [(int(lo), int(hi)) for lo, hi in slices]
             self.nreplicas = len(self.bounds)
@@ -111,9 +111,11 @@ class BPWorker:
         self.replicas = []        # (net, weight); built on the first step
         # names of the replicas' random streams: the global slice (worker) ids
         self.slice_ids = list(slice_ids) if slice_ids is not None else list(range(len(self.bounds)))
+        # None: one pass over the batch, no exchange (the plain step, where updates may fuse)
+        self.grad_exchange = exchange.create(train_net.backend.xp, self.nreplicas, comm, ps)
 
     def train_one_batch(self, step):
-        if self.nreplicas > 1 or self.comm is not None or self.ps is not None:
+        if self.grad_exchange is not None:
             self._train_replicated(step)
             return
         net = self.train_net
@@ -124,16 +126,10 @@ class BPWorker:
         self.update(step, fused)
 
     def _train_replicated(self, step):
+        """The replicas' passes, their weighted gradients into the flat buffer, then the exchange."""
         net = self.train_net
         if not self.replicas:
-            B = self.batch
-            if not self.bounds:      # one pass over the whole batch, as a replica (parameter servers)
-                self.bounds, self.slice_ids = [(0, B)], self.slice_ids or [0]
-            self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
-            if self.ps is not None and len(self.replicas) == 1:
-                # one pass on this thread: it also answers the other groups' pushes and syncs to this
-                # process's servers between forward and backward (halves how long they wait)
-                self.between_passes = self.ps.stub.serve
+            self._build_replicas()
         for layer in net.data_layers:           # the whole batch, read once
             layer.forward(job_pb2.kTrain, net.srcs[layer.name])
         for rnet, _ in self.replicas:          # values may have been replaced (restore)
@@ -149,51 +145,23 @@ class BPWorker:
         for rnet, w in self.replicas:
             for key, v in rnet.metrics().items():
                 metrics[key] = metrics.get(key, 0.0) + w * v
-        grads = {}
         plist = self.update_params or net.owner_params
-        on_host = net.backend.xp is numpy
-        exchanged = self.comm is not None or self.ps is not None
-        if self.flat is None and (on_host or exchanged):
-            from singa.cluster.mpi import FlatBuffer
-            # the gradients, then (across processes) this step's weighted metrics: one host
-            # buffer, one collective
-            self.metric_keys = sorted(metrics)
-            extra = [(len(self.metric_keys),)] if self.comm is not None else []
-            self.flat = FlatBuffer([p.shape for p in plist] + extra, plist[0].dtype)
-        if on_host:
-            # the weighted sum written straight into the flat buffer: what the Allreduce sends.
-            # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into
-            # the next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
-            self._weighted_sum(numpy, plist, self.flat.views)
-            grads = {p.name: g for p, g in zip(plist, self.flat.views)}
-        elif not exchanged:
-            for p in plist:
-                g = None
-                for rnet, w in self.replicas:
-                    rg = rnet.owners[p.name].owner_grad() * p.dtype.type(w)
-                    g = rg if g is None else g + rg
-                grads[p.name] = g
-        else:
-            return self._exchange_on_device(step, net, plist, metrics)
-        if self.comm is not None:
-            # every process's weighted share of the gradients and of the metrics, summed by one
-            # Allreduce of the flat buffer
-            mview = self.flat.views[-1]
-            if sorted(metrics) != self.metric_keys:
-                raise RuntimeError("the net's metrics changed between steps: %s, then %s"
-                                   % (self.metric_keys, sorted(metrics)))
-            mview[...] = [metrics[k] for k in self.metric_keys]
-            self.comm.allreduce_sum(self.flat.flat)
-            metrics = dict(zip(self.metric_keys, mview.astype(numpy.float64).tolist()))
-            if not on_host:     # the summed gradients back on the GPU for the update
-                grads = {p.name: net.backend.asarray(v, dtype=p.dtype) for p, v in zip(plist, self.flat.views)}
-        self.train_metrics.add(metrics)
-        if self.ps is not None:
-            self.ps.push_pull(step, self.flat)
-            for p in net.owner_params:
-                p.version = step + 1
-        else:
-            self.update(step, grads=grads, params=self.update_params)
+        xp = net.backend.xp
+        if self.flat is None:
+            self.flat = self.grad_exchange.buffer(xp, [p.shape for p in plist], plist[0].dtype, sorted(metrics))
+        # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into the
+        # next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
+        self._weighted_sum(xp, plist, self.flat.views)
+        self.train_metrics.add(self.grad_exchange.exchange(metrics))
+        self.grad_exchange.apply(self, step)
+
+    def _build_replicas(self):
+        B = self.batch
+        if not self.bounds:      # one pass over the whole batch, as a replica (parameter servers)
+            self.bounds, self.slice_ids = [(0, B)], self.slice_ids or [0]
+        net = self.train_net
+        self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
+        self.between_passes = self.grad_exchange.between_passes(len(self.replicas))
 
     def _weighted_sum(self, xp, plist, views):
         """views[k] = the replicas' gradients of plist[k], each weighted by its share of the batch."""
@@ -206,46 +174,6 @@ class BPWorker:
                     rg *= p.dtype.type(w)       # the replica's own gradient: rewritten next step
                     g += rg
 
-    def _exchange_on_device(self, step, net, plist, metrics):
-        """The group's exchange when the gradients live on a GPU: they are summed into one flat
-        device buffer; with CUDA-aware MPI the Allreduce reads and writes it in place (the metrics
-        ride along at its end), otherwise it crosses to the host buffer and back once per step
-        (one staged copy each way). Parameter servers (on the host) get the staged copy."""
-        xp = net.backend.xp
-        direct = self.comm is not None and self.ps is None and self.comm.cuda_aware
-        if self.dflat is None:
-            from singa.cluster.mpi import FlatBuffer
-            extra = [(len(self.metric_keys),)] if direct else []
-            self.dflat = FlatBuffer([p.shape for p in plist] + extra, plist[0].dtype, xp)
-            self.exchange = "device buffers (CUDA-aware MPI)" if direct else "one staged copy per step"
-        self._weighted_sum(xp, plist, self.dflat.views)
-        ngrad = sum(int(p.size) for p in plist)
-        if self.comm is not None:
-            if sorted(metrics) != self.metric_keys:
-                raise RuntimeError("the net's metrics changed between steps: %s, then %s"
-                                   % (self.metric_keys, sorted(metrics)))
-            values = numpy.asarray([metrics[k] for k in self.metric_keys], dtype=plist[0].dtype)
-            if direct:
-                self.dflat.views[-1][...] = xp.asarray(values)
-                self.comm.allreduce_sum(self.dflat.flat)
-                summed = self.dflat.views[-1].get()
-            else:
-                host = self.flat.flat
-                self.dflat.flat.get(out=host[:ngrad])
-                self.flat.views[-1][...] = values
-                self.comm.allreduce_sum(host)
-                self.dflat.flat.set(host[:ngrad])
-                summed = self.flat.views[-1]
-            metrics = dict(zip(self.metric_keys, summed.astype(numpy.float64).tolist()))
-        self.train_metrics.add(metrics)
-        if self.ps is not None:
-            self.dflat.flat.get(out=self.flat.flat[:ngrad])
-            self.ps.push_pull(step, self.flat)
-            for p in net.owner_params:
-                p.version = step + 1
-        else:
-            self.update(step, grads={p.name: g for p, g in zip(plist, self.dflat.views)}, params=self.update_params)
-
     def _replica_step(self, rnet):
         """One replica's pass over its slice of the batch: its gradients, into its params."""
         rnet.forward(job_pb2.kTrain)
@@ -253,23 +181,27 @@ class BPWorker:
             self.between_passes()
         rnet.backward(job_pb2.kTrain)
 
+    def fusable_params(self):
+        """The params whose layers can take an update as their gradient's sink."""
+        return self.train_net.fusable_params()
+
     def gemm_updates(self, step):
-        """{param: GemmUpdate} for this step's params updated within backward (None if none)."""
-        if (not self.fuse_updates or self.updater is None or self.nreplicas > 1 or self.comm is not None
-                or self.ps is not None):
+        """{param: GemmUpdate} for this step's params updated within their gradient products
+        (None if none): only in the plain step, where this worker's own pass writes the gradients."""
+        if not self.fuse_updates or self.updater is None or self.grad_exchange is not None:
             return None
-        out = {}
-        for p in self.train_net.fusable_params():
-            plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
-                                            wd_scale=p.wd_scale)
-            if plan is not None:
-                out[p] = plan
-        return out or None
+        return gemm_plans(self.updater, step, self.fusable_params(), self.state)
+
+    def apply_gradients(self, step, views):
+        """The update from the summed gradients ``views`` (in the order of the params trained)."""
+        plist = self.update_params or self.train_net.owner_params
+        self.update(step, grads={p.name: g for p, g in zip(plist, views)}, params=self.update_params)
 
     def update(self, step, fused=None, grads=None, params=None):
         """Apply the updater to every owner param (or those in ``params``): its own gradient
         (``owner_grad``, the mean over its shares: SINGA's grad_scale = 1/num_shares), or
-        ``grads[name]`` when given."""
+        ``grads[name]`` when given. Params whose update was applied inside a product (``fused``)
+        are skipped."""
         for p in self.train_net.owner_params if params is None else params:
             plan = fused.get(p) if fused else None
             if plan is None or not plan.applied:
@@ -351,32 +283,25 @@ class CDWorker(BPWorker):
                 vis.hid.negative(flag)
 
     def train_one_batch(self, step):
-        if self.nreplicas > 1 or self.comm is not None:
+        if self.grad_exchange is not None:
             self._train_replicated(step)
             return
         net = self.train_net
         self._cd_passes(net, self.pairs)
-        plans = self.gemm_updates(step) or {}
-        for vis in self.pairs:
-            vis.hid.cd_gradients()
-            vis.cd_gradients(plans.get(vis.weight))
+        plans = self.gemm_updates(step)
+        with installed(plans):
+            for vis in self.pairs:
+                vis.hid.cd_gradients()
+                vis.cd_gradients()
         self.train_metrics.add(net.metrics())
         self.update(step, fused=plans, params=self.cd_params)
 
-    def gemm_updates(self, step):
-        """{RBM weight: GemmUpdate}: SGD's update of each shared weight applied inside its two CD
-        products (no gradient buffer, no averaging pass over the shares, no updater pass)."""
-        if not self.fuse_updates or self.updater is None:
-            return None
-        out = {}
-        for vis in self.pairs:
-            p = vis.weight
-            if p.owner is None and p.aliased is None and blas.usable(p.data):
-                plan = self.updater.gemm_update(step, p.data, self.state[p.name], lr_scale=p.lr_scale,
-                                                wd_scale=p.wd_scale)
-                if plan is not None:
-                    out[p] = plan
-        return out or None
+    def fusable_params(self):
+        """Each RBM's weight (shared with its RBMHid, whose share adds 0): SGD's update applied
+        inside its CD product (no gradient buffer, no averaging pass over the shares, no updater
+        pass)."""
+        return [vis.weight for vis in self.pairs
+                if vis.weight.owner is None and vis.weight.aliased is None and blas.usable(vis.weight.data)]
 
     def test(self, net, nsteps, flag):
         avg = MetricAverager()

@@ -141,7 +141,9 @@ def test_a_plan_lives_for_one_backward_only(records):
     w_before = {p.name: p.data.copy() for p in plans}
     net.backward(job_pb2.kTrain, plans)
     assert all(p.applied for p in plans.values())
-    assert all(l.fused_updates is None for l in net.layers if hasattr(l, "fusable_params"))
+    # the layers' sinks are their gradient buffers again
+    sinks = [(p, p.grad_sink()) for l in net.layers if hasattr(l, "fusable_params") for p in l.params]
+    assert all(s[0] is p.grad and s[1:3] == (1.0, 0.0) for p, s in sinks)
     changed = {p.name: not np.array_equal(p.data, w_before[p.name]) for p in plans}
     assert all(changed.values())
     # a plain backward afterwards writes gradients and leaves the weights alone

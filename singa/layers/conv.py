@@ -12,8 +12,9 @@ is built from a channel-major padded copy of x, then every product is one GEMM:
     backward  dW = G col^T             G = g as (F, B*Ho*Wo)
               dcol = W^T G,  dx = col2im(dcol)   (skipped for a data-layer source)
 
-Like kInnerProduct, the worker may ask for the SGD update of the weight to be folded into the
-dW product (``fused_updates``): W = beta*W + alpha*G col^T, after dcol has read the old W.
+Like kInnerProduct, the gradients go to the params' sinks (``Param.grad_sink``), so the worker
+may have the SGD update of the weight folded into the dW product: W = beta*W + alpha*G col^T,
+after dcol has read the old W.
 """
 import os
 
@@ -26,6 +27,7 @@ from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
 from singa.layers.neuron import scratch
 from singa.param import check_alloc
 from singa.proto import job_pb2
+from singa.updaters.fused import sum_into
 
 # Lowering copies split over threads from this many col values on (numpy's loops drop the GIL).
 MIN_SPLIT_COPY = 1 << 18
@@ -47,10 +49,6 @@ def split_lowering():
 
 @register(job_pb2.kConvolution, job_pb2.kCConvolution, job_pb2.kCudnnConv)
 class ConvolutionLayer(Layer):
-    backward_reads_output = False
-    # {Param: GemmUpdate} set by NeuralNet.backward for one step when the worker fuses updates.
-    fused_updates = None
-
     def _field(self, field, expected, value, hint):
         return invalid("convolution_conf.%s of layer '%s' (%s)" % (field, self.name, type_name(self.conf.type)),
                        expected, value, hint=hint)
@@ -167,23 +165,14 @@ class ConvolutionLayer(Layer):
         return a
 
     def backward(self, flag, srcs, grad):
-        xp = self.xp
         src = srcs[0]
         g = self.geom
         F = self.num_filters
         w = self.weight.data
-        acc = bool(flag & job_pb2.kAggGrad)    # BPTT: sum over unrolled steps
-        plan = None if acc or not self.fused_updates else self.fused_updates.get(self.weight)
-        if plan is not None:
-            target, alpha, beta = plan.target, plan.alpha, plan.beta
-        else:
-            target, alpha, beta = self.weight.grad, 1.0, (1.0 if acc else 0.0)
+        target, alpha, beta, done = self.weight.grad_sink(flag)      # the gradient, or the update
         # G reuses forward's Y buffer: Y is dead once y is written.
         G = self.lower.output_grad(grad, g, scratch(self, "Y", (F, g.N)))
-        if acc:
-            xp.add(self.bias.grad, xp.sum(G, axis=1), out=self.bias.grad)
-        else:
-            xp.sum(G, axis=1, out=self.bias.grad)
+        sum_into(self.xp, G, 1, self.bias.grad_sink(flag))
         dx = None
         if not getattr(src, "is_data", False):
             # dx reads the old weights, before the fused update below writes them.
@@ -205,9 +194,7 @@ class ConvolutionLayer(Layer):
             self.lower.rows_to_weight(dwr, g, target, alpha, beta)
         else:
             self._weight_grad(G, scratch(self, "col", (g.K, g.N)), target, alpha, beta)
-        if plan is not None:
-            plan.finish()
-            plan.applied = True
+        done()
         if dx is None:
             return [None]
         return [dx.reshape(src.data.shape)]

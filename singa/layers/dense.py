@@ -5,9 +5,10 @@ or with ``innerproduct_conf.transpose`` (in_dim, num_output), y = x W + b (tied 
 weights share the encoder's matrix that way). All products write into buffers kept across
 steps and into ``param.grad`` itself, which may be a view into a flat gradient buffer.
 
-Products go through singa.backends.blas: on NumPy one BLAS call each, so the worker can fold
-an SGD update into the weight-gradient product (``fused_updates``: W = beta*W + alpha*g^T x,
-with dx = g W computed first from the old W) instead of writing ``param.grad``.
+Products go through singa.backends.blas: on NumPy one BLAS call each. The gradients go to the
+params' sinks (``Param.grad_sink``, singa.updaters.fused), so the worker can fold an SGD update
+into the weight-gradient product (W = beta*W + alpha*g^T x, with dx = g W computed first from
+the old W) instead of writing ``param.grad``.
 """
 import math
 
@@ -17,14 +18,11 @@ from singa.layers.base import Layer, register
 from singa.layers.neuron import scratch
 from singa.param import check_alloc
 from singa.proto import job_pb2
+from singa.updaters.fused import sum_into
 
 
 @register(job_pb2.kInnerProduct)
 class InnerProductLayer(Layer):
-    backward_reads_output = False
-    # {Param: GemmUpdate} set by NeuralNet.backward for one step when the worker fuses updates.
-    fused_updates = None
-
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         shape = tuple(src_shapes[0])
@@ -91,23 +89,13 @@ class InnerProductLayer(Layer):
         return y
 
     def backward(self, flag, srcs, grad):
-        xp = self.xp
         src = srcs[0]
         x = self._src2d(src)
         g = grad
         w = self.weight.data
-        acc = bool(flag & job_pb2.kAggGrad)    # BPTT: sum over unrolled steps
-        # The update of the weight, when the worker asked for it, replaces the gradient product:
-        # target = alpha * (g^T x) + beta * target (SGD: target is w itself, or the momentum).
-        plan = None if acc or not self.fused_updates else self.fused_updates.get(self.weight)
-        if plan is not None:
-            target, alpha, beta = plan.target, plan.alpha, plan.beta
-        else:
-            target, alpha, beta = self.weight.grad, 1.0, (1.0 if acc else 0.0)
-        if acc:
-            xp.add(self.bias.grad, xp.sum(g, axis=0), out=self.bias.grad)
-        else:
-            xp.sum(g, axis=0, out=self.bias.grad)
+        # target = alpha * (g^T x) + beta * target: the gradient, or the update (see the module doc)
+        target, alpha, beta, done = self.weight.grad_sink(flag)
+        sum_into(self.xp, g, 0, self.bias.grad_sink(flag))
         # Nobody below wants dx of a data source: skip the largest GEMM.
         dx = None if getattr(src, "is_data", False) else scratch(self, "dx", x.shape)
         in_dim = self.in_dim
@@ -122,19 +110,15 @@ class InnerProductLayer(Layer):
                 if dx is not None:
                     blas.gemm(g, w[c].T, dx[:, c])
                 blas.gemm(xc.T, g, target[c], alpha, beta)
-                if plan is not None:
-                    plan.finish((c,))
+                done((c,))
             else:        # W is (num_output, in_dim): dx = g W, dW = g^T x
                 if dx is not None:
                     blas.gemm(g, w[:, c], dx[:, c])
                 blas.gemm(g.T, xc, target[:, c], alpha, beta)
-                if plan is not None:
-                    plan.finish((slice(None), c))
+                done((slice(None), c))
 
         madds = g.shape[0] * w.size * (1 if dx is None else 2)
         blas.parallel(part, self._parts(madds, x, g, w, target))
-        if plan is not None:
-            plan.applied = True
         if dx is None:
             return [None]
         return [dx.reshape(src.data.shape)]

@@ -53,7 +53,6 @@ def _affine(xp, x, w, bias, out, transpose, sigmoid):
 
 
 class _RBMLayer(Layer):
-    backward_reads_output = False
     trains_with_cd = True
 
     def _half(self, which, batch, dim):
@@ -95,8 +94,6 @@ class _RBMLayer(Layer):
 class RBMVisLayer(_RBMLayer):
     """The visible side: holds v0 (the input) and the reconstructions v."""
     has_metrics = True
-    # sources that are kRBMHid layers are back edges: wired after the net is built (``hid``)
-    back_edge_types = (job_pb2.kRBMHid,)
 
     def setup(self, src_shapes):
         if len(src_shapes) != 1:
@@ -138,31 +135,24 @@ class RBMVisLayer(_RBMLayer):
             self.first = False
         return v
 
-    def cd_gradients(self, plan=None):
+    def cd_gradients(self):
         """dW = (h_k^T v_k - h0^T v0) / B and db = mean(v_k - v0) into the params' grads.
 
-        With a GemmUpdate ``plan`` (SGD, see BPWorker) the weight's update is applied inside the
-        product instead: target = beta*target + alpha*dW_owner, where the owner's gradient
-        is dW averaged over the weight's shares (RBMHid's share contributes 0), as the updater
-        would have averaged it."""
+        The weight's gradient goes to its sink (``Param.grad_sink``): with SGD the worker has
+        the update applied inside the product instead (see CDWorker)."""
         xp = self.xp
         h = self.hid
         B = self.pos.shape[0]
-        if plan is None:
-            target, a, beta = self.weight.grad, 1.0 / B, 0.0
-        else:
-            target, a, beta = plan.target, plan.alpha / (B * len(self.weight.shares)), plan.beta
+        target, alpha, beta, done = self.weight.grad_sink()
         xp.subtract(self.neg.sum(axis=0), self.pos.sum(axis=0), out=self.bias.grad)
         self.bias.grad *= 1.0 / B
         # h_k^T v_k - h0^T v0 = [h_k; -h0]^T [v_k; v0]: one product over the stacked halves (the
         # output is written once), h0 negated for it and restored
         hb, vb = h._scratch["both"], self._scratch["both"]
         xp.negative(h.pos, out=h.pos)
-        blas.gemm(hb.T, vb, target, a, beta)
+        blas.gemm(hb.T, vb, target, alpha / B, beta)
         xp.negative(h.pos, out=h.pos)
-        if plan is not None:
-            plan.finish()
-            plan.applied = True
+        done()
 
     def metrics(self):
         if self._se is None:

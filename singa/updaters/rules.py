@@ -23,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from singa.backends import blas, get_array_module
+from singa.backends import get_array_module
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
+from singa.updaters.fused import GemmUpdate
 from singa.updaters.lr import check_number, create_lr_generator
 
 # Elements per chunk: 4 float32 arrays of 512 KiB stay in L2/L3 while a rule runs on them.
@@ -115,7 +116,7 @@ class Updater:
     def __init__(self, proto, name="updater"):
         self.proto = proto
         self.name = name
-        self.type_name = job_pb2.UpdaterType.Name(proto.type)
+        self.type_name = enum_name(job_pb2.UpdaterType, proto.type)
         self.lr_gen = create_lr_generator(proto.learning_rate, name + ".learning_rate")
         # Negative momentum or weight decay would be silently dropped (both apply only when > 0)
         # or, for Nesterov, flip the history's sign; NaN/inf ones poison every weight at step 0.
@@ -307,60 +308,7 @@ class Updater:
         return None
 
 
-class GemmUpdate:
-    """One step of a param's update done inside the layer's weight-gradient GEMM.
-
-    The layer computes ``target = alpha * G + beta * target`` where G is the gradient product it
-    would have written to ``param.grad`` (plain SGD: target is the weights, beta = 1 - lr*wd;
-    momentum: target is the history h, beta = momentum), then calls ``finish(index)`` for each
-    block of the param it wrote, and sets ``applied`` so the worker skips the param this step.
-    """
-
-    __slots__ = ("data", "target", "alpha", "beta", "wd_lr", "applied")
-
-    def __init__(self, data, target, alpha, beta, wd_lr=0.0):
-        self.data, self.target = data, target
-        self.alpha, self.beta, self.wd_lr = float(alpha), float(beta), float(wd_lr)
-        self.applied = False
-
-    def finish(self, index=Ellipsis):
-        """Momentum only: ``h -= lr*wd*w; w += h`` on ``data[index]`` (run after the GEMM of that block)."""
-        if self.target is self.data:
-            return
-        h, w = self.target[index], self.data[index]
-        xp = get_array_module(w)
-        if not self.wd_lr and h.flags.c_contiguous and w.flags.c_contiguous:
-            blas.axpy(1.0, h, w)      # one BLAS pass (plain xp code off NumPy)
-            return
-        if xp is not numpy or w.ndim != 2:
-            if self.wd_lr:
-                h -= self.wd_lr * w
-            w += h
-            return
-        # Rows in cache-sized groups, so each group is read once for both operations.
-        cols = max(1, w.shape[1])
-        step = max(1, CHUNK // cols)
-        t = _local_buffer(w.dtype) if self.wd_lr else None
-        for r in range(0, w.shape[0], step):
-            hr, wr = h[r:r + step], w[r:r + step]
-            if t is not None:
-                tr = t[:hr.size].reshape(hr.shape)
-                numpy.multiply(wr, self.wd_lr, out=tr)
-                hr -= tr
-            wr += hr
-
-
-_local = threading.local()
 _KERNELS = {}       # (body, scalars, state names) -> Kernel, shared by updaters of the same rule
-
-
-def _local_buffer(dtype):
-    """A CHUNK-sized scratch array of this thread (GemmUpdate.finish runs on several threads)."""
-    bufs = _local.__dict__.setdefault("bufs", {})
-    b = bufs.get(dtype)
-    if b is None:
-        b = bufs[dtype] = numpy.empty(CHUNK, dtype)
-    return b
 
 
 class SGDUpdater(Updater):
@@ -574,9 +522,7 @@ class AdamUpdater(Updater):
 
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
-        conf = proto.adam_conf
-        self.beta1 = _unit(name + ".adam_conf.beta1", conf.beta1, "adam_conf { beta1: 0.9 beta2: 0.999 }")
-        self.beta2 = _unit(name + ".adam_conf.beta2", conf.beta2, "adam_conf { beta1: 0.9 beta2: 0.999 }")
+        self.beta1, self.beta2 = _betas(proto, name, "adam_conf")
 
     kernel_state = ("m", "v")
 
@@ -616,9 +562,7 @@ class AdamMaxUpdater(Updater):
 
     def __init__(self, proto, name="updater"):
         super().__init__(proto, name)
-        conf = proto.adammax_conf
-        self.beta1 = _unit(name + ".adammax_conf.beta1", conf.beta1, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
-        self.beta2 = _unit(name + ".adammax_conf.beta2", conf.beta2, "adammax_conf { beta1: 0.9 beta2: 0.999 }")
+        self.beta1, self.beta2 = _betas(proto, name, "adammax_conf")
 
     kernel_state = ("m", "u")
 
@@ -645,6 +589,14 @@ class AdamMaxUpdater(Updater):
         d -= t
 
 
+def _betas(proto, name, field):
+    """(beta1, beta2) of an Adam-style rule from ``proto.<field>``, each checked to be in [0, 1]."""
+    conf = getattr(proto, field)
+    example = "%s { beta1: 0.9 beta2: 0.999 }" % field
+    return (_unit("%s.%s.beta1" % (name, field), conf.beta1, example),
+            _unit("%s.%s.beta2" % (name, field), conf.beta2, example))
+
+
 def _unit(name, value, example):
     value = float(value)
     if not 0.0 <= value <= 1.0:
@@ -669,8 +621,7 @@ def create_updater(proto, name="updater"):
         raise invalid(name, "a singa.proto.job_pb2.UpdaterProto", type(proto).__name__)
     cls = UPDATERS.get(proto.type)
     if cls is None:
-        t = proto.type
-        received = job_pb2.UpdaterType.Name(t) if t in job_pb2.UpdaterType.values() else t
+        received = enum_name(job_pb2.UpdaterType, proto.type)
         hint = ("set it explicitly, e.g. `updater { type: kSGD learning_rate { type: kFixed base_lr: 0.01 } }` "
                 "(the default kUserUpdater means a user-registered updater")
         if proto.user_type:
