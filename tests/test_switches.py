@@ -19,6 +19,8 @@ def _sources():
                          capture_output=True, text=True, check=True).stdout.split()
     out += ["singa/switches.py"]
     for rel in sorted(set(out)):
+        if rel == "tests/test_switches.py":
+            continue                     # names unknown switches on purpose
         if rel.endswith((".py", ".sh")) or rel in ("run.sh", ".ci/run"):
             with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
                 yield rel, f.read()
