@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from singa import worker as worker_mod
-from singa.backends import Backend, blas
+from singa.backends import Backend, blas, parallel
 from singa.driver import Driver
 from singa.errors import ConfigError
 from singa.io import checkpoint as ckpt
@@ -204,7 +204,7 @@ def test_no_blas_call_outside_the_replicas_threads(records, monkeypatch):
         real = getattr(blas, name)
 
         def spy(*a, _real=real, _name=name, **k):
-            if not getattr(blas._inside, "depth", 0):
+            if not parallel.depth():
                 outside.append(_name)
             return _real(*a, **k)
         monkeypatch.setattr(blas, name, spy)

@@ -3,9 +3,9 @@
 * ``gemm(a, b, c, alpha, beta)``: c = alpha * a @ b + beta * c in one BLAS call. With beta = 1
   and c = the weights, a parameter update becomes part of the weight-gradient product (no
   gradient buffer, no separate pass over the weights).
-* ``parallel(fn)``: runs ``fn(k, n)`` for k < n on n threads with BLAS single-threaded inside,
-  so two independent (or column-split) products run side by side on the cores. ctypes releases
-  the GIL during the call, so the threads really overlap.
+* ``parallel(fn)``: runs ``fn(k, n)`` for k < n on n threads (``singa.backends.parallel``, the
+  one pool) with BLAS single-threaded inside, so two independent (or column-split) products run
+  side by side on the cores. ctypes releases the GIL during the call, so the threads really overlap.
 
 Everything falls back to plain ``xp`` code when the library or symbol is missing, the arrays are
 not NumPy float32/float64, or their layout is not one BLAS takes (``usable`` says which).
@@ -16,10 +16,11 @@ import ctypes
 import glob
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from singa.backends import parallel as threads
+from singa.backends.parallel import part, usable_cores  # noqa: F401  (the split and the cores: one policy)
 from singa.errors import invalid
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -91,7 +92,7 @@ class _Lib:
 _lib = None
 _state = {"enabled": os.environ.get("SINGA_NO_BLAS", "") in ("", "0"), "threads": None,
           "split_products": os.environ.get("SINGA_SPLIT_GEMM", "") not in ("", "0"),
-          "pool": None, "pid": None, "active": 0, "saved": 1}
+          "active": 0, "saved": 1}
 _lock = threading.Lock()
 
 
@@ -124,7 +125,7 @@ def blas_threads():
 def num_threads():
     """Threads ``parallel`` uses: set by ``set_num_threads``, else OpenBLAS's own count; 1 inside
     a part of a ``parallel`` call (the cores are taken: nested work runs inline)."""
-    if getattr(_inside, "depth", 0):
+    if threads.depth():
         return 1
     n = _state["threads"]
     return n if n is not None else (blas_threads() if available() else 1)
@@ -140,42 +141,6 @@ def set_num_threads(n):
 
 # Variables with which a user (or a launcher) chose OpenBLAS's thread count: share_cores keeps it.
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def usable_cores():
-    """Cores this process may run on: its CPU affinity (taskset, cpusets), capped by a cgroup CPU
-    quota (containers' --cpus) when there is one."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    return max(1, min(n, quota) if quota else n)
-
-
-def _cgroup_cpu_quota():
-    """ceil(quota / period) of this process's cgroup (v2 cpu.max, v1 cfs files), else None."""
-    paths = []
-    try:
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                parts = line.strip().split(":", 2)
-                if len(parts) == 3 and parts[0] == "0":
-                    paths.append(os.path.join("/sys/fs/cgroup", parts[2].lstrip("/"), "cpu.max"))
-    except OSError:
-        pass
-    for p in paths + ["/sys/fs/cgroup/cpu.max"]:
-        try:
-            quota, period = open(p).read().split()[:2]
-        except (OSError, ValueError):
-            continue
-        return -(-int(quota) // int(period)) if quota != "max" and int(period) > 0 else None
-    try:
-        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
-        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
-    except (OSError, ValueError):
-        return None
-    return -(-quota // period) if quota > 0 and period > 0 else None
 
 
 class CoreShare:
@@ -238,49 +203,21 @@ def set_split_products(flag):
     _state["split_products"] = bool(flag)
 
 
-def _pool():
-    pid = os.getpid()
-    if _state["pool"] is None or _state["pid"] != pid:   # a forked child has no threads: make new ones
-        with _lock:
-            if _state["pool"] is None or _state["pid"] != pid:
-                _state["pool"] = ThreadPoolExecutor(7, thread_name_prefix="singa-blas")
-                _state["pid"] = pid
-    return _state["pool"]
-
-
 def parallel(fn, n=None):
-    """Run ``fn(k, n)`` for k in range(n), k > 0 on pool threads and k = 0 here, with OpenBLAS
-    set to one thread meanwhile (each part is single-threaded; the parts share the cores).
-
-    Exceptions of any part are raised here after all parts finished.
+    """Run ``fn(k, n)`` for k in range(n) through ``singa.backends.parallel.run`` (k = 0 on this
+    thread), with OpenBLAS set to one thread meanwhile (each part is single-threaded; the parts
+    share the cores). n defaults to ``num_threads()``. Exceptions of any part are raised here
+    after all parts finished.
     """
     n = num_threads() if n is None else n
     if n <= 1:
         fn(0, 1)
         return
-
-    def part(k):
-        depth = getattr(_inside, "depth", 0)
-        _inside.depth = depth + 1
-        try:
-            fn(k, n)
-        finally:
-            _inside.depth = depth
     _enter_single()
     try:
-        futures = [_pool().submit(part, k) for k in range(1, n)]
-        try:
-            part(0)
-        finally:
-            for f in futures:
-                f.exception()          # wait for all before raising
-        for f in futures:
-            f.result()
+        threads.run(fn, n)
     finally:
         _leave_single()
-
-
-_inside = threading.local()      # depth of parallel parts running on this thread
 
 
 def _enter_single():
@@ -299,11 +236,6 @@ def _leave_single():
         _state["active"] -= 1
         if _state["active"] == 0 and lib.set_threads is not None:
             lib.set_threads(_state["saved"])
-
-
-def part(size, k, n):
-    """The k-th of n nearly equal contiguous ranges of range(size), as a slice."""
-    return slice(size * k // n, size * (k + 1) // n)
 
 
 def _operand(x, item):

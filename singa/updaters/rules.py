@@ -17,13 +17,10 @@ and wd are folded together so no rule makes an extra full pass for them. Chunks 
 so they may be shared out between threads (``set_num_threads``) with bit-identical results. NumPy
 arrays that are not C-contiguous take the same formulas once on the whole arrays.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy
 
-from singa.backends import get_array_module
+from singa import switches
+from singa.backends import get_array_module, parallel
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.proto import enum_name, job_pb2
@@ -37,14 +34,13 @@ MIN_CHUNKS_PER_THREAD = 2
 
 _UPDATER_TYPES = "kSGD, kNesterov, kAdaGrad, kRMSProp, kAdaDelta, kAdam or kAdamMax"
 
-_threads = {"n": None, "pool": None, "pid": None}
-_threads_lock = threading.Lock()
+_threads = {"n": None}
 
 
 def _default_threads():
     # One thread unless asked: measured on 2 cores, extra threads gave 1.5x on Adam alone but
     # nothing (or a loss) right after a BLAS matmul, whose spinning threads hold the cores.
-    env = os.environ.get("SINGA_UPDATER_THREADS")
+    env = switches.raw("SINGA_UPDATER_THREADS")
     if not env:
         return 1
     try:
@@ -59,31 +55,18 @@ def _default_threads():
 def set_num_threads(n):
     """Threads the NumPy updates may use for one big param (default 1, or ``SINGA_UPDATER_THREADS``).
 
-    Chunks are independent, so results are bit-identical whatever the number.
+    Chunks are independent, so results are bit-identical whatever the number. The threads are
+    singa.backends.parallel's one pool.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise invalid("num_threads", "an integer >= 1", n)
-    with _threads_lock:
-        if _threads["pool"] is not None:
-            _threads["pool"].shutdown(wait=True)
-        _threads.update(n=n, pool=None, pid=None)
+    _threads["n"] = n
 
 
 def get_num_threads():
     if _threads["n"] is None:
         _threads["n"] = _default_threads()
     return _threads["n"]
-
-
-def _pool():
-    """The shared worker pool (recreated in a forked child, whose copy has no threads)."""
-    pid = os.getpid()
-    if _threads["pool"] is None or _threads["pid"] != pid:
-        with _threads_lock:
-            if _threads["pool"] is None or _threads["pid"] != pid:
-                _threads["pool"] = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="singa-upd")
-                _threads["pid"] = pid
-    return _threads["pool"]
 
 
 def _clip_bound(name, value):
@@ -264,14 +247,11 @@ class Updater:
         if nthreads <= 1:
             self._run_chunks(flat, dtype, 0, 0, nchunks, n, lr, wd, gs)
             return
-        # Contiguous runs of chunks per thread; this thread takes the first run.
-        bounds = [nchunks * k // nthreads for k in range(nthreads + 1)]
-        pool = _pool()
-        futures = [pool.submit(self._run_chunks, flat, dtype, k, bounds[k], bounds[k + 1], n, lr, wd, gs)
-                   for k in range(1, nthreads)]
-        self._run_chunks(flat, dtype, 0, bounds[0], bounds[1], n, lr, wd, gs)
-        for f in futures:
-            f.result()
+        # Contiguous runs of chunks per thread (parallel.part); this thread takes the first run.
+        def run(k, n_parts):
+            r = parallel.part(nchunks, k, n_parts)
+            self._run_chunks(flat, dtype, k, r.start, r.stop, n, lr, wd, gs)
+        parallel.run(run, nthreads)
 
     def _run_chunks(self, flat, dtype, k, c0, c1, n, lr, wd, gs):
         b1, b2 = self._buffers(dtype, k)
