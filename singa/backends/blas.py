@@ -19,6 +19,7 @@ import threading
 
 import numpy
 
+from singa import switches
 from singa.backends import parallel as threads
 from singa.backends.parallel import part, usable_cores  # noqa: F401  (the split and the cores: one policy)
 from singa.errors import invalid
@@ -44,7 +45,7 @@ class _Lib:
             self.gemm, self.error = {}, str(e)
 
     def _candidates(self):
-        env = os.environ.get("SINGA_OPENBLAS")
+        env = switches.path("SINGA_OPENBLAS")
         if env:
             return [env]
         base = os.path.dirname(numpy.__file__)
@@ -90,8 +91,8 @@ class _Lib:
 
 
 _lib = None
-_state = {"enabled": os.environ.get("SINGA_NO_BLAS", "") in ("", "0"), "threads": None,
-          "split_products": os.environ.get("SINGA_SPLIT_GEMM", "") not in ("", "0"),
+_state = {"enabled": not switches.flag("SINGA_NO_BLAS"), "threads": None,
+          "split_products": switches.flag("SINGA_SPLIT_GEMM"),
           "active": 0, "saved": 1}
 _lock = threading.Lock()
 

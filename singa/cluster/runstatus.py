@@ -9,6 +9,9 @@ import json
 import os
 import threading
 
+from singa import switches
+from singa.io.atomic import write_text_atomic
+
 ENV = "SINGA_RUN_STATUS"
 
 _lock = threading.Lock()
@@ -18,30 +21,24 @@ _status = {}
 def update(**fields):
     """Merge ``fields`` into the status file (no-op without $SINGA_RUN_STATUS). Never raises: the
     job must not fail because its launcher's note could not be written."""
-    path = os.environ.get(ENV)
+    path = switches.raw(ENV)
     if not path:
         return
     with _lock:
         if not _status:             # what an earlier try of the job wrote (its last checkpoint) stays
             _status.update(_load(path))
         _status.update(fields)
-        tmp = "%s.%d.tmp" % (path, os.getpid())
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(_status, f)
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps(_status))
         except OSError:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
+            pass
 
 
 def note_rank(rank, size, pid, host):
     """Every rank, as it joins: its pid and host, in a file of its own beside the status file
     (``<status>.rank<R>``; seen by singa-run for the ranks on its machine even if the job dies
     before rank 0 heard from them all)."""
-    path = os.environ.get(ENV)
+    path = switches.raw(ENV)
     if not path:
         return
     try:

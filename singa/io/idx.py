@@ -15,6 +15,7 @@ import zlib
 import numpy
 
 from singa.errors import DataError
+from singa.io.atomic import write_bytes_atomic
 
 MAGIC_IMAGES = 2051
 MAGIC_LABELS = 2049
@@ -220,8 +221,5 @@ def write_idx(path, array):
     path = os.fspath(path)
     if path.endswith(".gz"):
         body = gzip.compress(body, mtime=0)
-    tmp = path + ".tmp%d" % os.getpid()
-    with open(tmp, "wb") as f:
-        f.write(body)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, body)
     return path

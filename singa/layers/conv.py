@@ -16,10 +16,10 @@ Like kInnerProduct, the gradients go to the params' sinks (``Param.grad_sink``),
 may have the SGD update of the weight folded into the dW product: W = beta*W + alpha*G col^T,
 after dcol has read the old W.
 """
-import os
 
 import numpy
 
+from singa import switches
 from singa.backends import blas
 from singa.backends.kernels import ConvGeometry, lowering
 from singa.errors import ConfigError, invalid
@@ -34,7 +34,7 @@ MIN_SPLIT_COPY = 1 << 18
 # SINGA_CONV_SPLIT=1 splits im2col/col2im and the weight-gradient product over threads (see
 # set_split_lowering). Off by default: on the 2-vCPU test machine two threads of copies or of
 # single-threaded products ran no faster than one (seed CNN: 542 samples/s off, 466 on).
-_split = {"on": os.environ.get("SINGA_CONV_SPLIT", "") not in ("0", "")}
+_split = {"on": switches.flag("SINGA_CONV_SPLIT")}
 
 
 def set_split_lowering(flag):

@@ -11,7 +11,7 @@ import math
 import numpy
 
 from singa.errors import ConfigError, invalid
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 
 _CHANGE_METHODS = "kFixed, kInverseT, kInverse, kExponential, kLinear, kStep or kFixedStep"
 
@@ -50,8 +50,8 @@ def _shown(v):
     return short if numpy.float32(short) == numpy.float32(v) else v
 
 
-def _method_name(t):
-    return job_pb2.ChangeMethod.Name(t) if t in job_pb2.ChangeMethod.values() else t
+def _change_method(t):
+    return enum_name(job_pb2.ChangeMethod, t)
 
 
 class LRGenerator:
@@ -77,7 +77,7 @@ class LRGenerator:
         if not self.proto.HasField(field):
             raise ConfigError(
                 "`%s.%s` is missing: learning-rate type %s needs it.\nhelp: add `%s { ... }` inside "
-                "`learning_rate`, e.g. %s" % (self.name, field, _method_name(self.proto.type), field,
+                "`learning_rate`, e.g. %s" % (self.name, field, _change_method(self.proto.type), field,
                                               _EXAMPLES[field]))
         return getattr(self.proto, field)
 
@@ -85,7 +85,7 @@ class LRGenerator:
         if not conf.HasField(field):
             raise ConfigError(
                 "`%s.%s.%s` is missing: it is required for learning-rate type %s.\nhelp: set it, e.g. %s"
-                % (self.name, conf_name, field, _method_name(self.proto.type), _EXAMPLES[conf_name]))
+                % (self.name, conf_name, field, _change_method(self.proto.type), _EXAMPLES[conf_name]))
         return getattr(conf, field)
 
     def _positive(self, conf_name, field, value, why="it divides the step"):
@@ -249,5 +249,5 @@ def create_lr_generator(proto, name="updater.learning_rate"):
                 "(the default kUserChange means a user-registered generator")
         if proto.user_type:
             hint += "; user generators such as %r are not supported" % proto.user_type
-        raise invalid("%s.type" % name, "one of " + _CHANGE_METHODS, _method_name(proto.type), hint + ")")
+        raise invalid("%s.type" % name, "one of " + _CHANGE_METHODS, _change_method(proto.type), hint + ")")
     return cls(proto, name)
