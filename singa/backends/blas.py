@@ -25,8 +25,8 @@ from singa.backends.parallel import part, usable_cores  # noqa: F401  (the split
 from singa.errors import invalid
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# Split products between threads only from this many multiply-adds on (below, hand-off costs more).
-MIN_SPLIT_MADDS = 1 << 21
+# Split products between threads only from this many multiply-adds on (the one table: parallel.py).
+MIN_SPLIT_MADDS = threads.MIN_SPLIT["gemm"]
 
 
 class _Lib:

@@ -6,6 +6,9 @@
   behind it in the same pool could wait forever.
 * ``part(size, k, n)``: the k-th of n nearly equal contiguous ranges, the split every caller uses
   (layers by rows or columns, updaters by chunks), so a split is the same whatever the caller.
+* ``parts(kind, work, threads, most)``: how many parts a piece of work is split into; the smallest
+  work worth splitting, per kind of work, is the table ``MIN_SPLIT`` (below it, handing work to
+  another thread costs more than it saves; measured, see benchmarks/README.md).
 * ``usable_cores()``: the cores this process may use (affinity, capped by a cgroup quota).
 
 How many parts a caller asks for is its own measured choice (``blas.num_threads`` for BLAS and the
@@ -15,6 +18,14 @@ loops and ctypes' BLAS calls release the GIL, so the threads really overlap.
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+# The smallest work split between threads, per kind (in the unit the caller counts).
+MIN_SPLIT = {
+    "gemm": 1 << 21,        # multiply-adds of a matrix product (dense, conv's weight gradient)
+    "ufunc": 1 << 15,       # values of an elementwise op (activations, dropout)
+    "lrn": 1 << 17,         # values of a local response normalisation
+    "copy": 1 << 18,        # values copied by im2col/col2im
+}
 
 # The smallest pool made: 7 helpers + the caller cover 8 cores without regrowing.
 MIN_POOL = 7
@@ -72,6 +83,19 @@ def _part(fn, k, n):
         fn(k, n)
     finally:
         _inside.depth = d
+
+
+def worth_splitting(kind, work):
+    """Whether ``work`` (in the unit of ``kind``, see MIN_SPLIT) is big enough to split at all."""
+    return work >= MIN_SPLIT[kind]
+
+
+def parts(kind, work, threads, most=None):
+    """Parts to split ``work`` of ``kind`` into: 1 when it is too small, else ``threads`` (at most
+    ``most``, e.g. the number of rows)."""
+    if not worth_splitting(kind, work):
+        return 1
+    return threads if most is None else max(1, min(threads, most))
 
 
 def part(size, k, n):

@@ -20,7 +20,7 @@ after dcol has read the old W.
 import numpy
 
 from singa import switches
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.backends.kernels import ConvGeometry, lowering
 from singa.errors import ConfigError, invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
@@ -30,7 +30,7 @@ from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
 
 # Lowering copies split over threads from this many col values on (numpy's loops drop the GIL).
-MIN_SPLIT_COPY = 1 << 18
+MIN_SPLIT_COPY = parallel.MIN_SPLIT["copy"]
 # SINGA_CONV_SPLIT=1 splits im2col/col2im and the weight-gradient product over threads (see
 # set_split_lowering). Off by default: on the 2-vCPU test machine two threads of copies or of
 # single-threaded products ran no faster than one (seed CNN: 542 samples/s off, 466 on).
@@ -125,7 +125,8 @@ class ConvolutionLayer(Layer):
 
     def _parts(self, size):
         """``parts`` for the lowering kernels: both cores for a big copy, else inline."""
-        if not _split["on"] or self.xp is not numpy or size < MIN_SPLIT_COPY or not blas.available():
+        if (not _split["on"] or self.xp is not numpy or not parallel.worth_splitting("copy", size)
+                or not blas.available()):
             return _inline
         return blas.parallel
 
@@ -223,7 +224,7 @@ class ConvolutionLayer(Layer):
         with other jobs running), but on an idle one OpenBLAS's threading is 2x faster."""
         g = self.geom
         n = blas.num_threads()
-        if (not _split["on"] or n < 2 or g.N < 2 * n or G.shape[0] * g.K * g.N < blas.MIN_SPLIT_MADDS
+        if (not _split["on"] or n < 2 or g.N < 2 * n or not parallel.worth_splitting("gemm", G.shape[0] * g.K * g.N)
                 or not blas.usable(G, col, target)):
             blas.gemm(G, col.T, target, alpha, beta)
             return

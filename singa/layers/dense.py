@@ -12,7 +12,7 @@ the old W) instead of writing ``param.grad``.
 """
 import math
 
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.layers.neuron import scratch
@@ -66,9 +66,9 @@ class InnerProductLayer(Layer):
 
     def _parts(self, madds, *arrays):
         """How many threads share this layer's products (1 unless direct BLAS and big enough)."""
-        if not blas.split_products() or madds < blas.MIN_SPLIT_MADDS or not blas.usable(*arrays):
+        if not blas.split_products() or not blas.usable(*arrays):
             return 1
-        return blas.num_threads()
+        return parallel.parts("gemm", madds, blas.num_threads())
 
     def forward(self, flag, srcs):
         x = self._src2d(srcs[0])
