@@ -5,7 +5,7 @@ configurations, and the SGD update fused into the weight-gradient GEMM."""
 import numpy as np
 import pytest
 
-from singa.backends import Backend, blas, kernels
+from singa.backends import Backend, blas, kernels, parallel
 from singa.backends.kernels import ConvGeometry, lowering
 from singa.errors import ConfigError
 from singa.io.kvfile import KVFileWriter
@@ -298,8 +298,8 @@ def train(records, fuse, upd, dtype=np.float64, steps=4):
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request, monkeypatch):
     """Everything the layer can split over threads split (thresholds 0), or nothing."""
-    monkeypatch.setattr(blas, "MIN_SPLIT_MADDS", 0)
-    monkeypatch.setattr(conv, "MIN_SPLIT_COPY", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "gemm", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "copy", 0)
     monkeypatch.setitem(conv._split, "on", True)
     blas.set_num_threads(request.param)
     yield request.param
@@ -351,8 +351,8 @@ def test_lowering_split_over_threads_is_identical(case, layout, monkeypatch):
         dx, = layer.backward(job_pb2.kTrain, [Source("src", x.astype(np.float32))], np.ones_like(y))
         return y.copy(), dx.copy(), layer.weight.grad.copy(), layer.bias.grad.copy()
 
-    monkeypatch.setattr(conv, "MIN_SPLIT_COPY", 0)
-    monkeypatch.setattr(blas, "MIN_SPLIT_MADDS", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "copy", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "gemm", 0)
     monkeypatch.setitem(conv._split, "on", True)
     blas.set_num_threads(1)
     serial = step()

@@ -4,7 +4,7 @@ and float64, split over threads or not; and the cases that must take the ordinar
 import numpy as np
 import pytest
 
-from singa.backends import Backend, blas
+from singa.backends import Backend, blas, parallel
 from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_record
 from singa.neuralnet import NeuralNet
@@ -51,7 +51,7 @@ def records(tmp_path_factory):
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request, monkeypatch):
     """Split every product (threshold 0) over 2 threads, or none."""
-    monkeypatch.setattr(blas, "MIN_SPLIT_MADDS", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "gemm", 0)
     blas.set_num_threads(request.param)
     blas.set_split_products(True)
     yield request.param

@@ -6,7 +6,7 @@ import pytest
 
 from gradcheck import Source, build_layer, check_layer_gradients
 
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.layers import neuron
 from singa.proto import job_pb2
 
@@ -18,7 +18,7 @@ FC = ('name: "fc" type: kInnerProduct srclayers: "pool" innerproduct_conf { num_
 def mode(request, monkeypatch):
     """split: every product and element-wise pass over 3 threads; single: one BLAS call each;
     numpy: BLAS off (plain numpy.matmul)."""
-    monkeypatch.setattr(blas, "MIN_SPLIT_MADDS", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "gemm", 0)
     monkeypatch.setattr(neuron, "MIN_SPLIT_SIZE", 0)
     blas.set_num_threads(3 if request.param == "split" else 1)
     blas.set_split_products(request.param == "split")

@@ -25,8 +25,6 @@ from singa.backends.parallel import part, usable_cores  # noqa: F401  (the split
 from singa.errors import invalid
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# Split products between threads only from this many multiply-adds on (the one table: parallel.py).
-MIN_SPLIT_MADDS = threads.MIN_SPLIT["gemm"]
 
 
 class _Lib:
@@ -339,5 +337,5 @@ def _xp(a):
 
 
 __all__ = ["gemm", "axpy", "parallel", "part", "usable", "available", "set_enabled", "num_threads", "set_num_threads",
-           "blas_threads", "library", "split_products", "set_split_products", "MIN_SPLIT_MADDS", "share_cores",
+           "blas_threads", "library", "split_products", "set_split_products", "share_cores",
            "usable_cores", "CoreShare", "THREAD_VARS"]

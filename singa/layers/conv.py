@@ -29,8 +29,6 @@ from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
 
-# Lowering copies split over threads from this many col values on (numpy's loops drop the GIL).
-MIN_SPLIT_COPY = parallel.MIN_SPLIT["copy"]
 # SINGA_CONV_SPLIT=1 splits im2col/col2im and the weight-gradient product over threads (see
 # set_split_lowering). Off by default: on the 2-vCPU test machine two threads of copies or of
 # single-threaded products ran no faster than one (seed CNN: 542 samples/s off, 466 on).
