@@ -3,6 +3,9 @@
 A Param is created by a layer's ``setup`` from its ParamProto. A param with ``share_from``
 is a *share*: its ``data`` is the owner's array, and its gradient is summed into the owner's
 and averaged over the shares (SINGA's grad_scale = 1/num_shares, SINGA-V0.md 3.4, 6.8).
+
+Not to be confused with the user API's ``singa.parameter.Parameter``, which only builds the
+ParamProto a Param is made from.
 """
 import math
 import os

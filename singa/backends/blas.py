@@ -191,8 +191,8 @@ def share_cores(ranks_per_node):
 def split_products():
     """Whether layers split their big products into one single-threaded call per thread.
 
-    Off by default: on the 2-core test machine OpenBLAS's own threading of each call was faster
-    (seed MLP, batch 64: 1267 vs 1202 samples/s, see benchmarks/README.md). SINGA_SPLIT_GEMM=1
+    Off by default: next to OpenBLAS's own threading of each call, our split was slower
+    (benchmarks/README.md, "What was tried", item 2). SINGA_SPLIT_GEMM=1
     or ``set_split_products(True)`` turns it on.
     """
     return _state["split_products"]

@@ -30,8 +30,8 @@ from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
 
 # SINGA_CONV_SPLIT=1 splits im2col/col2im and the weight-gradient product over threads (see
-# set_split_lowering). Off by default: on the 2-vCPU test machine two threads of copies or of
-# single-threaded products ran no faster than one (seed CNN: 542 samples/s off, 466 on).
+# set_split_lowering). Off by default: two threads of copies or of single-threaded products ran no
+# faster than one (benchmarks/README.md, the CNN's "What was tried", item 5).
 _split = {"on": switches.flag("SINGA_CONV_SPLIT")}
 
 
@@ -217,9 +217,9 @@ class ConvolutionLayer(Layer):
     def _weight_grad(self, G, col, target, alpha, beta):
         """target = alpha * G col^T + beta * target: a sum over all B*Ho*Wo pixels for a small
         (F, C*kh*kw) result. With ``split_lowering`` the pixels are split in blocks, one
-        single-threaded product per thread, and the partial sums added: that avoided OpenBLAS's
-        threads stalling on an overloaded machine (conv1: 11 ms on one thread, 0.1-1.6 s on two
-        with other jobs running), but on an idle one OpenBLAS's threading is 2x faster."""
+        single-threaded product per thread, and the partial sums added: that keeps OpenBLAS's
+        threads from stalling on an overloaded machine, but on an idle one OpenBLAS's threading is
+        faster (benchmarks/README.md, the CNN's item 5)."""
         g = self.geom
         n = blas.num_threads()
         if (not _split["on"] or n < 2 or g.N < 2 * n or not parallel.worth_splitting("gemm", G.shape[0] * g.K * g.N)

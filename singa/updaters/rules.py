@@ -16,6 +16,9 @@ while it is in cache, with two small preallocated scratch buffers; the scalars l
 and wd are folded together so no rule makes an extra full pass for them. Chunks are independent,
 so they may be shared out between threads (``set_num_threads``) with bit-identical results. NumPy
 arrays that are not C-contiguous take the same formulas once on the whole arrays.
+
+The user API's ``singa.model.Updater`` (and SGD, AdaGrad, ...) only builds the UpdaterProto these
+classes are made from.
 """
 import numpy
 
@@ -38,8 +41,8 @@ _threads = {"n": None}
 
 
 def _default_threads():
-    # One thread unless asked: measured on 2 cores, extra threads gave 1.5x on Adam alone but
-    # nothing (or a loss) right after a BLAS matmul, whose spinning threads hold the cores.
+    # One thread unless asked: extra threads sped up an update alone but not one right after a BLAS
+    # matmul, whose spinning threads hold the cores (benchmarks/README.md, the MLP's item 5).
     env = switches.raw("SINGA_UPDATER_THREADS")
     if not env:
         return 1
