@@ -6,6 +6,7 @@ import pytest
 
 from gradcheck import build_layer, check_layer_gradients, Source
 from singa.errors import ConfigError
+from singa.backends import parallel
 from singa.layers import pooling
 from singa.proto import job_pb2
 
@@ -221,7 +222,7 @@ def test_batch_size_changes_blocks_threads_and_test_phase(method, chunk, threads
     # buffers are reallocated for a smaller last batch, the padding must be refilled each time;
     # blocks of 3 images (8 = 3 + 3 + 2, then 4 = 3 + 1), alone or shared between threads
     monkeypatch.setattr(pooling, "AVG_GEMM_MAX_ENTRIES", 0)
-    monkeypatch.setattr(pooling, "THREADS", threads)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "blocks", 2 if threads else 1 << 62)
     rng = numpy.random.default_rng(6)
     fields = dict(kernel=3, stride=2, pad=1)
     layer = build_layer(conf_text(pool=method, **fields), [(4, 2, 7, 7)])

@@ -7,7 +7,6 @@ import pytest
 from gradcheck import Source, build_layer, check_layer_gradients
 
 from singa.backends import blas, parallel
-from singa.layers import neuron
 from singa.proto import job_pb2
 
 FC = ('name: "fc" type: kInnerProduct srclayers: "pool" innerproduct_conf { num_output: %d%s } '
@@ -19,7 +18,7 @@ def mode(request, monkeypatch):
     """split: every product and element-wise pass over 3 threads; single: one BLAS call each;
     numpy: BLAS off (plain numpy.matmul)."""
     monkeypatch.setitem(parallel.MIN_SPLIT, "gemm", 0)
-    monkeypatch.setattr(neuron, "MIN_SPLIT_SIZE", 0)
+    monkeypatch.setitem(parallel.MIN_SPLIT, "ufunc", 0)
     blas.set_num_threads(3 if request.param == "split" else 1)
     blas.set_split_products(request.param == "split")
     blas.set_enabled(request.param != "numpy")
@@ -86,7 +85,6 @@ def test_split_gradients_pass_finite_differences(mode):
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_lrn_split_over_threads_is_identical(threads, monkeypatch):
-    from singa.layers import lrn
     conf = 'name: "norm" type: kLRN srclayers: "src" lrn_conf { local_size: 3 alpha: 0.5 beta: 0.75 knorm: 1 }'
     rng = numpy.random.default_rng(5)
     x = rng.standard_normal((5, 4, 3, 3)).astype(numpy.float32)
@@ -102,7 +100,7 @@ def test_lrn_split_over_threads_is_identical(threads, monkeypatch):
     blas.set_num_threads(1)
     try:
         one = run()
-        monkeypatch.setattr(lrn, "MIN_SPLIT_VALUES", 0)
+        monkeypatch.setitem(parallel.MIN_SPLIT, "lrn", 0)
         blas.set_num_threads(threads)
         split = run()
     finally:

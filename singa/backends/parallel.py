@@ -25,6 +25,7 @@ MIN_SPLIT = {
     "ufunc": 1 << 15,       # values of an elementwise op (activations, dropout)
     "lrn": 1 << 17,         # values of a local response normalisation
     "copy": 1 << 18,        # values copied by im2col/col2im
+    "blocks": 2,            # cache-sized blocks of images (pooling): split once there are two
 }
 
 # The smallest pool made: 7 helpers + the caller cover 8 cores without regrowing.

@@ -18,7 +18,7 @@ import math
 
 import numpy
 
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.backends.fused import Kernel
 from singa.errors import invalid
 from singa.layers.base import Layer, register, type_name
@@ -80,10 +80,6 @@ BACKWARD = Kernel("raw T t, T x, T scale, " + _SHAPE + ", T c2", "T g",
                   "singa_lrn_backward", scalars={"C", "S", "half", "c2"})
 
 
-# Batches of at least this many values are split over threads.
-MIN_SPLIT_VALUES = 1 << 17
-
-
 @register(job_pb2.kLRN, job_pb2.kCudnnLRN)
 class LRNLayer(Layer):
     backward_reads_output = True
@@ -138,7 +134,7 @@ class LRNLayer(Layer):
     def _split(self, fn, B):
         """fn(samples) over disjoint blocks of the batch; on NumPy, blocks of big batches go to
         blas.num_threads() threads (the ufuncs release the GIL)."""
-        n = min(blas.num_threads(), B) if self.xp is numpy and B * self.elems >= MIN_SPLIT_VALUES else 1
+        n = parallel.parts("lrn", B * self.elems, blas.num_threads(), most=B) if self.xp is numpy else 1
         if n <= 1:
             fn(slice(None))
             return

@@ -14,7 +14,7 @@ Memory traffic matters more than flops here, so:
 """
 import numpy
 
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
@@ -24,8 +24,6 @@ from singa.random import HASH_PREAMBLE, draw_key, uniform
 # SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
 STANH_A = 1.7159047
 STANH_B = 0.66666667
-# Element-wise layers split arrays of at least this many values between threads.
-MIN_SPLIT_SIZE = 1 << 15
 
 
 def scratch(layer, key, shape, dtype=None, host=False):
@@ -178,10 +176,10 @@ class NeuronLayer(Layer):
         # Only with blas.split_products(): next to OpenBLAS's own threads (which spin a while
         # after each call) an extra thread of ours was slower than one (benchmarks/README.md).
         a = arrays[0]
-        if (not blas.split_products() or a.size < MIN_SPLIT_SIZE or a.ndim < 1 or
+        if (not blas.split_products() or a.ndim < 1 or
                 not all(type(b) is numpy.ndarray and b.flags.c_contiguous for b in arrays)):
             return 1
-        return min(blas.num_threads(), a.shape[0])
+        return parallel.parts("ufunc", a.size, blas.num_threads(), most=a.shape[0])
 
     def forward(self, flag, srcs):
         x = srcs[0].data

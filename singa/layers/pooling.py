@@ -38,7 +38,7 @@ How it is fast with NumPy alone (measured on the 2-core test machine):
 """
 import numpy
 
-from singa.backends import blas
+from singa.backends import blas, parallel
 from singa.backends.fused import Kernel
 from singa.errors import invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
@@ -53,8 +53,6 @@ AVG = job_pb2.PoolingProto.AVG
 AVG_GEMM_MAX_ENTRIES = 1 << 15
 # Images per block: about this many bytes of phase planes (measured best at 1-4 MiB).
 CHUNK_BYTES = 2 << 20
-# Share the blocks of images out between threads (numpy backend).
-THREADS = True
 
 
 _GEOM = "int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sh, int32 sw, int32 ph, int32 pw"
@@ -368,7 +366,7 @@ class PoolingLayer(Layer):
         """fn(n0, n1, t) over the blocks of images; on NumPy the blocks are shared out between
         blas.num_threads() threads (NumPy's loops release the GIL), each with its own buffers."""
         chunks = self._chunks(N)
-        n = min(blas.num_threads(), len(chunks)) if self.xp is numpy and THREADS else 1
+        n = parallel.parts("blocks", len(chunks), blas.num_threads(), most=len(chunks)) if self.xp is numpy else 1
         if n <= 1:
             for n0, n1 in chunks:
                 fn(n0, n1, 0)
