@@ -166,14 +166,11 @@ class Param:
         self.aliased = other
         self.data = other.data
 
-    def grad_sink(self, flag=0):
+    def grad_sink(self):
         """Where a layer writes this param's gradient G this step, as (target, alpha, beta, done):
         ``target = alpha * G + beta * target``, then ``done(index)`` for each block written. The
-        gradient buffer by default; an update done inside the product when the worker installed
-        one (singa.updaters.fused). ``flag`` with kAggGrad: G is added to the gradient buffer
-        (a sum over several passes; no worker asks for it, kBPTT is refused)."""
-        if flag & job_pb2.kAggGrad:
-            return self.grad, 1.0, 1.0, keep
+        gradient buffer by default; what the worker installed for the step otherwise
+        (singa.updaters.fused: an update done inside the product, or a sum over several passes)."""
         s = self.sink
         if s is None:
             return self.grad, 1.0, 0.0, keep

@@ -10,6 +10,7 @@ from singa.backends import Backend
 from singa.errors import ConfigError, DataError
 from singa.layers.base import LAYERS
 from singa.proto import job_pb2
+from singa.updaters.fused import accumulating, installed
 
 FC = 'name: "fc" type: kInnerProduct srclayers: "pool" innerproduct_conf { num_output: %d%s } ' \
      'param { name: "w" } param { name: "b" }'
@@ -146,7 +147,8 @@ def test_innerproduct_reuses_buffers_follows_shared_weights_and_accumulates_only
     once = dec.params[0].grad.copy()
     dec.backward(job_pb2.kTrain, [h], g)
     numpy.testing.assert_array_equal(dec.params[0].grad, once)        # overwritten
-    dec.backward(job_pb2.kAggGrad, [h], g)
+    with installed(accumulating(dec.params)):
+        dec.backward(job_pb2.kTrain, [h], g)
     numpy.testing.assert_allclose(dec.params[0].grad, 2 * once, rtol=1e-12)   # BPTT accumulates
     small = Source("h", rng.standard_normal((1, 3)))                  # a smaller batch still works
     numpy.testing.assert_allclose(dec.forward(job_pb2.kTest, [small]), small.data @ enc.params[0].data,

@@ -8,6 +8,7 @@ from gradcheck import Source, build_layer, check_layer_gradients
 
 from singa.backends import blas, parallel
 from singa.proto import job_pb2
+from singa.updaters.fused import accumulating, installed
 
 FC = ('name: "fc" type: kInnerProduct srclayers: "pool" innerproduct_conf { num_output: %d%s } '
       'param { name: "w" } param { name: "b" }')
@@ -53,7 +54,8 @@ def test_innerproduct_values(mode, dtype, transpose, data_src):
     dw = x2.T @ g if transpose else g.T @ x2
     numpy.testing.assert_allclose(layer.params[0].grad, dw, rtol=tol, atol=tol)
     numpy.testing.assert_allclose(layer.params[1].grad, g.sum(0), rtol=tol, atol=tol)
-    layer.backward(job_pb2.kAggGrad, [src], g.astype(dtype))         # BPTT: accumulates
+    with installed(accumulating(layer.params)):                      # BPTT: accumulates
+        layer.backward(job_pb2.kTrain, [src], g.astype(dtype))
     numpy.testing.assert_allclose(layer.params[0].grad, 2 * dw, rtol=tol, atol=tol)
     numpy.testing.assert_allclose(layer.params[1].grad, 2 * g.sum(0), rtol=tol, atol=tol)
     numpy.testing.assert_array_equal(layer.params[0].data, w.astype(dtype))   # no update without a plan

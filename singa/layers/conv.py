@@ -168,10 +168,10 @@ class ConvolutionLayer(Layer):
         g = self.geom
         F = self.num_filters
         w = self.weight.data
-        target, alpha, beta, done = self.weight.grad_sink(flag)      # the gradient, or the update
+        target, alpha, beta, done = self.weight.grad_sink()      # the gradient, or the update
         # G reuses forward's Y buffer: Y is dead once y is written.
         G = self.lower.output_grad(grad, g, scratch(self, "Y", (F, g.N)))
-        sum_into(self.xp, G, 1, self.bias.grad_sink(flag))
+        sum_into(self.xp, G, 1, self.bias.grad_sink())
         dx = None
         if not getattr(src, "is_data", False):
             # dx reads the old weights, before the fused update below writes them.

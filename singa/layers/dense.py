@@ -94,8 +94,8 @@ class InnerProductLayer(Layer):
         g = grad
         w = self.weight.data
         # target = alpha * (g^T x) + beta * target: the gradient, or the update (see the module doc)
-        target, alpha, beta, done = self.weight.grad_sink(flag)
-        sum_into(self.xp, g, 0, self.bias.grad_sink(flag))
+        target, alpha, beta, done = self.weight.grad_sink()
+        sum_into(self.xp, g, 0, self.bias.grad_sink())
         # Nobody below wants dx of a data source: skip the largest GEMM.
         dx = None if getattr(src, "is_data", False) else scratch(self, "dx", x.shape)
         in_dim = self.in_dim

@@ -13,7 +13,9 @@ into the product (``installed``; the rule says so with ``Updater.gemm_update``).
 writes the weights (w = (1 - lr*wd)*w - lr*G), momentum its history (h = momentum*h - lr*G),
 ``done`` finishes the update (momentum: h -= lr*wd*w; w += h) and marks it ``applied``, and the
 worker's updater skips the param that step: no gradient buffer, no separate pass over the
-weights.
+weights. For a sum over several backward passes into one param (the unrolled copies of a
+recurrent net share their params), the worker installs ``Accumulate`` sinks instead: G is added
+to the gradient buffer.
 """
 import threading
 from contextlib import contextmanager
@@ -88,6 +90,22 @@ class GemmUpdate:
                 numpy.multiply(wr, self.wd_lr, out=tr)
                 hr -= tr
             wr += hr
+
+
+class Accumulate:
+    """A sink adding G to the gradient buffer (``grad = G + grad``) instead of overwriting it."""
+
+    __slots__ = ("target",)
+    alpha = beta = 1.0
+    done = staticmethod(keep)
+
+    def __init__(self, grad):
+        self.target = grad
+
+
+def accumulating(params):
+    """{param: Accumulate} for ``params``: install them (``installed``) for the passes to sum."""
+    return {p: Accumulate(p.grad) for p in params}
 
 
 def gemm_plans(updater, step, params, state):
