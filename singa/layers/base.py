@@ -18,7 +18,7 @@ import numpy
 
 from singa.errors import ConfigError, invalid
 from singa.param import Param
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 
 LAYERS = {}
 
@@ -28,16 +28,13 @@ def register(*layer_types):
     def deco(cls):
         for t in layer_types:
             LAYERS[t] = cls
-        cls.layer_types = layer_types
         return cls
     return deco
 
 
 def type_name(t):
-    try:
-        return job_pb2.LayerType.Name(t)
-    except ValueError:
-        return str(t)
+    """A LayerType's name ('kInnerProduct'), or the number for a user type."""
+    return enum_name(job_pb2.LayerType, t)
 
 
 def conf_pair(conf, name):

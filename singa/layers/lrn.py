@@ -82,8 +82,6 @@ BACKWARD = Kernel("raw T t, T x, T scale, " + _SHAPE + ", T c2", "T g",
 
 @register(job_pb2.kLRN, job_pb2.kCudnnLRN)
 class LRNLayer(Layer):
-    backward_reads_output = True
-
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
         c = conf.lrn_conf

@@ -7,10 +7,10 @@ Memory traffic matters more than flops here, so:
 * ``backward`` writes dx into the incoming gradient array and returns it. The gradient of a
   layer's output is consumed by that layer only, so overwriting it is safe and saves a buffer
   and a pass;
-* with ``inplace`` (set from ``share_src_blobs``, which SINGA honoured for kActivation, or by
-  the net) forward overwrites the source's data. That is only correct when nothing else reads
-  the source's output and the source's backward does not read its own output: layers whose
-  backward does say so with ``backward_reads_output = True``.
+* with ``inplace`` (set from ``share_src_blobs``, which SINGA honoured for kActivation only)
+  forward overwrites the source's data. That is only correct when nothing else reads the
+  source's output and the source's backward does not read its own output; as in SINGA, the
+  conf's author vouches for that.
 """
 import numpy
 
@@ -18,7 +18,7 @@ from singa.backends import blas, parallel
 from singa.backends.fused import Kernel
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.random import HASH_PREAMBLE, draw_key, uniform
 
 # SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
@@ -158,12 +158,11 @@ DEVICE_ACTIVATIONS["stanh_backward"] = _activation_kernel(
 
 class NeuronLayer(Layer):
     """One source, output of the source's shape, y = f(x) element-wise."""
-    backward_reads_output = True
     fns = None     # (forward, backward) pair, set by subclasses
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
-        # SINGA honoured share_src_blobs for kActivation only; the net may set inplace on others.
+        # SINGA honoured share_src_blobs for kActivation only.
         self.inplace = bool(conf.share_src_blobs) and conf.type == job_pb2.kActivation
 
     def setup(self, src_shapes):
@@ -248,9 +247,8 @@ class ActivationLayer(NeuronLayer):
         t = conf.activation_conf.type
         fns = ACTIVATIONS.get(t)
         if fns is None:
-            name = job_pb2.ActivationType.Name(t) if t in job_pb2.ActivationType.values() else t
             raise invalid("activation_conf.type of layer '%s' (kActivation)" % self.name,
-                          "one of RELU, SIGMOID, TANH", name,
+                          "one of RELU, SIGMOID, TANH", enum_name(job_pb2.ActivationType, t),
                           hint="SINGA v0.3's kActivation had no STANH (\"Unknow activation type\"); "
                                "use a layer of `type: kSTanh` for the scaled tanh")
         self.fns = fns
@@ -286,7 +284,6 @@ class SoftmaxLayer(Layer):
 @register(job_pb2.kDropout)
 class DropoutLayer(Layer):
     """Inverted dropout: in training y = x * [u < 1-p] / (1-p); identity otherwise."""
-    backward_reads_output = False
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)

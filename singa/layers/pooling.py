@@ -121,8 +121,6 @@ def window_matrix(H, W, geom, caffe):
 
 @register(job_pb2.kCPooling, job_pb2.kCudnnPool, job_pb2.kPooling)
 class PoolingLayer(Layer):
-    backward_reads_output = False
-
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
         self.caffe = conf.type != job_pb2.kPooling
