@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from singa import random as srandom
-from singa.backends import Backend, standin, standin_kernels
+from singa.backends import Backend, device_kernels, standin, standin_kernels
 from singa.backends.fused import Kernel
-from singa.layers import lrn, neuron, pooling
+from singa.layers import neuron
+from singa.proto import job_pb2
 from singa.updaters import create_updater
 from tests.conftest import DEVICE_KINDS, gpu_count
 from tests.test_updaters import CASE_IDS, CASES, STEPS, TOL, make_problem, reference_run, updater_proto
@@ -115,7 +116,6 @@ def test_random_kernels_match_numpy(xp, dtype):
 
 
 def test_dropout_kernels_match_numpy(xp):
-    from singa.proto import job_pb2
     x = np.random.default_rng(2).normal(size=(16, 40)).astype(np.float32)
     g = np.random.default_rng(4).normal(size=(16, 40)).astype(np.float32)
     layers = []
@@ -134,19 +134,29 @@ def test_dropout_kernels_match_numpy(xp):
     assert np.array_equal(xp.asnumpy(yd), yh) and np.array_equal(xp.asnumpy(dd), dh)
 
 
+ACTIVATION_LAYERS = {"relu": neuron.ReLULayer, "sigmoid": neuron.SigmoidLayer, "stanh": neuron.STanhLayer,
+                     "tanh": None}      # kActivation TANH
+
+
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "stanh"])
 def test_activation_kernels_match_numpy(xp, name):
-    fwd, bwd = getattr(neuron, name + "_forward"), getattr(neuron, name + "_backward")
     x = np.random.default_rng(1).normal(0, 3, size=(9, 13)).astype(np.float32)
     g = np.random.default_rng(2).normal(size=(9, 13)).astype(np.float32)
     out = {}
     for mod in (np, xp):
-        layer = type("L", (), {"xp": mod, "dtype": np.dtype(np.float32)})()
-        y = mod.empty(x.shape, np.float32)
-        fwd(layer, mod.asarray(x), y)
+        # the layer as the net runs it: NumPy's forward_cpu/backward_cpu or the device pair
+        cls = ACTIVATION_LAYERS[name] or neuron.ActivationLayer
+        layer = cls.__new__(cls)
+        layer.xp, layer.dtype, layer.inplace = mod, np.dtype(np.float32), False
+        if cls is neuron.ActivationLayer:
+            layer.fns, layer.kernels = neuron.ACTIVATIONS[job_pb2.TANH]
+
+        class Src:
+            data = mod.asarray(x)
+        y = layer.forward(job_pb2.kTrain, [Src])
         dx = mod.asarray(g.copy())
         before = launches()
-        bwd(layer, y, dx)
+        layer.backward(job_pb2.kTrain, [Src], dx)
         if mod is standin:
             assert launches()[0] == before[0], "the backward pass launched ufuncs besides its kernel"
         out[mod] = (np.asarray(y if mod is np else y.get()), np.asarray(dx if mod is np else dx.get()))
@@ -272,9 +282,9 @@ def all_kernels():
     for case_id, conf, _ in CASES:
         k = create_updater(updater_proto(conf)).kernel()
         ks[id(k)] = k
-    for k in (srandom.UNIFORM, srandom.NORMAL, neuron.DROPOUT_FORWARD, neuron.DROPOUT_BACKWARD,
-              *neuron.DEVICE_ACTIVATIONS.values(), pooling.MAX_FORWARD, pooling.MAX_BACKWARD, lrn.FORWARD,
-              lrn.BACKWARD_T, lrn.BACKWARD):
+    for k in (srandom.UNIFORM, srandom.NORMAL, device_kernels.DROPOUT_FORWARD, device_kernels.DROPOUT_BACKWARD,
+              *device_kernels.ACTIVATIONS.values(), device_kernels.POOL_MAX_FORWARD, device_kernels.POOL_MAX_BACKWARD,
+              device_kernels.LRN_FORWARD, device_kernels.LRN_BACKWARD_T, device_kernels.LRN_BACKWARD):
         ks[id(k)] = k
     return list(ks.values())
 

@@ -403,9 +403,9 @@ def test_every_gradient_check_also_runs_on_the_devices(monkeypatch):
     (here a dropout backward kernel that forgets the 1/keep scale) fails the ordinary check."""
     from gradcheck import device_backends
     from singa.backends.fused import Kernel
-    from singa.layers import neuron
+    from singa.backends import device_kernels
     assert [b.name for b in device_backends()][:1] == ["standin"]
-    monkeypatch.setattr(neuron, "DROPOUT_BACKWARD", Kernel("bool m, T scale", "T g", "g = g * (T)m;", "bad_dropout",
+    monkeypatch.setattr(device_kernels, "DROPOUT_BACKWARD", Kernel("bool m, T scale", "T g", "g = g * (T)m;", "bad_dropout",
                                                            scalars={"scale"}))
     with pytest.raises(GradientMismatch, match=r"'d' on Backend\(standin:0\): gradient of source 0 differs"):
         check_layer_gradients('name: "d" type: kDropout dropout_conf { dropout_ratio: 0.4 }', [(6, 7)])

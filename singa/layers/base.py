@@ -89,11 +89,33 @@ class Layer:
     def setup(self, src_shapes):
         raise NotImplementedError
 
+    # A layer whose code serves every backend (xp calls) overrides forward and backward. One with
+    # a NumPy body and a device kernel (singa.backends.device_kernels) defines forward_cpu and
+    # forward_device (and the backward pair) instead: the one place choosing between them is here.
     def forward(self, flag, srcs):
-        raise NotImplementedError
+        return (self.forward_device if self.on_device else self.forward_cpu)(flag, srcs)
 
     def backward(self, flag, srcs, grad):
-        raise NotImplementedError
+        return (self.backward_device if self.on_device else self.backward_cpu)(flag, srcs, grad)
+
+    def forward_cpu(self, flag, srcs):
+        raise NotImplementedError(self._missing("forward"))
+
+    forward_device = forward_cpu
+
+    def backward_cpu(self, flag, srcs, grad):
+        raise NotImplementedError(self._missing("backward"))
+
+    backward_device = backward_cpu
+
+    def _missing(self, what):
+        return ("layer class %s implements neither %s nor %s_cpu and %s_device"
+                % (type(self).__name__, what, what, what))
+
+    @property
+    def on_device(self):
+        """Whether this layer's arrays live on a device (CuPy or the stand-in), not in NumPy."""
+        return self.xp is not numpy
 
     def metrics(self):
         return {}

@@ -11,15 +11,14 @@ With n = local_size (odd) and the centred channel window clipped to [0, C):
 flattened. The window sums are n-1 shifted whole-batch adds (exact, unlike differences of a
 cumulative sum); forward keeps norm and norm^(-beta) for backward, which reads this layer's
 output and writes dx into the gradient it is given. On a device, forward is one kernel and
-backward two (``FORWARD``, ``BACKWARD_T``, ``BACKWARD``), with the window sums in the order of
-``window_sum`` (so the stand-in gives NumPy's numbers).
+backward two (device_kernels.LRN_FORWARD, LRN_BACKWARD_T, LRN_BACKWARD), with the window sums
+in the order of ``window_sum`` (so the stand-in gives NumPy's numbers).
 """
 import math
 
 import numpy
 
-from singa.backends import blas, parallel
-from singa.backends.fused import Kernel
+from singa.backends import blas, device_kernels, parallel
 from singa.errors import invalid
 from singa.layers.base import Layer, register, type_name
 from singa.layers.neuron import scratch
@@ -48,36 +47,6 @@ def neg_power(xp, base, beta, out):
     else:
         xp.power(base, -beta, out=out)
     return out
-
-
-def _window(term):
-    """CUDA C for ``acc``, the window sum at channel c of element i in window_sum's order: the
-    term at c, then at c-d and c+d for d = 1..half, each only inside [0, C). ``term`` is the
-    summand with ``{k}`` for the channel. Layout (B, C, S), S values per channel."""
-    at_c, below, above = (term.format(k=k) for k in ("c", "(c - d)", "(c + d)"))
-    return ("const long long c = (i / S) % C, base = i - c * S;\n"
-            "T acc = " + at_c + ";\n"
-            "for (int d = 1; d <= half; ++d) {\n"
-            "  if (c - d >= 0) acc += " + below + ";\n"
-            "  if (c + d < C) acc += " + above + ";\n"
-            "}\n")
-
-
-_SHAPE = "int32 C, int32 S, int32 half"
-FORWARD = Kernel("raw T x, " + _SHAPE + ", T alpha_n, T knorm, T beta, int32 mode", "T y, T norm, T scale",
-                 _window("x[base + {k} * S] * x[base + {k} * S]") + """
-norm = acc * alpha_n + knorm;
-T sc;
-if (mode == 0) { sc = sqrt(sqrt(norm)); sc = sc / norm; }     // beta 0.75, as neg_power
-else if (mode == 1) { sc = sqrt(norm); sc = (T)1 / sc; }      // beta 0.5
-else { sc = pow(norm, -beta); }
-scale = sc;
-y = x[i] * sc;
-""", "singa_lrn_forward", scalars={"C", "S", "half", "alpha_n", "knorm", "beta", "mode"})
-BACKWARD_T = Kernel("T g, T y, T norm", "T t", "t = g * y / norm;", "singa_lrn_backward_t")
-BACKWARD = Kernel("raw T t, T x, T scale, " + _SHAPE + ", T c2", "T g",
-                  _window("t[base + {k} * S]") + "g = g * scale - acc * x * c2;\n",
-                  "singa_lrn_backward", scalars={"C", "S", "half", "c2"})
 
 
 @register(job_pb2.kLRN, job_pb2.kCudnnLRN)
@@ -130,31 +99,28 @@ class LRNLayer(Layer):
         return a.reshape(a.shape[0], a.shape[1], -1)
 
     def _split(self, fn, B):
-        """fn(samples) over disjoint blocks of the batch; on NumPy, blocks of big batches go to
+        """fn(samples) over disjoint blocks of the batch (NumPy): blocks of big batches go to
         blas.num_threads() threads (the ufuncs release the GIL)."""
-        n = parallel.parts("lrn", B * self.elems, blas.num_threads(), most=B) if self.xp is numpy else 1
+        n = parallel.parts("lrn", B * self.elems, blas.num_threads(), most=B)
         if n <= 1:
             fn(slice(None))
             return
         blas.parallel(lambda k, n: fn(blas.part(B, k, n)), n)
 
-    def forward(self, flag, srcs):
-        xp = self.xp
-        x = srcs[0].data
+    def _buffers(self, x):
+        """x as (B, C, S), and its output, norm and scale buffers (kept for backward)."""
         x3 = self._3d(x)
         y = scratch(self, "y", x.shape)
-        y3 = self._3d(y)
-        norm = scratch(self, "norm", x3.shape)
-        scale = scratch(self, "scale", x3.shape)
+        self.norm = scratch(self, "norm", x3.shape)
+        self.scale = scratch(self, "scale", x3.shape)
+        self.data = y
+        return x3, y
+
+    def forward_cpu(self, flag, srcs):
+        xp = self.xp
+        x3, y = self._buffers(srcs[0].data)
+        y3, norm, scale = self._3d(y), self.norm, self.scale
         sq = scratch(self, "sq", x3.shape)
-        if xp is not numpy:
-            t = self.dtype.type
-            mode = 0 if self.beta == 0.75 else 1 if self.beta == 0.5 else 2
-            FORWARD(xp, xp.ascontiguousarray(x3), *self._shape_args(x3), t(self.alpha / self.local_size),
-                    t(self.knorm), t(self.beta), numpy.int32(mode), y3, norm, scale)
-            self.norm, self.scale = norm, scale
-            self.data = y
-            return y
 
         def block(b):
             xp.multiply(x3[b], x3[b], out=sq[b])
@@ -164,24 +130,25 @@ class LRNLayer(Layer):
             neg_power(xp, norm[b], self.beta, scale[b])
             xp.multiply(x3[b], scale[b], out=y3[b])
         self._split(block, x3.shape[0])
-        self.norm, self.scale = norm, scale
-        self.data = y
         return y
 
-    def backward(self, flag, srcs, grad):
+    def forward_device(self, flag, srcs):
+        xp, t = self.xp, self.dtype.type
+        x3, y = self._buffers(srcs[0].data)
+        mode = 0 if self.beta == 0.75 else 1 if self.beta == 0.5 else 2
+        device_kernels.LRN_FORWARD(xp, xp.ascontiguousarray(x3), *self._shape_args(x3),
+                                   t(self.alpha / self.local_size), t(self.knorm), t(self.beta), numpy.int32(mode),
+                                   self._3d(y), self.norm, self.scale)
+        return y
+
+    def backward_cpu(self, flag, srcs, grad):
         if grad is None:
             return [None]
         xp = self.xp
-        x3 = self._3d(srcs[0].data)
-        g3 = self._3d(grad)
-        y3 = self._3d(self.data)
+        x3, g3, y3 = self._3d(srcs[0].data), self._3d(grad), self._3d(self.data)
         t = scratch(self, "sq", x3.shape)       # x^2 is no longer needed
         ws = scratch(self, "ws", x3.shape)
         c = 2.0 * self.beta * self.alpha / self.local_size
-        if xp is not numpy:
-            BACKWARD_T(xp, g3, y3, self.norm, t)
-            BACKWARD(xp, t, x3, self.scale, *self._shape_args(x3), self.dtype.type(c), g3)
-            return [g3.reshape(grad.shape)]
 
         def block(b):
             xp.multiply(g3[b], y3[b], out=t[b])
@@ -194,5 +161,15 @@ class LRNLayer(Layer):
         self._split(block, x3.shape[0])
         return [g3.reshape(grad.shape)]
 
+    def backward_device(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        xp = self.xp
+        x3, g3, y3 = self._3d(srcs[0].data), self._3d(grad), self._3d(self.data)
+        t = scratch(self, "t", x3.shape)
+        c = 2.0 * self.beta * self.alpha / self.local_size
+        device_kernels.LRN_BACKWARD_T(xp, g3, y3, self.norm, t)
+        device_kernels.LRN_BACKWARD(xp, t, x3, self.scale, *self._shape_args(x3), self.dtype.type(c), g3)
+        return [g3.reshape(grad.shape)]
 
 __all__ = ["LRNLayer", "window_sum", "neg_power"]

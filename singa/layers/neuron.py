@@ -14,16 +14,12 @@ Memory traffic matters more than flops here, so:
 """
 import numpy
 
-from singa.backends import blas, parallel
-from singa.backends.fused import Kernel
+from singa.backends import blas, device_kernels, parallel
+from singa.backends.device_kernels import STANH_A, STANH_B
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register
 from singa.proto import enum_name, job_pb2
-from singa.random import HASH_PREAMBLE, draw_key, uniform
-
-# SINGA's constants for the scaled tanh (LeCun): y = A * tanh(B * x).
-STANH_A = 1.7159047
-STANH_B = 0.66666667
+from singa.random import draw_key, uniform
 
 
 def scratch(layer, key, shape, dtype=None, host=False):
@@ -54,26 +50,8 @@ def flat2d(a):
     return a.reshape(a.shape[0], -1)
 
 
-# -- activation functions: forward(x, y) writes y; backward(y, g) turns g into dx in place ------
-# On a device each one that would take several passes is one kernel, its operations in the order of
-# the NumPy code (so the stand-in, which runs the body as C++, gives NumPy's numbers).
-
-def _c(v):
-    """A Python float as an exact C literal of type T."""
-    return "(T)%.17g" % v
-
-
-def _activation_kernel(name, body):
-    return Kernel("T a", "T b", body, "singa_" + name)
-
-
-DEVICE_ACTIVATIONS = {
-    "relu_backward": _activation_kernel("relu_backward", "b = b * (T)(a > (T)0);"),
-    "sigmoid_forward": _activation_kernel("sigmoid_forward", "b = tanh(a * (T)0.5) * (T)0.5 + (T)0.5;"),
-    "sigmoid_backward": _activation_kernel("sigmoid_backward", "b = b * (a - a * a);"),
-    "tanh_backward": _activation_kernel("tanh_backward", "b = b * ((T)1 - a * a);"),
-}
-
+# -- activation functions on NumPy: forward(x, y) writes y; backward(y, g) turns g into dx in place;
+# their device kernels are singa.backends.device_kernels.ACTIVATIONS
 
 def relu_forward(layer, x, y):
     layer.xp.maximum(x, 0, out=y)
@@ -81,9 +59,6 @@ def relu_forward(layer, x, y):
 
 def relu_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["relu_backward"](xp, y, g)
-        return
     m = scratch(layer, key + "mask", y.shape, numpy.bool_)
     xp.greater(y, 0, out=m)
     xp.multiply(g, m, out=g)
@@ -92,9 +67,6 @@ def relu_backward(layer, y, g, key="tmp"):
 def sigmoid_forward(layer, x, y):
     # 1/(1+exp(-x)) == 0.5*tanh(0.5x) + 0.5, which never overflows for very negative x.
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["sigmoid_forward"](xp, x, y)
-        return
     xp.multiply(x, 0.5, out=y)
     xp.tanh(y, out=y)
     xp.multiply(y, 0.5, out=y)
@@ -103,9 +75,6 @@ def sigmoid_forward(layer, x, y):
 
 def sigmoid_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["sigmoid_backward"](xp, y, g)
-        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(y, t, out=t)       # y(1-y)
@@ -118,9 +87,6 @@ def tanh_forward(layer, x, y):
 
 def tanh_backward(layer, y, g, key="tmp"):
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["tanh_backward"](xp, y, g)
-        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.subtract(1, t, out=t)
@@ -129,9 +95,6 @@ def tanh_backward(layer, y, g, key="tmp"):
 
 def stanh_forward(layer, x, y):
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["stanh_forward"](xp, x, y)
-        return
     xp.multiply(x, STANH_B, out=y)
     xp.tanh(y, out=y)
     xp.multiply(y, STANH_A, out=y)
@@ -140,9 +103,6 @@ def stanh_forward(layer, x, y):
 def stanh_backward(layer, y, g, key="tmp"):
     # dy/dx = A*B*(1 - tanh^2) = A*B - (B/A)*y^2
     xp = layer.xp
-    if xp is not numpy:
-        DEVICE_ACTIVATIONS["stanh_backward"](xp, y, g)
-        return
     t = scratch(layer, key, y.shape)
     xp.multiply(y, y, out=t)
     xp.multiply(t, -(STANH_B / STANH_A), out=t)
@@ -150,15 +110,13 @@ def stanh_backward(layer, y, g, key="tmp"):
     xp.multiply(g, t, out=g)
 
 
-DEVICE_ACTIVATIONS["stanh_forward"] = _activation_kernel(
-    "stanh_forward", "b = tanh(a * %s) * %s;" % (_c(STANH_B), _c(STANH_A)))
-DEVICE_ACTIVATIONS["stanh_backward"] = _activation_kernel(
-    "stanh_backward", "b = b * (a * a * %s + %s);" % (_c(-(STANH_B / STANH_A)), _c(STANH_A * STANH_B)))
-
-
 class NeuronLayer(Layer):
-    """One source, output of the source's shape, y = f(x) element-wise."""
-    fns = None     # (forward, backward) pair, set by subclasses
+    """One source, output of the source's shape, y = f(x) element-wise.
+
+    ``fns`` is the (forward, backward) pair on NumPy; ``kernels`` the pair on a device, as names in
+    device_kernels.ACTIVATIONS, where None means the NumPy function (one xp call) serves as it is."""
+    fns = None
+    kernels = (None, None)
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
@@ -180,7 +138,7 @@ class NeuronLayer(Layer):
             return 1
         return parallel.parts("ufunc", a.size, blas.num_threads(), most=a.shape[0])
 
-    def forward(self, flag, srcs):
+    def forward_cpu(self, flag, srcs):
         x = srcs[0].data
         y = x if self.inplace else scratch(self, "y", x.shape)
         fwd = self.fns[0]
@@ -197,7 +155,7 @@ class NeuronLayer(Layer):
         self.data = y
         return y
 
-    def backward(self, flag, srcs, grad):
+    def backward_cpu(self, flag, srcs, grad):
         if grad is None:
             return [None]
         y, bwd = self.data, self.fns[1]
@@ -213,28 +171,52 @@ class NeuronLayer(Layer):
             blas.parallel(part, n)
         return [grad]
 
+    def forward_device(self, flag, srcs):
+        x = srcs[0].data
+        y = x if self.inplace else scratch(self, "y", x.shape)
+        self._on_device(0, x, y)
+        self.data = y
+        return y
+
+    def backward_device(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        self._on_device(1, self.data, grad)
+        return [grad]
+
+    def _on_device(self, i, a, b):
+        name = self.kernels[i]
+        if name is None:
+            self.fns[i](self, a, b)
+        else:
+            device_kernels.ACTIVATIONS[name](self.xp, a, b)
+
 
 @register(job_pb2.kReLU)
 class ReLULayer(NeuronLayer):
     """y = max(x, 0). Like SINGA, relu_conf.negative_slope is ignored."""
     fns = (relu_forward, relu_backward)
+    kernels = (None, "relu_backward")
 
 
 @register(job_pb2.kSigmoid)
 class SigmoidLayer(NeuronLayer):
     fns = (sigmoid_forward, sigmoid_backward)
+    kernels = ("sigmoid_forward", "sigmoid_backward")
 
 
 @register(job_pb2.kSTanh)
 class STanhLayer(NeuronLayer):
     """y = 1.7159047 * tanh(0.66666667 * x)."""
     fns = (stanh_forward, stanh_backward)
+    kernels = ("stanh_forward", "stanh_backward")
 
 
+# activation_conf.type -> (fns, kernels) of kActivation
 ACTIVATIONS = {
-    job_pb2.RELU: (relu_forward, relu_backward),
-    job_pb2.SIGMOID: (sigmoid_forward, sigmoid_backward),
-    job_pb2.TANH: (tanh_forward, tanh_backward),
+    job_pb2.RELU: (ReLULayer.fns, ReLULayer.kernels),
+    job_pb2.SIGMOID: (SigmoidLayer.fns, SigmoidLayer.kernels),
+    job_pb2.TANH: ((tanh_forward, tanh_backward), (None, "tanh_backward")),
 }
 
 
@@ -245,13 +227,13 @@ class ActivationLayer(NeuronLayer):
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
         t = conf.activation_conf.type
-        fns = ACTIVATIONS.get(t)
-        if fns is None:
+        pair = ACTIVATIONS.get(t)
+        if pair is None:
             raise invalid("activation_conf.type of layer '%s' (kActivation)" % self.name,
                           "one of RELU, SIGMOID, TANH", enum_name(job_pb2.ActivationType, t),
                           hint="SINGA v0.3's kActivation had no STANH (\"Unknow activation type\"); "
                                "use a layer of `type: kSTanh` for the scaled tanh")
-        self.fns = fns
+        self.fns, self.kernels = pair
 
 
 @register(job_pb2.kSoftmax, job_pb2.kCudnnSoftmax)
@@ -300,53 +282,52 @@ class DropoutLayer(Layer):
         self.out_shape = tuple(src_shapes[0])
         return self.out_shape
 
-    def forward(self, flag, srcs):
-        x = srcs[0].data
+    def _buffers(self, flag, x):
+        """(mask, y) for a training forward, None otherwise (the output is x and there is no mask)."""
         if not flag & job_pb2.kTrain:
             self.mask = None
             self.data = x
-            return x
+            return None
         if self.rng is None:
             raise ConfigError("layer '%s' (kDropout) has no random stream: set `layer.rng` to a numpy "
                               "Generator (NeuralNet does this from the job's seed) before training" % self.name)
-        keep = 1.0 - self.ratio
-        xp = self.xp
-        # the mask is drawn on the layer's device, the same on NumPy and CuPy (singa.random.uniform)
-        m = scratch(self, "keep", x.shape, numpy.bool_)
-        y = scratch(self, "y", x.shape)
-        self.mask = m
-        if xp is not numpy:
-            # one kernel: random bits, mask and scaled output (the mask bit-identical to NumPy's)
-            DROPOUT_FORWARD(xp, x, draw_key(self.rng), numpy.float32(keep), x.dtype.type(1.0 / keep), m, y)
-        else:
-            xp.less(uniform(xp, self.rng, x.shape), numpy.float32(keep), out=m)
-            xp.multiply(x, m, out=y)
-            xp.multiply(y, 1.0 / keep, out=y)
-        self.data = y
+        self.mask = scratch(self, "keep", x.shape, numpy.bool_)
+        self.data = scratch(self, "y", x.shape)
+        return self.mask, self.data
+
+    # the mask is drawn on the layer's device, the same on NumPy and CuPy (singa.random.uniform)
+    def forward_cpu(self, flag, srcs):
+        x = srcs[0].data
+        bufs = self._buffers(flag, x)
+        if bufs is None:
+            return x
+        (m, y), keep, xp = bufs, 1.0 - self.ratio, self.xp
+        xp.less(uniform(xp, self.rng, x.shape), numpy.float32(keep), out=m)
+        xp.multiply(x, m, out=y)
+        xp.multiply(y, 1.0 / keep, out=y)
         return y
 
-    def backward(self, flag, srcs, grad):
-        if grad is None:
-            return [None]
-        if self.mask is None:     # last forward was not a training one: identity
-            return [grad]
-        xp = self.xp
-        if xp is not numpy:
-            DROPOUT_BACKWARD(xp, self.mask, grad.dtype.type(1.0 / (1.0 - self.ratio)), grad)
-            return [grad]
-        xp.multiply(grad, self.mask, out=grad)
-        xp.multiply(grad, 1.0 / (1.0 - self.ratio), out=grad)
+    def forward_device(self, flag, srcs):
+        x = srcs[0].data
+        bufs = self._buffers(flag, x)
+        if bufs is None:
+            return x
+        (m, y), keep = bufs, 1.0 - self.ratio
+        # one kernel: random bits, mask and scaled output (the mask bit-identical to NumPy's)
+        device_kernels.DROPOUT_FORWARD(self.xp, x, draw_key(self.rng), numpy.float32(keep),
+                                       x.dtype.type(1.0 / keep), m, y)
+        return y
+
+    def backward_cpu(self, flag, srcs, grad):
+        if grad is not None and self.mask is not None:     # no mask: the last forward was the identity
+            self.xp.multiply(grad, self.mask, out=grad)
+            self.xp.multiply(grad, 1.0 / (1.0 - self.ratio), out=grad)
         return [grad]
 
-
-# Dropout on a device, one pass each way: u = uniform from the element's hash (singa.random),
-# keep = u < keep_ratio (both float32, as on NumPy), y = x * keep * (1/keep_ratio).
-DROPOUT_FORWARD = Kernel(
-    "T x, uint32 key, float32 keep, T scale", "bool m, T y",
-    "m = singa_unit(singa_hash(i, key), 0.0f) < keep;\ny = x * (T)m * scale;",
-    "singa_dropout_forward", scalars={"key", "keep", "scale"}, preamble=HASH_PREAMBLE)
-DROPOUT_BACKWARD = Kernel("bool m, T scale", "T g", "g = g * (T)m * scale;", "singa_dropout_backward",
-                          scalars={"scale"})
+    def backward_device(self, flag, srcs, grad):
+        if grad is not None and self.mask is not None:
+            device_kernels.DROPOUT_BACKWARD(self.xp, self.mask, grad.dtype.type(1.0 / (1.0 - self.ratio)), grad)
+        return [grad]
 
 
 __all__ = ["NeuronLayer", "ReLULayer", "SigmoidLayer", "STanhLayer", "ActivationLayer", "SoftmaxLayer",

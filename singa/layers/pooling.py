@@ -29,8 +29,8 @@ How it is fast with NumPy alone (measured on the 2-core test machine):
   well, so the second stage runs at output rows only: 4 strided copies into the phases and
   more, shorter passes made the forward 15% slower.) Backward turns the winners into
   flat indices into x and scatters g with one unbuffered add (add.at).
-* On a device, MAX is one kernel each way (``MAX_FORWARD``, ``MAX_BACKWARD``): the phases and
-  the separable passes are for CPU caches, and each would be a kernel launch there.
+* On a device, MAX is one kernel each way (device_kernels.POOL_MAX_FORWARD, _BACKWARD): the
+  phases and the separable passes are for CPU caches, and each would be a kernel launch there.
 * AVG on small planes (the 15x15 and 7x7 maps of the CIFAR-10 net) is one GEMM with the dense
   (Ho*Wo, H*W) window matrix, forward and backward, its rows split between threads with
   single-threaded BLAS (OpenBLAS's own threads cost more than these products). Larger planes
@@ -38,8 +38,7 @@ How it is fast with NumPy alone (measured on the 2-core test machine):
 """
 import numpy
 
-from singa.backends import blas, parallel
-from singa.backends.fused import Kernel
+from singa.backends import blas, device_kernels, parallel
 from singa.errors import invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
 from singa.layers.neuron import scratch
@@ -53,43 +52,6 @@ AVG = job_pb2.PoolingProto.AVG
 AVG_GEMM_MAX_ENTRIES = 1 << 15
 # Images per block: about this many bytes of phase planes (measured best at 1-4 MiB).
 CHUNK_BYTES = 2 << 20
-
-
-_GEOM = "int32 H, int32 W, int32 Ho, int32 Wo, int32 kh, int32 kw, int32 sh, int32 sw, int32 ph, int32 pw"
-_GEOM_NAMES = {"H", "W", "Ho", "Wo", "kh", "kw", "sh", "sw", "ph", "pw"}
-# Each output scans its window clipped to the image row by row and keeps the first maximum (as
-# the NumPy path does) and its index in the image.
-MAX_FORWARD = Kernel("raw T x, " + _GEOM, "T y, int32 arg", """
-const long long wo = i % Wo, r = i / Wo, ho = r % Ho, img = r / Ho;
-const int h0 = (int)ho * sh - ph, w0 = (int)wo * sw - pw;
-int best_at = -1;
-T best = 0;
-for (int a = max(h0, 0); a < min(h0 + kh, H); ++a) {
-  for (int b = max(w0, 0); b < min(w0 + kw, W); ++b) {
-    const T v = x[img * H * W + a * W + b];
-    if (best_at < 0 || v > best) { best = v; best_at = a * W + b; }
-  }
-}
-y = best;
-arg = best_at;
-""", "singa_max_pool_forward", scalars=_GEOM_NAMES)
-# Each input cell sums the gradients of the windows it won, in output order (the order of the
-# NumPy path's add.at, so the sums are the same).
-MAX_BACKWARD = Kernel("raw T g, raw int32 arg, " + _GEOM, "T dx", """
-const long long w = i % W, r = i / W, h = r % H, img = r / H;
-const int me = (int)(h * W + w);
-const int hl = (int)h + ph - kh + 1, wl = (int)w + pw - kw + 1;
-const int ho0 = hl <= 0 ? 0 : (hl + sh - 1) / sh, ho1 = min(((int)h + ph) / sh, Ho - 1);
-const int wo0 = wl <= 0 ? 0 : (wl + sw - 1) / sw, wo1 = min(((int)w + pw) / sw, Wo - 1);
-T s = 0;
-for (int ho = ho0; ho <= ho1; ++ho) {
-  for (int wo = wo0; wo <= wo1; ++wo) {
-    const long long o = (img * Ho + ho) * Wo + wo;
-    if (arg[o] == me) s += g[o];
-  }
-}
-dx = s;
-""", "singa_max_pool_backward", scalars=_GEOM_NAMES)
 
 
 def out_size(size, kernel, pad, stride):
@@ -284,7 +246,7 @@ class PoolingLayer(Layer):
         xp = self.xp
         if self.method == MAX and xp is not numpy:
             arg = scratch(self, "arg", (x.shape[0], C, Ho, Wo), numpy.int32)
-            MAX_FORWARD(xp, xp.ascontiguousarray(x), *self._geom_args(), y, arg)
+            device_kernels.POOL_MAX_FORWARD(xp, xp.ascontiguousarray(x), *self._geom_args(), y, arg)
             self.idx = arg if flag & job_pb2.kTrain else None
             self.data = y
             return y
@@ -439,7 +401,8 @@ class PoolingLayer(Layer):
                 raise RuntimeError("layer '%s': backward of MAX pooling needs a forward with the kTrain flag "
                                    "first (it keeps the winning positions)" % self.name)
             if self.xp is not numpy:
-                MAX_BACKWARD(self.xp, self.xp.ascontiguousarray(grad), self.idx, *self._geom_args(), dx)
+                device_kernels.POOL_MAX_BACKWARD(self.xp, self.xp.ascontiguousarray(grad), self.idx,
+                                                 *self._geom_args(), dx)
                 return [dx]
             self._run_chunks(N, lambda n0, n1, t: self._max_backward_chunk(g3[n0:n1], dx3[n0:n1], n0, t))
             return [dx]
