@@ -1,5 +1,8 @@
-"""Pooling (SINGA-V0.md 6.5): kCPooling and kCudnnPool (Caffe semantics) and kPooling (mshadow),
-one implementation with flags.
+"""Pooling (SINGA-V0.md 6.5): kCPooling and kCudnnPool (Caffe semantics) and kPooling (mshadow).
+
+``PoolingLayer`` holds what both algorithms share (the conf checks, the geometry and the phase
+layout below); creating one gives a ``MaxPoolingLayer`` or an ``AvgPoolingLayer`` by
+``pooling_conf.pool``.
 
 Source (B, C, H, W), or (B, H, W) as one channel; output (B, C, Ho, Wo) with the floor size
 Ho = (H + 2*pad - kernel) // stride + 1.
@@ -83,6 +86,14 @@ def window_matrix(H, W, geom, caffe):
 
 @register(job_pb2.kCPooling, job_pb2.kCudnnPool, job_pb2.kPooling)
 class PoolingLayer(Layer):
+    """The geometry and phase layout of both algorithms; ``PoolingLayer(conf, ...)`` is the one
+    of ``pooling_conf.pool`` (an unknown method stays a PoolingLayer, and setup names it)."""
+
+    def __new__(cls, conf=None, *args, **kwargs):
+        if cls is PoolingLayer and conf is not None:
+            cls = _ALGORITHMS.get(conf.pooling_conf.pool, PoolingLayer)
+        return super().__new__(cls)
+
     def __init__(self, conf, backend, dtype=numpy.float32):
         super().__init__(conf, backend, dtype)
         self.caffe = conf.type != job_pb2.kPooling
@@ -154,20 +165,13 @@ class PoolingLayer(Layer):
         self.col_offsets = [(j % sw, j // sw) for j in range(kw)]
         self.row_offsets = [i * Wq for i in range(kh)]
         self.direct = sw == 1 and ph == 0 and pw == 0    # x is its own (only) phase
-        self.gemm = None
-        if self.method == AVG and H * W * Ho * Wo <= AVG_GEMM_MAX_ENTRIES:
-            self.gemm = self.backend.asarray(window_matrix(H, W, self.geom, self.caffe), dtype=self.dtype)
-        else:
-            dh = avg_divisors(H, kh, ph, sh, Ho, self.caffe)
-            dw = avg_divisors(W, kw, pw, sw, Wo, self.caffe)
-            inv = 1.0 / numpy.outer(dh, dw)
-            # a scalar when constant (always, with floor sizes): no broadcast array to read
-            self.inv_div = float(inv.flat[0]) if numpy.all(inv == inv.flat[0]) else \
-                self.backend.asarray(inv, dtype=self.dtype)
-        self.idx_dtype = numpy.dtype(numpy.uint8 if kh * kw < 256 else numpy.int32)
         self.chunk = max(1, min(B * C, CHUNK_BYTES // (sw * Hp * Wq * self.dtype.itemsize)))
+        self.setup_algorithm()
         self.out_shape = (B, C, Ho, Wo)
         return self.out_shape
+
+    def setup_algorithm(self):
+        """The algorithm's own state, once the geometry is known."""
 
     # -- the phase layout --------------------------------------------------------
     # P (sx, N, Hp*Wq): plane r of image n holds xpad[n, :, r::sx], flattened. The view of kernel
@@ -233,34 +237,82 @@ class PoolingLayer(Layer):
         c = self.chunk
         return [(n0, min(n0 + c, N)) for n0 in range(0, N, c)]
 
-    # -- forward / backward --------------------------------------------------------
-    def forward(self, flag, srcs):
-        B, C, H, W = self.in4
-        x = srcs[0].data
+    def _images(self, x):
+        """N = B*C, the planes of x (N, H, W), the output y and its planes (N, Ho, Wo)."""
+        C, H, W = self.in4[1:]
+        Ho, Wo = self.geom[6:]
         N = x.shape[0] * C
-        x3 = x.reshape(N, H, W)
-        kh, kw, sh, sw, ph, pw, Ho, Wo = self.geom
         y = scratch(self, "y", (x.shape[0], C, Ho, Wo))
-        y3 = y.reshape(N, Ho, Wo)
+        return N, x.reshape(N, H, W), y, y.reshape(N, Ho, Wo)
+
+    def _gradients(self, grad):
+        """N = B*C, the planes of the output gradient (N, Ho, Wo), dx and its planes (N, H, W)."""
+        C, H, W = self.in4[1:]
+        Ho, Wo = self.geom[6:]
+        N = grad.shape[0] * C
+        dx = scratch(self, "dx", (grad.shape[0],) + self.src_shape[1:])
+        return N, grad.reshape(N, Ho, Wo), dx, dx.reshape(N, H, W)
+
+    def _run_chunks(self, N, fn):
+        """fn(n0, n1, t) over the blocks of images; on NumPy the blocks are shared out between
+        blas.num_threads() threads (NumPy's loops release the GIL), each with its own buffers."""
+        chunks = self._chunks(N)
+        n = parallel.parts("blocks", len(chunks), blas.num_threads(), most=len(chunks)) if not self.on_device else 1
+        if n <= 1:
+            for n0, n1 in chunks:
+                fn(n0, n1, 0)
+            return
+        blas.parallel(lambda k, n: [fn(n0, n1, k) for n0, n1 in chunks[k::n]], n)
+
+
+class MaxPoolingLayer(PoolingLayer):
+    """MAX: on NumPy separable passes over the phase planes (the winners kept in training, for
+    backward's scatter); on a device one kernel each way."""
+
+    def setup_algorithm(self):
+        kh, kw = self.geom[:2]
+        self.idx_dtype = numpy.dtype(numpy.uint8 if kh * kw < 256 else numpy.int32)
+
+    def forward_cpu(self, flag, srcs):
+        N, x3, y, y3 = self._images(srcs[0].data)
         self.idx = None
-        xp = self.xp
-        if self.method == MAX and xp is not numpy:
-            arg = scratch(self, "arg", (x.shape[0], C, Ho, Wo), numpy.int32)
-            device_kernels.POOL_MAX_FORWARD(xp, xp.ascontiguousarray(x), *self._geom_args(), y, arg)
-            self.idx = arg if flag & job_pb2.kTrain else None
-            self.data = y
-            return y
-        if self.method == AVG and self.gemm is not None:
-            self._matmul(x3.reshape(N, H * W), self.gemm.T, y3.reshape(N, Ho * Wo))
-            self.data = y
-            return y
-        track = self.method == MAX and flag & job_pb2.kTrain
+        track = flag & job_pb2.kTrain
         if track:    # winning row offset per window, winning column offset per window row
             self.idx = (scratch(self, "irow", (N, self.Hf * self.plane[1]), self.idx_dtype),
                         scratch(self, "icol", (N, self.L1), self.idx_dtype))
         self._run_chunks(N, lambda n0, n1, t: self._forward_chunk(x3[n0:n1], y3[n0:n1], n0, track, t))
         self.data = y
         return y
+
+    def forward_device(self, flag, srcs):
+        xp, x = self.xp, srcs[0].data
+        y = self._images(x)[2]
+        arg = scratch(self, "arg", y.shape, numpy.int32)
+        device_kernels.POOL_MAX_FORWARD(xp, xp.ascontiguousarray(x), *self._geom_args(), y, arg)
+        self.idx = arg if flag & job_pb2.kTrain else None
+        self.data = y
+        return y
+
+    def backward_cpu(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        self._check_winners()
+        N, g3, dx, dx3 = self._gradients(grad)
+        self._run_chunks(N, lambda n0, n1, t: self._max_backward_chunk(g3[n0:n1], dx3[n0:n1], n0, t))
+        return [dx]
+
+    def backward_device(self, flag, srcs, grad):
+        if grad is None:
+            return [None]
+        self._check_winners()
+        dx = self._gradients(grad)[2]
+        device_kernels.POOL_MAX_BACKWARD(self.xp, self.xp.ascontiguousarray(grad), self.idx, *self._geom_args(), dx)
+        return [dx]
+
+    def _check_winners(self):
+        if self.idx is None:
+            raise RuntimeError("layer '%s': backward of MAX pooling needs a forward with the kTrain flag "
+                               "first (it keeps the winning positions)" % self.name)
 
     def _geom_args(self):
         B, C, H, W = self.in4
@@ -273,13 +325,6 @@ class PoolingLayer(Layer):
         m = x3.shape[0]
         full = scratch(self, "full%d" % t, (self.chunk, self.Hf * self.plane[1]))[:m]
         acc = full[:, :self.L]
-        if self.method == AVG:
-            views = self._views(self._to_phases(x3, 0, t))
-            xp.copyto(acc, views[0])
-            for v in views[1:]:
-                xp.add(acc, v, out=acc)
-            xp.multiply(self._outputs(full), self.inv_div, out=y3)
-            return
         # MAX is separable: the maximum over each window row (kw column offsets), then over the
         # kh rows of those, kw + kh - 2 passes instead of kh*kw - 1
         P = self._to_phases(x3, -numpy.inf, t)
@@ -322,30 +367,6 @@ class PoolingLayer(Layer):
             xp.logical_and(alive, less, out=alive)
             xp.add(idx, alive.view(numpy.uint8), out=idx, casting="unsafe")
 
-    def _run_chunks(self, N, fn):
-        """fn(n0, n1, t) over the blocks of images; on NumPy the blocks are shared out between
-        blas.num_threads() threads (NumPy's loops release the GIL), each with its own buffers."""
-        chunks = self._chunks(N)
-        n = parallel.parts("blocks", len(chunks), blas.num_threads(), most=len(chunks)) if self.xp is numpy else 1
-        if n <= 1:
-            for n0, n1 in chunks:
-                fn(n0, n1, 0)
-            return
-        blas.parallel(lambda k, n: [fn(n0, n1, k) for n0, n1 in chunks[k::n]], n)
-
-    def _matmul(self, a, b, out):
-        """out = a @ b; on NumPy the rows are split between threads, each with single-threaded
-        BLAS: for these small products OpenBLAS's own threads cost more than the work."""
-        n = min(blas.num_threads(), a.shape[0]) if self.xp is numpy else 1
-        if n <= 1:
-            self.xp.matmul(a, b, out=out)
-            return
-
-        def part(k, n):
-            r = blas.part(a.shape[0], k, n)
-            numpy.matmul(a[r], b, out=out[r])
-        blas.parallel(part, n)
-
     def _flat_base(self):
         """For a block of images: the index in it (chunk*H*W) of each output window's top-left
         cell, and the index in a row-maximum array (L1 per image) of the same window's first
@@ -387,32 +408,57 @@ class PoolingLayer(Layer):
         dx3.fill(0)
         xp.add.at(dx3.reshape(-1), flat.reshape(-1), g3.reshape(-1))
 
+
+class AvgPoolingLayer(PoolingLayer):
+    """AVG, the same xp code on every backend: one GEMM with the dense window matrix on small
+    planes, the views of the phase planes on larger ones."""
+
+    def setup_algorithm(self):
+        B, C, H, W = self.in4
+        kh, kw, sh, sw, ph, pw, Ho, Wo = self.geom
+        self.gemm = None
+        if H * W * Ho * Wo <= AVG_GEMM_MAX_ENTRIES:
+            self.gemm = self.backend.asarray(window_matrix(H, W, self.geom, self.caffe), dtype=self.dtype)
+            return
+        dh = avg_divisors(H, kh, ph, sh, Ho, self.caffe)
+        dw = avg_divisors(W, kw, pw, sw, Wo, self.caffe)
+        inv = 1.0 / numpy.outer(dh, dw)
+        # a scalar when constant (always, with floor sizes): no broadcast array to read
+        self.inv_div = float(inv.flat[0]) if numpy.all(inv == inv.flat[0]) else \
+            self.backend.asarray(inv, dtype=self.dtype)
+
+    def forward(self, flag, srcs):
+        N, x3, y, y3 = self._images(srcs[0].data)
+        (H, W), (Ho, Wo) = self.in4[2:], self.geom[6:]
+        if self.gemm is not None:
+            self._matmul(x3.reshape(N, H * W), self.gemm.T, y3.reshape(N, Ho * Wo))
+        else:
+            self._run_chunks(N, lambda n0, n1, t: self._forward_chunk(x3[n0:n1], y3[n0:n1], t))
+        self.data = y
+        return y
+
     def backward(self, flag, srcs, grad):
         if grad is None:
             return [None]
-        B, C, H, W = self.in4
-        kh, kw, sh, sw, ph, pw, Ho, Wo = self.geom
-        N = grad.shape[0] * C
-        g3 = grad.reshape(N, Ho, Wo)
-        dx = scratch(self, "dx", (grad.shape[0],) + self.src_shape[1:])
-        dx3 = dx.reshape(N, H, W)
-        if self.method == MAX:
-            if self.idx is None:
-                raise RuntimeError("layer '%s': backward of MAX pooling needs a forward with the kTrain flag "
-                                   "first (it keeps the winning positions)" % self.name)
-            if self.xp is not numpy:
-                device_kernels.POOL_MAX_BACKWARD(self.xp, self.xp.ascontiguousarray(grad), self.idx,
-                                                 *self._geom_args(), dx)
-                return [dx]
-            self._run_chunks(N, lambda n0, n1, t: self._max_backward_chunk(g3[n0:n1], dx3[n0:n1], n0, t))
-            return [dx]
+        N, g3, dx, dx3 = self._gradients(grad)
+        (H, W), (Ho, Wo) = self.in4[2:], self.geom[6:]
         if self.gemm is not None:
             self._matmul(g3.reshape(N, Ho * Wo), self.gemm, dx3.reshape(N, H * W))
-            return [dx]
-        # AVG by the views: g/size at the output positions of gfull (0 elsewhere, never
-        # written), added into every offset's view of the phase-shaped gradient
-        self._run_chunks(N, lambda n0, n1, t: self._avg_backward_chunk(g3[n0:n1], dx3[n0:n1], t))
+        else:
+            self._run_chunks(N, lambda n0, n1, t: self._avg_backward_chunk(g3[n0:n1], dx3[n0:n1], t))
         return [dx]
+
+    def _forward_chunk(self, x3, y3, t):
+        """Images x3 (m, H, W) -> y3 (m, Ho, Wo) by the views; ``t`` names this thread's buffers."""
+        xp = self.xp
+        m = x3.shape[0]
+        full = scratch(self, "full%d" % t, (self.chunk, self.Hf * self.plane[1]))[:m]
+        acc = full[:, :self.L]
+        views = self._views(self._to_phases(x3, 0, t))
+        xp.copyto(acc, views[0])
+        for v in views[1:]:
+            xp.add(acc, v, out=acc)
+        xp.multiply(self._outputs(full), self.inv_div, out=y3)
 
     def _avg_backward_chunk(self, g3, dx3, t):
         # g/size at the output positions of gfull (0 at all others: they are never written),
@@ -432,5 +478,21 @@ class PoolingLayer(Layer):
         if not self.direct:
             self._from_phases(dP, dx3)
 
+    def _matmul(self, a, b, out):
+        """out = a @ b; on NumPy the rows are split between threads, each with single-threaded
+        BLAS: for these small products OpenBLAS's own threads cost more than the work."""
+        n = min(blas.num_threads(), a.shape[0]) if not self.on_device else 1
+        if n <= 1:
+            self.xp.matmul(a, b, out=out)
+            return
 
-__all__ = ["PoolingLayer", "out_size", "avg_divisors", "window_matrix", "MAX", "AVG"]
+        def part(k, n):
+            r = blas.part(a.shape[0], k, n)
+            numpy.matmul(a[r], b, out=out[r])
+        blas.parallel(part, n)
+
+
+_ALGORITHMS = {MAX: MaxPoolingLayer, AVG: AvgPoolingLayer}
+
+__all__ = ["PoolingLayer", "MaxPoolingLayer", "AvgPoolingLayer", "out_size", "avg_divisors", "window_matrix",
+           "MAX", "AVG"]
