@@ -32,11 +32,11 @@ TABLE = (
     Switch("SINGA_OPENBLAS", "path", "numpy's bundled OpenBLAS", "speed", "singa/backends/blas.py",
            "the OpenBLAS shared library to call directly"),
     # -- devices
-    Switch("SINGA_GPU_STANDIN", "int0", "off", "devices", "singa/backends/__init__.py",
+    Switch("SINGA_GPU_STANDIN", "int0", "off", "devices", "singa/backends/__init__.py, singa/testing/standin.py",
            "N >= 1: the strict CPU stand-in for CuPy plays N devices (tests and CPU-only checks of the device "
            "paths); 0 or unset: off"),
     Switch("SINGA_KERNEL_CACHE", "path", "~/.cache/singa/standin-kernels", "devices",
-           "singa/backends/standin_kernels.py", "where the stand-in keeps its compiled elementwise kernels"),
+           "singa/testing/standin_kernels.py", "where the stand-in keeps its compiled elementwise kernels"),
     Switch("SINGA_CUDA_AWARE_MPI", "01", "ask the MPI library", "devices", "singa/cluster/mpi.py",
            "whether MPI takes device buffers (1: Allreduce on the device; 0: staged through the host)"),
     # -- cluster

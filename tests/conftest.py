@@ -10,6 +10,8 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from singa.backends import gpu_count  # noqa: E402  (the tests import it from here)
+
 
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
@@ -17,15 +19,6 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SINGA_CACHE", str(tmp_path / "cache"))
     return tmp_path
-
-
-def gpu_count():
-    """GPUs usable by CuPy on this machine (0 without CuPy or a driver)."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount()
-    except Exception:         # not installed, no driver, no device
-        return 0
 
 
 # Device kinds the device tests run on: the strict CuPy stand-in always, real CuPy where a GPU is.

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from gradcheck import Source, build_layer
+from singa.testing.gradcheck import Source, build_layer
 from singa.__main__ import main
 from singa.backends import Backend
 from singa.driver import Driver

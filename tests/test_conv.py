@@ -19,7 +19,7 @@ from singa.random import RandomStreams
 from singa.updaters import create_updater
 from singa.updaters.fused import accumulating, installed
 from singa.worker import BPWorker
-from tests.gradcheck import Source, build_layer, check_layer_gradients
+from singa.testing.gradcheck import Source, build_layer, check_layer_gradients
 
 
 def conv_conf(fields, type="kCConvolution", name="conv1"):

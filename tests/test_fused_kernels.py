@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from singa import random as srandom
-from singa.backends import Backend, device_kernels, standin, standin_kernels
+from singa.backends import Backend, device_kernels
+from singa.testing import standin, standin_kernels
 from singa.backends.fused import Kernel
 from singa.layers import neuron
 from singa.proto import job_pb2
@@ -179,7 +180,7 @@ def test_max_pooling_kernels_match_numpy(xp, conf, shape):
     (small integers), the first maximum in scan order wins on both."""
     from singa.backends import Backend
     from singa.proto import job_pb2
-    from tests.gradcheck import Source, build_layer, device_backends
+    from singa.testing.gradcheck import Source, build_layer, device_backends
     dev = next(b for b in device_backends() if b.xp is xp)
     rng = np.random.default_rng(5)
     x = rng.integers(-3, 4, size=shape).astype(np.float32)
@@ -203,7 +204,7 @@ def test_max_pooling_kernels_match_numpy(xp, conf, shape):
 ], ids=["cifar", "beta-half", "pow"])
 def test_lrn_kernels_match_numpy(xp, conf, shape):
     from singa.proto import job_pb2
-    from tests.gradcheck import Source, build_layer, device_backends
+    from singa.testing.gradcheck import Source, build_layer, device_backends
     dev = next(b for b in device_backends() if b.xp is xp)
     rng = np.random.default_rng(8)
     x = rng.normal(0, 3, size=shape).astype(np.float32)

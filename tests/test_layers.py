@@ -3,7 +3,7 @@ against plain NumPy formulas, dropout statistics, top-k ties and the error messa
 import numpy
 import pytest
 
-from gradcheck import GradientMismatch, Source, build_layer, check_layer_gradients
+from singa.testing.gradcheck import GradientMismatch, Source, build_layer, check_layer_gradients
 
 import singa.layers as layers
 from singa.backends import Backend
@@ -401,7 +401,7 @@ def test_float32_is_the_default_dtype():
 def test_every_gradient_check_also_runs_on_the_devices(monkeypatch):
     """check_layer_gradients compares every device backend with NumPy: a bug only on the device
     (here a dropout backward kernel that forgets the 1/keep scale) fails the ordinary check."""
-    from gradcheck import device_backends
+    from singa.testing.gradcheck import device_backends
     from singa.backends.fused import Kernel
     from singa.backends import device_kernels
     assert [b.name for b in device_backends()][:1] == ["standin"]

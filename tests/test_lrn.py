@@ -4,7 +4,7 @@ and (when torch imports) forward equality with torch's LocalResponseNorm."""
 import numpy
 import pytest
 
-from gradcheck import build_layer, check_layer_gradients, Source
+from singa.testing.gradcheck import build_layer, check_layer_gradients, Source
 from singa.errors import ConfigError
 from singa.proto import job_pb2
 

@@ -350,7 +350,7 @@ def test_devices_across_processes_on_the_cupy_stand_in(in_tmp):
 
 TRANSFERS = """
 import json, os, sys
-from singa.backends import standin
+from singa.testing import standin
 from singa.callbacks import Callback
 from singa.driver import Driver
 from singa.proto import parse_job_conf

@@ -4,7 +4,7 @@ reference written here, float64 finite-difference checks, tie-breaking, sizes, e
 import numpy
 import pytest
 
-from gradcheck import build_layer, check_layer_gradients, Source
+from singa.testing.gradcheck import build_layer, check_layer_gradients, Source
 from singa.errors import ConfigError
 from singa.backends import parallel
 from singa.layers import pooling

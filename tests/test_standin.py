@@ -1,4 +1,4 @@
-"""The CuPy stand-in (singa.backends.standin): strict where CuPy is strict, and the engine's whole
+"""The CuPy stand-in (singa.testing.standin): strict where CuPy is strict, and the engine's whole
 training step of an MLP, a CNN, an RBM and an autoencoder runs on it (device=[0] with
 SINGA_GPU_STANDIN=1) with NumPy's losses and without host/device mixing."""
 import gc
@@ -6,7 +6,8 @@ import gc
 import numpy as np
 import pytest
 
-from singa.backends import Backend, standin
+from singa.backends import Backend
+from singa.testing import standin
 from singa.callbacks import Callback
 from singa.driver import Driver
 from singa.proto import parse_job_conf

@@ -4,7 +4,7 @@ with BLAS on and off, including finite-difference gradients of the split code.""
 import numpy
 import pytest
 
-from gradcheck import Source, build_layer, check_layer_gradients
+from singa.testing.gradcheck import Source, build_layer, check_layer_gradients
 
 from singa.backends import blas, parallel
 from singa.proto import job_pb2

@@ -4,10 +4,9 @@ A Backend is bound to a device: ``None`` (or -1) is the CPU and NumPy, an intege
 CuPy on that device. Layers, losses and updaters take ``backend.xp`` and never import
 numpy for math themselves; host-side work converts explicitly with ``to_host``.
 """
-import os
-
 import numpy
 
+from singa import switches
 from singa.errors import ConfigError
 
 
@@ -19,10 +18,10 @@ class Backend:
         if self.device is None:
             self.xp = numpy
             self.name = "numpy"
-        elif os.environ.get("SINGA_GPU_STANDIN", "") not in ("", "0"):
-            # the strict CuPy stand-in (singa.backends.standin): proves on a CPU that nothing mixes
+        elif switches.integer("SINGA_GPU_STANDIN", minimum=0):
+            # the strict CuPy stand-in (singa.testing.standin): proves on a CPU that nothing mixes
             # host and device arrays
-            from singa.backends import standin
+            from singa.testing import standin
             n = standin.device_count()
             if not 0 <= self.device < n:
                 raise ConfigError("Invalid value for `device`. Expected a GPU id in [0, %d) (SINGA_GPU_STANDIN=%d "
@@ -75,10 +74,19 @@ def get_array_module(*arrays):
         if mod.startswith("cupy"):
             import cupy
             return cupy
-        if mod == "singa.backends.standin":
-            from singa.backends import standin
+        if mod == "singa.testing.standin":
+            from singa.testing import standin
             return standin
     return numpy
 
 
 CPU = Backend(None)
+
+
+def gpu_count():
+    """GPUs usable by CuPy on this machine (0 without CuPy or a driver)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:         # not installed, no driver, no device
+        return 0

@@ -4,7 +4,7 @@ A layer with a NumPy body and a device kernel has two named methods, ``forward_c
 ``forward_device`` (and the backward pair), and ``singa.layers.base.Layer`` chooses between them
 once per backend. The kernels are ``fused.Kernel`` bodies: one pass over memory where the NumPy
 code takes several, their operations in the NumPy code's order, so the CuPy stand-in (which
-compiles each body as C++, ``singa.backends.standin_kernels``) gives NumPy's numbers and
+compiles each body as C++, ``singa.testing.standin_kernels``) gives NumPy's numbers and
 tests/test_fused_kernels.py compiles every one with nvcc where it is installed.
 
 * ``ACTIVATIONS``: the element-wise neuron layers (``singa.layers.neuron``), ``b`` from ``a``.

@@ -4,7 +4,7 @@ On the GPU a chain of ``xp`` operations costs one kernel launch and one trip thr
 operation; a ``Kernel`` is the whole chain written once in CUDA C and run by
 ``cupy.ElementwiseKernel`` in a single pass. The NumPy backend never uses these (its own paths walk
 memory in cache-sized chunks); the CuPy stand-in runs the very same body compiled as C++ on the
-CPU (``singa.backends.standin_kernels``), so the bodies are tested on machines without a GPU, and
+CPU (``singa.testing.standin_kernels``), so the bodies are tested on machines without a GPU, and
 ``cuda_source`` gives the CUDA translation unit that the nvcc check compiles.
 """
 import numpy

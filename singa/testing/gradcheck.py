@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks for runtime layers.
+"""Finite-difference gradient checks for runtime layers (a user's own layers too: docs/user-layers.md).
 
 ``check_layer_gradients(conf, src_shapes)`` builds one layer from its LayerProto (or job.conf
 text of a ``layer { ... }`` body) on a Backend (NumPy by default; pass a CuPy Backend to run
@@ -25,7 +25,8 @@ import functools
 
 import numpy
 
-from singa.backends import Backend
+from singa import switches
+from singa.backends import Backend, gpu_count
 from singa.proto import LayerProto, job_pb2, parse_job_conf
 import singa.layers  # noqa: F401  (registers the layer types)
 from singa.layers.base import create_layer
@@ -109,17 +110,8 @@ def _indices(shape, max_checks, rng):
 def device_backends():
     """The device backends every gradient check also runs on: the CuPy stand-in (device 0), and
     CuPy's device 0 when CuPy and a GPU are present."""
-    import os
-    saved = os.environ.get("SINGA_GPU_STANDIN")
-    os.environ["SINGA_GPU_STANDIN"] = "1"
-    try:
+    with switches.using(SINGA_GPU_STANDIN=1):
         out = [Backend(0)]
-    finally:
-        if saved is None:
-            del os.environ["SINGA_GPU_STANDIN"]
-        else:
-            os.environ["SINGA_GPU_STANDIN"] = saved
-    from tests.conftest import gpu_count
     if gpu_count() > 0:
         out.append(Backend(0))
     return out

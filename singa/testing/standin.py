@@ -25,6 +25,8 @@ import weakref
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
+from singa import switches
+
 IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy "
             "array explicitly.")
 
@@ -121,11 +123,7 @@ _current = [0]       # the current device (cupy.cuda.Device(i).use() / with Devi
 
 def device_count():
     """SINGA_GPU_STANDIN=N stands in for N devices (1 by default)."""
-    import os
-    try:
-        return max(1, int(os.environ.get("SINGA_GPU_STANDIN", "1")))
-    except ValueError:
-        return 1
+    return max(1, switches.integer("SINGA_GPU_STANDIN", minimum=0) or 1)
 
 
 def _same_device(arrays, what):
@@ -474,7 +472,7 @@ def _as_strided(x, shape=None, strides=None, **kw):
 
 def ElementwiseKernel(in_params, out_params, operation, name="kernel", **kwargs):     # noqa: N802
     """cupy.ElementwiseKernel: the CUDA C body compiled as C++ and run on the CPU (standin_kernels)."""
-    from singa.backends.standin_kernels import ElementwiseKernel as kernel
+    from singa.testing.standin_kernels import ElementwiseKernel as kernel
     return kernel(in_params, out_params, operation, name, **kwargs)
 
 

@@ -26,6 +26,8 @@ import tempfile
 
 import numpy
 
+from singa import switches
+
 launches = {"elementwise": 0}
 
 _CTYPES = {
@@ -75,7 +77,7 @@ def _compiler():
 
 def _cache_dir():
     # like CuPy's ~/.cupy/kernel_cache: shared by processes, keyed by the source's hash
-    path = os.environ.get("SINGA_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "singa",
+    path = switches.path("SINGA_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "singa",
                                                                  "standin-kernels")
     os.makedirs(path, exist_ok=True)
     return path
@@ -119,7 +121,7 @@ class ElementwiseKernel:
             raise ValueError("ElementwiseKernel %s: a parameter name is used twice: %s" % (name, names))
 
     def __call__(self, *args, size=None):
-        from singa.backends import standin
+        from singa.testing import standin
         nin, nout = len(self.in_params), len(self.out_params)
         if len(args) not in (nin, nin + nout):
             raise TypeError("Wrong number of arguments for %r: expected %d or %d, received %d"
