@@ -1,8 +1,9 @@
 """Runtime layers. Importing this package registers every implemented LayerType in
-``singa.layers.base.LAYERS``; ``create_layer(conf, backend)`` builds one."""
+``singa.layers.base.LAYERS`` (a user's own layers go to ``USER_LAYERS`` by their ``user_type``:
+docs/user-layers.md); ``create_layer(conf, backend)`` builds one."""
 import importlib.util
 
-from singa.layers.base import LAYERS, Layer, create_layer, register  # noqa: F401
+from singa.layers.base import LAYERS, USER_LAYERS, Layer, create_layer, register  # noqa: F401
 from singa.layers import neuron, dense, loss  # noqa: F401
 from singa.layers import pooling  # noqa: F401
 from singa.layers import lrn  # noqa: F401

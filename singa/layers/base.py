@@ -1,4 +1,5 @@
-"""The runtime layer contract and the registry from LayerType to implementation.
+"""The runtime layer contract and the registry from layer type to implementation
+(docs/user-layers.md shows a user's layer end to end).
 
 A runtime layer is built from its LayerProto and a Backend, then
 
@@ -13,6 +14,12 @@ A runtime layer is built from its LayerProto and a Backend, then
 
 ``flag`` is a Phase value (kTrain, kVal, kTest). Layers use ``self.xp`` for math, so the
 same code runs on NumPy and CuPy, and ``self.dtype`` (float32 unless a test asks for float64).
+A layer with a NumPy body and a device kernel implements ``forward_cpu``/``forward_device``
+(and ``backward_cpu``/``backward_device``) instead of ``forward``/``backward``.
+
+``register`` maps LayerType values (ints) and user types (strings) to classes. As in SINGA's
+``Layer::Create``, a LayerProto whose ``user_type`` is set selects by that string (a namespace of
+its own: a user's "kEmbedding" is not the built-in kEmbedding); otherwise by ``type``.
 """
 import numpy
 
@@ -20,16 +27,35 @@ from singa.errors import ConfigError, invalid
 from singa.param import Param
 from singa.proto import enum_name, job_pb2
 
-LAYERS = {}
+LAYERS = {}         # LayerType value -> class
+USER_LAYERS = {}    # LayerProto.user_type -> class
 
 
 def register(*layer_types):
-    """Class decorator: implement these LayerType values."""
+    """Class decorator: the class implements these LayerType values (``job_pb2.kInnerProduct``)
+    and user types (``"kPReLU"``, selected by a LayerProto's ``user_type``). Registering a type
+    that another class already implements is refused (the same class again, e.g. a re-run
+    notebook cell, replaces it)."""
+    for t in layer_types:
+        if not (isinstance(t, str) and t) and not (isinstance(t, int) and not isinstance(t, bool)):
+            raise invalid("layer type given to register", "a LayerType value (int) or a non-empty user type string",
+                          t, hint='e.g. @register("kPReLU"), then `user_type: "kPReLU"` in the layer\'s conf')
+
     def deco(cls):
         for t in layer_types:
-            LAYERS[t] = cls
+            table = USER_LAYERS if isinstance(t, str) else LAYERS
+            old = table.get(t)
+            if old is not None and _qualified(old) != _qualified(cls):
+                raise ConfigError("Invalid value for the layer type %r given to register by %s. Expected a type no "
+                                  "other class implements. Received: a type %s already implements\nhelp: pick "
+                                  "another name for the user type" % (t, _qualified(cls), _qualified(old)))
+            table[t] = cls
         return cls
     return deco
+
+
+def _qualified(cls):
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
 
 
 def type_name(t):
@@ -58,6 +84,16 @@ def image_shape(layer, shape, hint):
 
 def create_layer(conf, backend, dtype=numpy.float32):
     """The runtime layer for a LayerProto, or a ConfigError naming the layer and its type."""
+    if conf.HasField("user_type"):
+        cls = USER_LAYERS.get(conf.user_type)
+        if cls is None:
+            known = ", ".join(repr(t) for t in sorted(USER_LAYERS)) or "none so far"
+            raise ConfigError(
+                "Invalid value for `user_type` of layer '%s'. Expected a user type registered with "
+                "singa.layers.register (registered: %s). Received: %r\nhelp: import the module that defines the "
+                "layer (its class decorated with @register(%r)) before the net is built"
+                % (conf.name, known, conf.user_type, conf.user_type))
+        return cls(conf, backend, dtype)
     cls = LAYERS.get(conf.type)
     if cls is None:
         known = ", ".join(sorted(type_name(t) for t in LAYERS))
