@@ -82,6 +82,23 @@ def image_shape(layer, shape, hint):
                   "a 4-D (batch, channels, height, width) or 3-D (batch, height, width) shape", shape, hint=hint)
 
 
+def scratch(layer, key, shape, dtype=None, host=False):
+    """A buffer of ``layer`` kept across steps (on the host if ``host``), reallocated only when
+    the shape changes (e.g. a smaller last batch)."""
+    bufs = layer.__dict__.setdefault("_scratch", {})
+    shape = tuple(shape)
+    dtype = layer.dtype if dtype is None else numpy.dtype(dtype)
+    a = bufs.get(key)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = bufs[key] = (numpy if host else layer.xp).empty(shape, dtype=dtype)
+    return a
+
+
+def flat2d(a):
+    """(B, ...) viewed as (B, prod(rest))."""
+    return a.reshape(a.shape[0], -1)
+
+
 def create_layer(conf, backend, dtype=numpy.float32):
     """The runtime layer for a LayerProto, or a ConfigError naming the layer and its type."""
     if conf.HasField("user_type"):

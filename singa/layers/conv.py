@@ -23,8 +23,7 @@ from singa import switches
 from singa.backends import blas, parallel
 from singa.backends.kernels import ConvGeometry, lowering
 from singa.errors import ConfigError, invalid
-from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
-from singa.layers.neuron import scratch
+from singa.layers.base import conf_pair, image_shape, Layer, register, scratch, type_name
 from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into

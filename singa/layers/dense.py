@@ -14,8 +14,7 @@ import math
 
 from singa.backends import blas, parallel
 from singa.errors import ConfigError, invalid
-from singa.layers.base import Layer, register
-from singa.layers.neuron import scratch
+from singa.layers.base import Layer, register, scratch
 from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into

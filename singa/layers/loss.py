@@ -8,8 +8,8 @@ does not wait for the device after every batch.
 import numpy
 
 from singa.errors import ConfigError, DataError, invalid
-from singa.layers.base import Layer, register, type_name
-from singa.layers.neuron import flat2d, scratch, softmax_rows
+from singa.layers.base import flat2d, Layer, register, scratch, type_name
+from singa.layers.neuron import softmax_rows
 from singa.proto import job_pb2
 
 FLT_MIN = float(numpy.finfo(numpy.float32).tiny)    # SINGA clamps probabilities at FLT_MIN before log

@@ -20,8 +20,7 @@ import numpy
 
 from singa.backends import blas, device_kernels, parallel
 from singa.errors import invalid
-from singa.layers.base import Layer, register, type_name
-from singa.layers.neuron import scratch
+from singa.layers.base import Layer, register, scratch, type_name
 from singa.proto import job_pb2
 
 

@@ -17,21 +17,9 @@ import numpy
 from singa.backends import blas, device_kernels, parallel
 from singa.backends.device_kernels import STANH_A, STANH_B
 from singa.errors import ConfigError, invalid
-from singa.layers.base import Layer, register
+from singa.layers.base import Layer, flat2d, register, scratch
 from singa.proto import enum_name, job_pb2
 from singa.random import draw_key, uniform
-
-
-def scratch(layer, key, shape, dtype=None, host=False):
-    """A buffer of ``layer`` kept across steps (on the host if ``host``), reallocated only when
-    the shape changes (e.g. a smaller last batch)."""
-    bufs = layer.__dict__.setdefault("_scratch", {})
-    shape = tuple(shape)
-    dtype = layer.dtype if dtype is None else numpy.dtype(dtype)
-    a = bufs.get(key)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = bufs[key] = (numpy if host else layer.xp).empty(shape, dtype=dtype)
-    return a
 
 
 def softmax_rows(xp, x2, out, col):
@@ -43,11 +31,6 @@ def softmax_rows(xp, x2, out, col):
     xp.reciprocal(col, out=col)
     xp.multiply(out, col, out=out)
     return out
-
-
-def flat2d(a):
-    """(B, ...) viewed as (B, prod(rest))."""
-    return a.reshape(a.shape[0], -1)
 
 
 # -- activation functions on NumPy: forward(x, y) writes y; backward(y, g) turns g into dx in place;

@@ -43,8 +43,7 @@ import numpy
 
 from singa.backends import blas, device_kernels, parallel
 from singa.errors import invalid
-from singa.layers.base import conf_pair, image_shape, Layer, register, type_name
-from singa.layers.neuron import scratch
+from singa.layers.base import conf_pair, image_shape, Layer, register, scratch, type_name
 from singa.param import check_alloc
 from singa.proto import job_pb2
 

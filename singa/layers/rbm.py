@@ -23,8 +23,7 @@ import numpy
 
 from singa.backends import blas
 from singa.errors import ConfigError
-from singa.layers.base import Layer, register, type_name
-from singa.layers.neuron import scratch
+from singa.layers.base import Layer, register, scratch, type_name
 from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.random import normal, uniform
