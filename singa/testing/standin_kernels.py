@@ -122,29 +122,11 @@ class ElementwiseKernel:
 
     def __call__(self, *args, size=None):
         from singa.testing import standin
-        nin, nout = len(self.in_params), len(self.out_params)
-        if len(args) not in (nin, nin + nout):
-            raise TypeError("Wrong number of arguments for %r: expected %d or %d, received %d"
-                            % (self.name, nin, nin + nout, len(args)))
-        for a in args:
-            if isinstance(a, numpy.ndarray) and a.ndim:
-                raise TypeError("Unsupported type %s: kernel %r was given a host NumPy array; move it to the "
-                                "device with xp.asarray(...)" % (type(a).__name__, self.name))
-        arrays = [a for a in args if isinstance(a, standin.ndarray)]
-        standin._same_device(arrays, self.name)
+        nin = len(self.in_params)
+        arrays = self._check_args(args)
         params = self.in_params + self.out_params[:len(args) - nin]
         raw = {id(a) for p, a in zip(params, args) if p.raw}
-        # type placeholders: from the array arguments, which must agree (CuPy raises TypeError)
-        types = {}
-        for p, a in zip(params, args):
-            if p.placeholder and isinstance(a, standin.ndarray):
-                if types.setdefault(p.type, a.dtype) != a.dtype:
-                    raise TypeError("Type is mismatched. %s: %s vs %s (kernel %r, param %r)"
-                                    % (p.type, types[p.type], a.dtype, self.name, p.name))
-        for p in self.in_params + self.out_params:
-            if p.placeholder and p.type not in types:
-                raise TypeError("Cannot determine the type of %r in kernel %r: no array argument of type %s"
-                                % (p.name, self.name, p.type))
+        types = self._types(params, args)
 
         def dtype_of(p):
             return types[p.type] if p.placeholder else numpy.dtype(p.type)
@@ -154,29 +136,9 @@ class ElementwiseKernel:
             raise ValueError("kernel %r: the loop size comes from the non-raw arrays, and there are none"
                              % self.name)
         shape = numpy.broadcast_shapes(*shapes)
-        outs = list(args[nin:])
-        if not outs:
-            if any(p.raw for p in self.out_params):
-                raise ValueError("kernel %r: raw outputs must be given" % self.name)
-            outs = [standin.empty(shape, dtype=dtype_of(p)) for p in self.out_params]
-        for p, o in zip(self.out_params, outs):
-            if not isinstance(o, standin.ndarray):
-                raise TypeError("Output %r of kernel %r must be a device array, received %s"
-                                % (p.name, self.name, type(o).__name__))
-            if p.raw:
-                if not o._a.flags.c_contiguous:
-                    raise ValueError("raw output %r of kernel %r must be contiguous (the stand-in)"
-                                     % (p.name, self.name))
-                continue
-            if o.shape != shape:
-                raise ValueError("Output %r of kernel %r has shape %s, the arguments broadcast to %s"
-                                 % (p.name, self.name, o.shape, shape))
-            if o.dtype != dtype_of(p):
-                raise TypeError("Type is mismatched. output %r of kernel %r: %s vs %s"
-                                % (p.name, self.name, o.dtype, dtype_of(p)))
+        outs = self._outputs(list(args[nin:]), shape, dtype_of)
         ctype = {p.type: _CTYPES[numpy.dtype(dtype_of(p)).name] for p in self.in_params + self.out_params}
-        source = self._source(ctype, [isinstance(a, standin.ndarray) for a in args[:nin]])
-        fn = _load(source, self.name)
+        fn = _load(self._source(ctype, [isinstance(a, standin.ndarray) for a in args[:nin]]), self.name)
         keep, ptrs = [], []
         for p, a in zip(self.in_params, args[:nin]):
             if p.raw:
@@ -204,6 +166,60 @@ class ElementwiseKernel:
         for dst, buf in writeback:
             dst[...] = buf
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _check_args(self, args):
+        """The device arrays among ``args`` (all on one device), after CuPy's argument checks."""
+        from singa.testing import standin
+        nin, nout = len(self.in_params), len(self.out_params)
+        if len(args) not in (nin, nin + nout):
+            raise TypeError("Wrong number of arguments for %r: expected %d or %d, received %d"
+                            % (self.name, nin, nin + nout, len(args)))
+        for a in args:
+            if isinstance(a, numpy.ndarray) and a.ndim:
+                raise TypeError("Unsupported type %s: kernel %r was given a host NumPy array; move it to the "
+                                "device with xp.asarray(...)" % (type(a).__name__, self.name))
+        arrays = [a for a in args if isinstance(a, standin.ndarray)]
+        standin._same_device(arrays, self.name)
+        return arrays
+
+    def _types(self, params, args):
+        """{placeholder: dtype} from the array arguments, which must agree (CuPy raises TypeError)."""
+        from singa.testing import standin
+        types = {}
+        for p, a in zip(params, args):
+            if p.placeholder and isinstance(a, standin.ndarray):
+                if types.setdefault(p.type, a.dtype) != a.dtype:
+                    raise TypeError("Type is mismatched. %s: %s vs %s (kernel %r, param %r)"
+                                    % (p.type, types[p.type], a.dtype, self.name, p.name))
+        for p in self.in_params + self.out_params:
+            if p.placeholder and p.type not in types:
+                raise TypeError("Cannot determine the type of %r in kernel %r: no array argument of type %s"
+                                % (p.name, self.name, p.type))
+        return types
+
+    def _outputs(self, outs, shape, dtype_of):
+        """The given outputs, checked (device arrays of the loop's shape and type), or new ones."""
+        from singa.testing import standin
+        if not outs:
+            if any(p.raw for p in self.out_params):
+                raise ValueError("kernel %r: raw outputs must be given" % self.name)
+            return [standin.empty(shape, dtype=dtype_of(p)) for p in self.out_params]
+        for p, o in zip(self.out_params, outs):
+            if not isinstance(o, standin.ndarray):
+                raise TypeError("Output %r of kernel %r must be a device array, received %s"
+                                % (p.name, self.name, type(o).__name__))
+            if p.raw:
+                if not o._a.flags.c_contiguous:
+                    raise ValueError("raw output %r of kernel %r must be contiguous (the stand-in)"
+                                     % (p.name, self.name))
+                continue
+            if o.shape != shape:
+                raise ValueError("Output %r of kernel %r has shape %s, the arguments broadcast to %s"
+                                 % (p.name, self.name, o.shape, shape))
+            if o.dtype != dtype_of(p):
+                raise TypeError("Type is mismatched. output %r of kernel %r: %s vs %s"
+                                % (p.name, self.name, o.dtype, dtype_of(p)))
+        return outs
 
     def _source(self, ctype, is_array):
         """C++ for one call signature: the body inside CuPy's kind of loop (in-params const)."""
