@@ -21,7 +21,7 @@ TABLE = (
     Switch("SINGA_REPLICAS", "int", "auto", "speed", "singa/worker.py",
            "replicas of the net in one process, one thread each (1: off); auto: one per BLAS thread for "
            "convolution nets on NumPy, else 1"),
-    Switch("SINGA_UPDATER_THREADS", "int", "1", "speed", "singa/updaters/rules.py",
+    Switch("SINGA_UPDATER_THREADS", "int", "1", "speed", "singa/updaters/base.py",
            "threads the NumPy update of one big param may use"),
     Switch("SINGA_CONV_SPLIT", "flag", "off", "speed", "singa/layers/conv.py",
            "convolution layers split im2col/col2im and the weight-gradient product over the BLAS threads"),

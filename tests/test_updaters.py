@@ -14,7 +14,7 @@ from google.protobuf import text_format
 
 from singa.errors import ConfigError
 from singa.proto import job_pb2
-from singa.updaters import (CHUNK, create_lr_generator, create_updater, get_num_threads, rules,
+from singa.updaters import (CHUNK, base, create_lr_generator, create_updater, get_num_threads, rules,
                             set_num_threads)
 
 STEPS = [0, 1, 2, 3, 4, 5]
@@ -436,8 +436,8 @@ def test_wrong_argument_types_and_shapes():
 
 def test_bad_thread_env(monkeypatch):
     monkeypatch.setenv("SINGA_UPDATER_THREADS", "many")
-    _raises(rules._default_threads, "`SINGA_UPDATER_THREADS`", "'many'")
+    _raises(base._default_threads, "`SINGA_UPDATER_THREADS`", "'many'")
     monkeypatch.setenv("SINGA_UPDATER_THREADS", "3")
-    assert rules._default_threads() == 3
+    assert base._default_threads() == 3
     monkeypatch.delenv("SINGA_UPDATER_THREADS")
-    assert rules._default_threads() == 1
+    assert base._default_threads() == 1

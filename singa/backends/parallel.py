@@ -12,7 +12,7 @@
 * ``usable_cores()``: the cores this process may use (affinity, capped by a cgroup quota).
 
 How many parts a caller asks for is its own measured choice (``blas.num_threads`` for BLAS and the
-layers, ``singa.updaters.rules.get_num_threads`` for updates); how they run is decided here. NumPy's
+layers, ``singa.updaters.get_num_threads`` for updates); how they run is decided here. NumPy's
 loops and ctypes' BLAS calls release the GIL, so the threads really overlap.
 """
 import os

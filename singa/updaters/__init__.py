@@ -6,9 +6,9 @@
 """
 from singa.updaters.lr import (LR_GENERATORS, ExpLRGen, FixedLRGen, FixedStepLRGen, InverseLRGen,
                                InverseTLRGen, LinearLRGen, LRGenerator, StepLRGen, create_lr_generator)
-from singa.updaters.rules import (CHUNK, UPDATERS, AdaDeltaUpdater, AdaGradUpdater, AdamMaxUpdater,
-                                  AdamUpdater, NesterovUpdater, RMSPropUpdater, SGDUpdater, Updater,
-                                  create_updater, get_num_threads, set_num_threads)
+from singa.updaters.base import CHUNK, Updater, get_num_threads, set_num_threads
+from singa.updaters.rules import (UPDATERS, AdaDeltaUpdater, AdaGradUpdater, AdamMaxUpdater, AdamUpdater,
+                                  NesterovUpdater, RMSPropUpdater, SGDUpdater, create_updater)
 
 __all__ = [
     "create_updater", "create_lr_generator", "set_num_threads", "get_num_threads",
