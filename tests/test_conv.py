@@ -5,8 +5,8 @@ configurations, and the SGD update fused into the weight-gradient GEMM."""
 import numpy as np
 import pytest
 
-from singa.backends import Backend, blas, kernels, parallel
-from singa.backends.kernels import ConvGeometry, lowering
+from singa.backends import Backend, blas, lowering, parallel
+from singa.backends.lowering import ConvGeometry, Lowering
 from singa.errors import ConfigError
 from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_record
@@ -66,8 +66,8 @@ CASES = {
 def layout(request, monkeypatch):
     """Both column orders of im2col (chosen by output width; forced here), and the row lowering
     wherever the geometry allows it (batch inner, stride 1, pad < kernel; forced from K = 1)."""
-    monkeypatch.setattr(kernels, "BATCH_INNER_MAX_WIDTH", 0 if request.param == "batch_outer" else 10 ** 6)
-    monkeypatch.setattr(kernels, "ROW_MIN_K", 1 if request.param == "rows" else 10 ** 9)
+    monkeypatch.setattr(lowering, "BATCH_INNER_MAX_WIDTH", 0 if request.param == "batch_outer" else 10 ** 6)
+    monkeypatch.setattr(lowering, "ROW_MIN_K", 1 if request.param == "rows" else 10 ** 9)
     return request.param
 
 
@@ -235,7 +235,7 @@ def test_lowering_kernels_are_adjoint(batch_inner, threads):
     # <im2col(x), c> == <x, col2im(c)> for any x and c: col2im is im2col's transpose.
     g = ConvGeometry(3, 3, 7, 6, 3, 2, 2, 1, 1, 2, batch_inner=batch_inner)
     assert (g.Ho, g.Wo, g.K, g.N) == (4, 9, 18, 108)
-    low = lowering(np)
+    low = Lowering(np)
     parts = lambda fn: [fn(k, threads) for k in range(threads)]     # noqa: E731  (blocks one by one)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((g.B, g.C, g.H, g.W))
@@ -333,10 +333,10 @@ def test_fused_update_equals_unfused(records, upd, threads):
 @pytest.mark.parametrize("upd", ["", "momentum: 0.9 weight_decay: 0.004"])
 def test_fused_update_with_row_lowering(records, upd, monkeypatch):
     # conv1 (stride 1) row-lowered: its update is applied from the per-kernel-row products
-    monkeypatch.setattr(kernels, "ROW_MIN_K", 1)
+    monkeypatch.setattr(lowering, "ROW_MIN_K", 1)
     a, wa, fused = train(records, True, upd)
     assert a.by_name["conv1"].geom.rows and not a.by_name["conv2"].geom.rows
-    monkeypatch.setattr(kernels, "ROW_MIN_K", 10 ** 9)
+    monkeypatch.setattr(lowering, "ROW_MIN_K", 10 ** 9)
     b, wb, plain = train(records, False, upd)
     assert not b.by_name["conv1"].geom.rows
     assert fused[0] == ["w1", "w2", "w3"] and plain[0] == []

@@ -5,7 +5,7 @@ Source (B, C, H, W), or (B, H, W) as one channel. Cross-correlation with zero pa
 (B, F, Ho, Wo), Ho = (H + 2*pad - kernel) // stride + 1. Weight (F, C*kh*kw) with columns in
 (channel, kernel row, kernel column) order, bias (F,).
 
-The whole batch is lowered once per step (singa.backends.kernels): ``col`` (C*kh*kw, B*Ho*Wo)
+The whole batch is lowered once per step (singa.backends.lowering): ``col`` (C*kh*kw, B*Ho*Wo)
 is built from a channel-major padded copy of x, then every product is one GEMM:
 
     forward   Y  = W col               (F, B*Ho*Wo), written to y (B, F, Ho, Wo) with the bias
@@ -21,7 +21,7 @@ import numpy
 
 from singa import switches
 from singa.backends import blas, parallel
-from singa.backends.kernels import ConvGeometry, lowering
+from singa.backends.lowering import ConvGeometry, Lowering
 from singa.errors import ConfigError, invalid
 from singa.layers.base import conf_pair, image_shape, Layer, register, scratch, type_name
 from singa.param import check_alloc
@@ -95,7 +95,7 @@ class ConvolutionLayer(Layer):
         self.geom = ConvGeometry(B, C, H, W, kh, kw, sy, sx, py, px)
         self.num_filters = F
         self.in_shape = shape
-        self.lower = lowering(self.xp)
+        self.lower = Lowering(self.xp)
         self.weight = self.make_param(0, (F, self.geom.K), "weight")
         self.bias = self.make_param(1, (F,), "bias")
         self.out_shape = (B, F, self.geom.Ho, self.geom.Wo)

@@ -1,9 +1,7 @@
-"""Array kernels whose best form differs between NumPy and CuPy: the lowering of a 2-D
-convolution to one matrix product (im2col) and its adjoint (col2im).
+"""The lowering of a 2-D convolution to one matrix product (im2col) and its adjoint (col2im).
 
-``lowering(xp)`` gives the implementation for an array module. Only the NumPy one exists now
-(``NumpyLowering``); it uses nothing but strided views, ``copyto`` and ``add``, so it also runs on
-CuPy, where a fused raw kernel can later sit beside it under the key ``"cupy"``.
+``Lowering(xp)`` works on any array module: it uses nothing but strided views, ``copyto`` and
+``add``, so the same code runs on NumPy and CuPy.
 
 Layouts (chosen so every copy walks both operands in the same order over long contiguous runs,
 and every product is one contiguous GEMM over the whole batch). The column order of ``col`` is
@@ -112,7 +110,7 @@ def _rows(size, k, n):
     return slice(size * k // n, size * (k + 1) // n)
 
 
-class NumpyLowering:
+class Lowering:
     """im2col/col2im with strided views: one copy (or one add) per kernel tap, each over the
     whole batch, so the Python overhead is kh*kw calls whatever the image size. Work is split
     between threads by channel (batch inner) or by sample (batch outer): disjoint outputs."""
@@ -287,13 +285,4 @@ class NumpyLowering:
         return G
 
 
-_IMPLS = {"numpy": NumpyLowering}
-
-
-def lowering(xp):
-    """The convolution lowering for array module ``xp`` (numpy; on CuPy the same strided code)."""
-    cls = _IMPLS.get(xp.__name__, NumpyLowering)
-    return cls(xp)
-
-
-__all__ = ["ConvGeometry", "NumpyLowering", "lowering", "BATCH_INNER_MAX_WIDTH"]
+__all__ = ["ConvGeometry", "Lowering", "BATCH_INNER_MAX_WIDTH"]
