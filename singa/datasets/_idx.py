@@ -291,3 +291,27 @@ def load_data(dataset, workspace=None, backend="kvfile", nb_rbm=0, checkpoint_st
         return X_train, X_test, workspace
     X_valid = Data(load="recordinput", phase="val", conf=Store(path=valid_path, backend=backend, **test_fields))
     return X_train, X_valid, X_test, workspace
+
+
+_load_records, _load_images = load_data, load_arrays      # under other names inside dataset_functions
+
+
+def dataset_functions(dataset):
+    """``load_data``, ``available`` and ``load_arrays`` of one dataset's module (singa.datasets.mnist,
+    fashion_mnist), bound to its IdxDataset."""
+    def load_data(workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None, download=False,
+                  nb_valid=0, **pvalues):
+        """``X_train, X_test, workspace`` (Data layers and the workspace folder), or with ``nb_valid=N``
+        ``X_train, X_valid, X_test, workspace``; see singa.datasets._idx.load_data for every argument."""
+        return _load_records(dataset, workspace, backend, nb_rbm, checkpoint_steps, data_dir, download,
+                             nb_valid=nb_valid, **pvalues)
+
+    def available(data_dir=None):
+        """True when the dataset's files are found without downloading."""
+        return dataset.available(data_dir)
+
+    def load_arrays(data_dir=None, download=False):
+        """((x_train, y_train), (x_test, y_test)): uint8 images (N, 28, 28) and int32 labels."""
+        return _load_images(dataset, data_dir, download)
+
+    return load_data, available, load_arrays

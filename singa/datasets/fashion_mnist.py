@@ -2,7 +2,7 @@
 
 Also found in Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 """
-from singa.datasets._idx import IdxDataset, load_arrays as _arrays, load_data as _load
+from singa.datasets._idx import IdxDataset, dataset_functions
 
 DATASET = IdxDataset(
     "fashion_mnist", singa_dir="examples/fashion_mnist", env_var="SINGA_FASHION_MNIST_DIR",
@@ -14,18 +14,4 @@ DATASET = IdxDataset(
          "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"})
 
 
-def load_data(workspace=None, backend="kvfile", nb_rbm=0, checkpoint_steps=0, data_dir=None, download=False,
-              nb_valid=0, **pvalues):
-    """``X_train, X_test, workspace`` (Data layers and the workspace folder), or with ``nb_valid=N``
-    ``X_train, X_valid, X_test, workspace``; see singa.datasets._idx.load_data for every argument."""
-    return _load(DATASET, workspace, backend, nb_rbm, checkpoint_steps, data_dir, download, nb_valid=nb_valid,
-                 **pvalues)
-
-
-def available(data_dir=None):
-    return DATASET.available(data_dir)
-
-
-def load_arrays(data_dir=None, download=False):
-    """((x_train, y_train), (x_test, y_test)): uint8 images (N, 28, 28) and int32 labels."""
-    return _arrays(DATASET, data_dir, download)
+load_data, available, load_arrays = dataset_functions(DATASET)
