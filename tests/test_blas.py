@@ -1,3 +1,4 @@
+# covers: singa/backends/blas.py
 """singa.backends.blas: direct GEMM calls against numpy in float32/float64 (transposed, sliced,
 odd and empty shapes), the plain-numpy fallbacks, and the thread-splitting helper."""
 import threading

@@ -1,3 +1,4 @@
+# covers: singa/callbacks.py, singa/history.py
 """Callbacks (singa.callbacks) and History (singa.history) on real training runs."""
 import csv
 import json

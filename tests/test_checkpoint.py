@@ -1,3 +1,4 @@
+# covers: singa/io/checkpoint.py
 """Checkpoints: SINGA's BlobProtos bytes, the 0# prefix, paths, damage detection and the state file."""
 import os
 

@@ -1,3 +1,4 @@
+# covers: singa/datasets/cifar10.py
 """singa.datasets.cifar10 on small files written in CIFAR-10's exact binary format."""
 import io
 import os

@@ -1,3 +1,4 @@
+# covers: singa/__main__.py, singa/utils/helptext.py
 """singa-run / python -m singa: SINGA's launcher on original job.conf files and user scripts."""
 import os
 import re

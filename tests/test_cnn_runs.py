@@ -1,3 +1,5 @@
+# covers: examples/cifar10_cnn.py, examples/mnist_cnn.py, singa/layers/conv.py, singa/layers/pooling.py,
+#         singa/layers/lrn.py
 """The convolutional configurations and examples run end to end (few steps)."""
 import os
 import re

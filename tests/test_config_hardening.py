@@ -1,3 +1,5 @@
+# covers: singa/proto/__init__.py, singa/neuralnet.py, singa/layers/base.py, singa/param.py (hostile job.conf
+#         and API values)
 """Issue 14 items 5 and 6 in configuration: hostile values in a job.conf or the Python API give a
 ConfigError naming the field (never a numpy error, a MemoryError, a RecursionError or an uphill
 run), deep nets build, huge strides cost what the input costs, and SINGA's shipped confs build."""

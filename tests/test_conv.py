@@ -1,3 +1,4 @@
+# covers: singa/layers/conv.py, singa/backends/lowering.py
 """kConvolution / kCConvolution / kCudnnConv (SINGA-V0.md 6.4) and the lowering kernels:
 forward against a direct-loop reference (and torch when installed), finite-difference gradients
 over padding, stride, non-square kernels and channel counts, output shapes, bad

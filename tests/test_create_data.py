@@ -1,3 +1,4 @@
+# covers: singa/io/create_data.py
 """singa-create-data: MNIST idx and CIFAR-10 binary batches into SINGA record files."""
 import os
 import subprocess

@@ -1,3 +1,5 @@
+# covers: singa/datasets/mnist.py, singa/datasets/fashion_mnist.py, singa/datasets/_idx.py,
+#         singa/datasets/__init__.py
 """singa.datasets: where MNIST-format data is found, conversion to kvfile records, load_data's Data layers."""
 import os
 

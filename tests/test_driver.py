@@ -1,3 +1,4 @@
+# covers: singa/driver.py, singa/results.py
 """The engine end to end on small record files written in SINGA's exact format."""
 import os
 

@@ -1,3 +1,4 @@
+# covers: examples/mnist_mlp.py, examples/train_mnist.py, examples/train_cifar10.py
 """Every example runs (few steps) on real data."""
 import os
 import re

@@ -1,3 +1,4 @@
+# covers: examples/*.py with --device, singa/backends/__init__.py (the device path end to end)
 """Every example trains on the GPU with NumPy's numbers: 20 steps of each, once on the CPU and once
 with ``--device 0``, on the CuPy stand-in (SINGA_GPU_STANDIN=1) and, where a GPU is, on CuPy: the
 printed losses and test metrics equal to float32 rounding (see ``same``)."""

@@ -1,3 +1,4 @@
+# covers: singa/exchange.py, singa/worker.py
 """The gradient-exchange seam (singa.exchange): which strategy a worker gets from what the Driver
 gives it, and that a synchronous group of one process (an identity Allreduce) trains exactly as
 the same replicas summed locally, on the host and, through the CuPy stand-in, from a device

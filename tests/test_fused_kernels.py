@@ -1,3 +1,5 @@
+# covers: singa/backends/fused.py, singa/backends/device_kernels.py, singa/testing/standin_kernels.py,
+#         singa/random.py
 """Fused device kernels (singa.backends.fused): every updater rule, the random draws and dropout as one
 elementwise kernel each. On the CuPy stand-in the CUDA C bodies really run (compiled as C++), so
 they are checked against NumPy here; with nvcc on the machine every body is also compiled for the

@@ -1,3 +1,4 @@
+# covers: singa/updaters/fused.py, singa/worker.py, singa/layers/dense.py (the GEMM-fused update)
 """Updates fused into kInnerProduct's weight-gradient GEMM (BPWorker fuse_updates): the same
 weights, history and versions as the ordinary updater path, for every SGD variant, in float32
 and float64, split over threads or not; and the cases that must take the ordinary path."""

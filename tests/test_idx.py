@@ -1,3 +1,4 @@
+# covers: singa/io/idx.py
 """MNIST idx files: header layout, gzip detection, round trips and every kind of bad file."""
 import gzip
 import struct

@@ -1,3 +1,4 @@
+# covers: singa/layers/input.py, singa/io/textfile.py
 """kRecordInput and kCSVInput: batches, wrap-around, random_skip, normalisation, caching, errors."""
 import os
 

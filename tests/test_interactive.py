@@ -1,3 +1,4 @@
+# covers: singa/interactive.py
 """SINGA v0.3's interactive training: layer objects run by hand give what the Driver gives."""
 import numpy as np
 import pytest

@@ -1,3 +1,4 @@
+# covers: singa/interrupt.py, singa/driver.py (Ctrl-C and SIGTERM)
 """Ctrl-C (SIGINT) and SIGTERM during training, with real signals on real processes: the run stops
 after the step, writes a loadable checkpoint, says where and how to resume, exits 130/143 with no
 traceback, and the resumed run ends bit-identical to an uninterrupted one of the same seed."""

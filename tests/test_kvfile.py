@@ -1,3 +1,4 @@
+# covers: singa/io/kvfile.py
 """kvfile store: SINGA's byte layout, writer semantics (duplicates, append, atomic create) and the
 strict reader's errors for every kind of damage."""
 import os

@@ -1,3 +1,4 @@
+# covers: singa/layer.py
 """The LayerProtos built by SINGA's layer classes (SINGA-V0.md 1.5, 1.10)."""
 import pytest
 

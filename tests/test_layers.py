@@ -1,3 +1,4 @@
+# covers: singa/layers/dense.py, singa/layers/neuron.py, singa/layers/loss.py, singa/layers/base.py
 """Runtime dense-network layers and losses: gradients (float64 finite differences), forward values
 against plain NumPy formulas, dropout statistics, top-k ties and the error messages."""
 import numpy

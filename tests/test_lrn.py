@@ -1,3 +1,4 @@
+# covers: singa/layers/lrn.py
 """kLRN / kCudnnLRN (SINGA-V0.md 6.6): forward and backward against direct loops written here,
 float64 finite-difference checks over window sizes, channel edges and alpha/beta/knorm, errors,
 and (when torch imports) forward equality with torch's LocalResponseNorm."""

@@ -1,3 +1,4 @@
+# covers: singa/cluster/mpi.py, singa/driver.py, singa/exchange.py (synchronous groups under mpiexec)
 """Training across processes under a real mpiexec (MPICH from PyPI, mpi4py): synchronous worker
 groups give the parameters of one process on the same global batch, a wrong process count and
 a failing or killed rank end the whole job quickly with a clear message, and the seed's CIFAR-10

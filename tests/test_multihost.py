@@ -1,3 +1,4 @@
+# covers: singa/cluster/mpi.py, singa/cluster/launch.py (two hosts over TCP)
 """Two "hosts" on one machine (issue 14): two network namespaces joined by a veth pair, MPICH's
 hydra starting one rank in each through a launcher script that stands in for ssh, the traffic
 forced through the network module (MPIR_CVAR_NOLOCAL=1, UCX over TCP on the veth devices, not

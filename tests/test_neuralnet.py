@@ -1,3 +1,4 @@
+# covers: singa/neuralnet.py
 """NeuralNet: phases, ordering, wiring errors, and whole-net gradients (float64) incl. tied weights."""
 import numpy as np
 import pytest

@@ -1,3 +1,4 @@
+# covers: singa/onnx_export.py
 """ONNX export (singa.onnx_export): onnxruntime gives singa's predictions on Fashion-MNIST."""
 import numpy as np
 import pytest

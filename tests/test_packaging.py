@@ -1,3 +1,4 @@
+# covers: setup.cfg, singa/examples, singa/_examples_alias.py
 """The installed distribution: only `singa` (and its console scripts) goes to site-packages, and SINGA's
 `from examples.datasets import mnist` still works there, through singa.examples."""
 import os

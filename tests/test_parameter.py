@@ -1,3 +1,4 @@
+# covers: singa/parameter.py, singa/initialization.py, singa/utils/message.py, singa/utils/utility.py
 """Parameter, set_param_field, get_init_values, generate_name and the message helpers (SINGA-V0.md 1.2, 1.6)."""
 import pytest
 

@@ -1,3 +1,4 @@
+# covers: singa/layers/pooling.py
 """kCPooling / kCudnnPool / kPooling (SINGA-V0.md 6.5): forward and backward against a direct-loop
 reference written here, float64 finite-difference checks, tie-breaking, sizes, errors, and
 (when torch imports) forward equality with torch's floor-mode pooling."""

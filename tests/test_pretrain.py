@@ -1,3 +1,5 @@
+# covers: singa/layers/rbm.py, singa/worker.py (CDWorker), examples/mnist_rbm*.py,
+#         examples/mnist_ae.py, examples/ae_codes.py
 """Pre-training as a chain of jobs: SINGA's rbm1..rbm4 and autoencoder confs through singa-run,
 the seed's Python scripts (examples/mnist_rbm1-4.py, mnist_ae.py), the checkpoint order rule
 (SINGA-107), and a run killed with SIGKILL and resumed ending bit-identical to one left alone."""

@@ -1,3 +1,4 @@
+# covers: singa/progress.py
 """What a training run prints (singa.progress): a bar on terminals, lines in files, nothing at 0."""
 import io
 import re

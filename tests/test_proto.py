@@ -1,3 +1,4 @@
+# covers: singa/proto/__init__.py
 """JobProto and friends: generated modules in sync, SINGA v0.3 wire facts, job.conf IO and errors."""
 import glob
 import os

@@ -1,3 +1,4 @@
+# covers: singa/layers/rbm.py, singa/worker.py (CDWorker)
 """kRBMVis / kRBMHid and alg kCD (SINGA-V0.md 6.8): one CD step against a direct NumPy
 implementation of the formulas (Bernoulli and Gaussian hidden units, cd_k 1 and 3, the shared
 weight's gradient averaged over its two shares), the squared-error metric, that only the RBM's

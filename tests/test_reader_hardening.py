@@ -1,3 +1,4 @@
+# covers: singa/io/idx.py, singa/io/kvfile.py, singa/io/record.py, singa/datasets/cifar10.py
 """Issue 14 items 5-7 for the binary readers: every damaged, hostile or non-canonical input to the
 idx, CIFAR-10, kvfile and RecordProto readers gives a DataError (or the right values), never a
 foreign exception, and a gzip bomb costs no more memory than its header declares."""

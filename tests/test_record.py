@@ -1,3 +1,4 @@
+# covers: singa/io/record.py
 """RecordProto values: encoding equals protobuf's bytes, and the vectorised and per-record
 decoders agree, check counts and name the damaged record."""
 import numpy

@@ -1,3 +1,4 @@
+# covers: singa/worker.py (threaded replicas), singa/param.py (shares)
 """Data-parallel replicas inside one process (BPWorker(replicas=n)): each batch trained as n
 slices on threads, gradients summed by the slices' shares. Same params and metrics as one pass
 over the batch (float64, to rounding), params shared with share_from, dropout reproducible, the

@@ -1,3 +1,4 @@
+# covers: singa/cluster/launch.py, singa/cluster/runstatus.py
 """singa-run as the parent of its job (issue 14): a rank killed by a signal is named by its rank,
 not only by the pid mpiexec prints, and ``--max-restarts N`` starts a failed job again from its
 last checkpoint and finishes it -- with the values of a run that never failed, to the bit."""

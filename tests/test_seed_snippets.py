@@ -1,3 +1,4 @@
+# covers: singa/model.py, singa/layer.py, singa/parameter.py (the seed document's snippets)
 """The seed document's snippets and cases, typed in as written (few steps), and what the user sees.
 
 MNIST is Fashion-MNIST here (Debian's package, in MNIST's idx format, found through

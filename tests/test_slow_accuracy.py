@@ -1,3 +1,4 @@
+# covers: examples/*.py (the documented full runs)
 """The documented full runs (long; `pytest -m slow`). Each takes several minutes on 2 cores."""
 import os
 import re

@@ -1,3 +1,4 @@
+# covers: singa/testing/standin.py, singa/backends/__init__.py
 """The CuPy stand-in (singa.testing.standin): strict where CuPy is strict, and the engine's whole
 training step of an MLP, a CNN, an RBM and an autoencoder runs on it (device=[0] with
 SINGA_GPU_STANDIN=1) with NumPy's losses and without host/device mixing."""

@@ -1,3 +1,4 @@
+# covers: singa/switches.py
 """singa.switches: every SINGA_* name the project reads is in its one table, README shows that table, and each
 kind of switch refuses what it cannot take."""
 import os

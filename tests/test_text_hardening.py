@@ -1,3 +1,4 @@
+# covers: singa/proto/__init__.py, singa/io/textfile.py, singa/history.py
 """Issue 14 item 5 for the text readers: job.conf, the CSV/textfile store and History CSV/JSONL
 answer hostile files with the project's own errors (file, line, what was expected), never a
 UnicodeDecodeError, ValueError, TypeError, IndexError, csv.Error or RecursionError; and every

@@ -1,3 +1,4 @@
+# covers: singa/layers/dense.py, singa/layers/neuron.py, singa/layers/lrn.py, singa/backends/parallel.py
 """kInnerProduct and the element-wise layers with their work split between threads (as on a
 multi-core CPU): the same values as one part and as plain numpy formulas, in float32 and float64,
 with BLAS on and off, including finite-difference gradients of the split code."""

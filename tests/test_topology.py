@@ -1,3 +1,4 @@
+# covers: singa/cluster/topology.py
 """singa.cluster.topology: SINGA's process layout and parameter slicing (SINGA-V0.md 3.2-3.4),
 checked on the frameworks of the v0.3 docs, on every small ClusterProto, and against the slicing
 rules' invariants."""

@@ -1,3 +1,4 @@
+# covers: singa/updaters/base.py, singa/updaters/rules.py, singa/updaters/lr.py
 """Updaters and learning-rate generators against straightforward float64 references (SINGA-V0.md 6.10, 6.11).
 
 One table (CASES) drives the update tests: each row is an updater config, an LR schedule and the

@@ -1,3 +1,4 @@
+# covers: singa/cluster/watchdog.py
 """No silent hang under mpiexec (issue 14, items 1 and 2): a rank that leaves with status 0, or
 stops answering (frozen here by SIGSTOP, as a hung host or a cut link looks to its peers), ends
 the whole job within a bound, with a message naming it, the last checkpoint and the resume

@@ -1,3 +1,4 @@
+# covers: singa/io/workspace.py, singa/io/atomic.py, singa/io/checkpoint.py
 """Workspace lock, checkpoint/state CRC, stale temporaries, shape and header checks (issue 14)."""
 import os
 import signal
