@@ -120,12 +120,11 @@ class Driver:
         local = len(topo.workers_of(self.rank)) if topo is not None else 1
         before, machine = 0, local
         if self.comm is not None:       # the workers of the processes on this machine, in rank order
-            MPI = self.comm.MPI
-            with self.comm.waiting("the count of the workers on each machine (device=)"):
-                node = self.comm.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-                counts = node.allgather(local)
-            before, machine = sum(counts[:node.Get_rank()]), sum(counts)
-            node.Free()
+            what = "the count of the workers on each machine (device=)"
+            node = self.comm.split_shared(what)
+            counts = node.allgather_object(local, what)
+            before, machine = sum(counts[:node.rank]), sum(counts)
+            node.free()
         ids = assign_gpus(gpus, local, before, machine)
         if not ids:                     # servers only: they update on the CPU
             return Backend(None)
@@ -311,10 +310,8 @@ class Driver:
                 stub.expect_finals()
             if self.comm is not None and topo.nworkers_per_group > topo.nworkers_per_procs:
                 # the processes of this worker group (servers-only processes join no group)
-                MPI = self.comm.MPI
-                with self.comm.waiting("the split of the ranks into worker groups"):
-                    sub = self.comm.comm.Split(local_groups[0] if mine else MPI.UNDEFINED, self.rank)
-                group_comm = GroupComm(sub, stub, MPI) if mine else None
+                sub = self.comm.split(local_groups[0] if mine else None, "the split of the ranks into worker groups")
+                group_comm = GroupComm(sub, stub) if mine else None
         # a worker (BPWorker: this process's workers of the group as replicas) per local group
         groups = []                               # (group, worker, WorkerStub or None, train net)
         for k, g in enumerate(local_groups):
