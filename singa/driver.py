@@ -6,7 +6,6 @@ import os
 import re
 import sys
 import time
-import warnings
 
 import numpy
 
@@ -17,6 +16,7 @@ from singa.cluster import mpi, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
+from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where users import it from)
 from singa.io.workspace import WorkspaceLock
 from singa import interrupt
 from singa.neuralnet import NeuralNet, strip_unroll
@@ -156,42 +156,6 @@ class Driver:
         lock, self._ws_lock = getattr(self, "_ws_lock", None), None
         if lock is not None:
             lock.release()
-
-    def _load_checkpoints(self, paths, net):
-        """Copy values from checkpoint files into ``net``'s owner params by name; later files win.
-
-        SINGA-107: a stage's checkpoint holds the params it loaded but did not train with version
-        0; listed after the file that trained them, SINGA re-initialised them. This engine keeps
-        the later file's values (never re-initialises a loaded param) and warns."""
-        loaded, trained_in = {}, {}
-        for path in paths:
-            if not os.path.isfile(path):
-                raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
-                                "writes it first (e.g. the lower RBMs), or fix the path (relative to the working "
-                                "directory %s)" % (path, os.getcwd()))
-            ckpt.verify_checkpoint(path)    # a flipped bit must not load silently (its state file has the CRC)
-            for name, values, version in ckpt.read_checkpoint(path):
-                p = net.owners.get(strip_unroll(name))
-                if p is None or p.aliased is not None:
-                    continue
-                if values.size != p.size or ckpt.shapes_conflict(values.shape, p.shape):
-                    raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
-                                    "param has shape %s.\nhelp: the checkpoint was written by a different net; "
-                                    "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
-                if version == 0 and p.name in trained_in:
-                    warnings.warn(
-                        "checkpoint %s holds param '%s' with version 0 (loaded but not trained by the job that "
-                        "wrote it) and is listed after %s, which trained it (version %d): SINGA v0.3 would "
-                        "re-initialise '%s' (SINGA-107); this engine loads the later file's values.\nhelp: list the "
-                        "newest stage's checkpoint first, as SINGA's rbm and autoencoder confs do"
-                        % (path, p.name, trained_in[p.name][0], trained_in[p.name][1], p.name), CheckpointOrderWarning,
-                        stacklevel=3)
-                p.set_values(values)
-                p.version = version
-                loaded[p.name] = path
-                if version > 0:
-                    trained_in[p.name] = (path, version)
-        return loaded
 
     def _init_params(self, net, streams, loaded):
         # Unlike SINGA (SINGA-107), a param loaded from a checkpoint is never re-initialised, even
@@ -343,7 +307,7 @@ class Driver:
                          "finished).\nhelp: raise train_steps (fit(nb_epoch=N)) to train on from it" % (
                              start, job.train_steps))
         else:
-            loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)
+            loaded = ckpt.load_params(list(job.checkpoint_path), train_net)
             if job.reset_param_version:
                 for p in params:
                     if p.name in loaded:
@@ -619,7 +583,7 @@ class Driver:
             if step is None or not os.path.isfile(path):
                 raise DataError("cannot resume from %r: expected a step<N>-worker<K> checkpoint file.\nhelp: pass "
                                 "the path a training run wrote" % (path,))
-        loaded = self._load_checkpoints([path], net)
+        loaded = ckpt.load_params([path], net)
         arrays, meta = ckpt.read_state(path)
         if arrays is None:
             self.log("Warning: %s has no state file beside it (written by SINGA, or by an older run): the "
@@ -652,16 +616,16 @@ class Driver:
         backend = self._backend(job)
         streams = RandomStreams(self.seed)
         net = NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams)
-        loaded = self._load_checkpoints(list(job.checkpoint_path), net)
-        missing = [p.name for p in net.owner_params if p.owner is None and p.name not in loaded]
+        loaded = ckpt.load_params(list(job.checkpoint_path), net)
+        missing = ckpt.missing_params(net, loaded)
         if missing:
             raise DataError("the checkpoint(s) %s hold no values for param(s) %s of the test net.\nhelp: pass the "
                             "checkpoint written by training this net" % (list(job.checkpoint_path), missing))
         nsteps = job.test_steps if job.test_steps > 0 else 10
         if CDWorker._pairs(net):        # an RBM: positive pass and one reconstruction
-            m = CDWorker.test(None, net, nsteps, job_pb2.kTest)
+            m = CDWorker.test(net, nsteps, job_pb2.kTest)
         else:
-            m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
+            m = BPWorker.test(net, nsteps, job_pb2.kTest)
         step = ckpt.step_of(job.checkpoint_path[-1]) or 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
         return Results("test", test={step: m})
@@ -698,10 +662,6 @@ def _evaluation_plan(job, which, net):
         key = "test_freq" if which == "test" else "validate_freq"
         when += " (%s is 0; %s=N adds a round every N steps)" % (key, key)
     return ["%s: %d batch(es) %s" % (prefix, steps, when)]
-
-
-class CheckpointOrderWarning(UserWarning):
-    """checkpoint_path lists a stale copy of a param after the file that trained it (SINGA-107)."""
 
 
 def fmt(metrics):

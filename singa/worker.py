@@ -3,11 +3,9 @@
 In this single-process engine the worker also applies the updater to the owner params (the
 job of SINGA's server threads); singa.cluster distributes that across MPI ranks.
 """
-import os
-
 import numpy
 
-from singa import exchange
+from singa import exchange, switches
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
@@ -26,7 +24,7 @@ def auto_replicas(net):
     runs all of it in parallel (the seed CIFAR-10 CNN: 151 -> 108 ms a step on 2 cores). A dense
     net's step is a few large GEMMs that OpenBLAS already spreads over the cores, with the
     update fused into them, which replicas would give up."""
-    env = os.environ.get("SINGA_REPLICAS", "").strip()
+    env = switches.raw("SINGA_REPLICAS")
     if env:
         try:
             n = int(env)
@@ -209,7 +207,8 @@ class BPWorker:
                 self.updater.apply(step, p.data, g, self.state[p.name], lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1
 
-    def test(self, net, nsteps, flag):
+    @staticmethod
+    def test(net, nsteps, flag):
         """Average metrics of ``nsteps`` batches of ``net`` (forward only)."""
         avg = MetricAverager()
         for _ in range(nsteps):
@@ -303,7 +302,10 @@ class CDWorker(BPWorker):
         return [vis.weight for vis in self.pairs
                 if vis.weight.owner is None and vis.weight.aliased is None and blas.usable(vis.weight.data)]
 
-    def test(self, net, nsteps, flag):
+    @staticmethod
+    def test(net, nsteps, flag):
+        """Average metrics of ``nsteps`` rounds of ``net``'s RBMs: the positive pass and one
+        reconstruction (the squared error 'se')."""
         avg = MetricAverager()
         pairs = CDWorker._pairs(net)
         for _ in range(nsteps):
