@@ -21,7 +21,7 @@ def auto_replicas(net):
 
     Why only convolution nets: their products are thin (few filters) and much of their step is
     memory-bound NumPy passes (lowering, pooling, LRN) that run on one core; a replica per core
-    runs all of it in parallel (the seed CIFAR-10 CNN: 151 -> 108 ms a step on 2 cores). A dense
+    runs all of it in parallel (benchmarks/README.md, "Replicas", has the numbers). A dense
     net's step is a few large GEMMs that OpenBLAS already spreads over the cores, with the
     update fused into them, which replicas would give up."""
     env = switches.raw("SINGA_REPLICAS")
@@ -148,7 +148,7 @@ class BPWorker:
         if self.flat is None:
             self.flat = self.grad_exchange.buffer(xp, [p.shape for p in plist], plist[0].dtype, sorted(metrics))
         # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into the
-        # next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
+        # next step's replica threads and slow them
         self._weighted_sum(xp, plist, self.flat.views)
         self.train_metrics.add(self.grad_exchange.exchange(metrics))
         self.grad_exchange.apply(self, step)
