@@ -1,33 +1,38 @@
 """Driver: runs a JobProto (SINGA's Driver::Train / Driver::Test) and returns its Results.
 
-The Python API (singa.model) and job.conf files (``singa-run -conf``) both end here.
+The Python API (singa.model) and job.conf files (``singa-run -conf``) both end here. Training
+runs in four phases, a method each: ``_build`` (check the job; make the nets, the parameter
+servers' stub and a worker per local group: a singa.training_setup.TrainingSetup), ``_start``
+(checkpoints in, fresh values for the rest, rank 0's values everywhere), ``_loop`` (the steps,
+with the test rounds and checkpoints due) and ``_finish`` (the final rounds and checkpoint, the
+servers' end, the Results). What checkpoints hold is singa.train_state's business; how the
+gradients of a step are exchanged, singa.exchange's.
 """
 import os
 import re
 import sys
 import time
-import warnings
 
 import numpy
 
 from singa.backends import Backend
 from singa.callbacks import CallbackList, Run, TerminateOnNaN
 from singa.progress import Progress, resolve_verbose
-from singa.cluster import mpi, runstatus
+from singa.cluster import mpi, param_servers, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
+from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where users import it from)
 from singa.io.workspace import WorkspaceLock
-from singa import interrupt
-from singa.neuralnet import NeuralNet, strip_unroll
+from singa import interrupt, switches, train_state
+from singa.neuralnet import NeuralNet
 from singa.proto import job_pb2
 from singa.random import RandomStreams
 from singa.results import Results
+from singa.training_setup import (TrainingSetup, WorkerGroup, check_train_net, evaluation_plan, link_group_params,
+                                  worker_slices)
 from singa.updaters import create_updater
 from singa.worker import BPWorker, CDWorker
-
-# Arguments SINGA's launcher (singa-run.sh) appended to every process; accepted and ignored.
-_LAUNCHER_ARGS = {"-singa_conf": 1, "-singa_job": 1, "-host": 1, "-conf": 1}
 
 
 def every(step, freq, after):
@@ -42,7 +47,7 @@ RESUME_FROM_ENV = "SINGA_RESUME_FROM"
 def _restart_checkpoint(ws):
     """The checkpoint singa-run's restart names, when it is in workspace ``ws`` (the workspace may
     hold newer ones from an earlier run; a script training several stages resumes each in its own)."""
-    path = os.environ.get(RESUME_FROM_ENV)
+    path = switches.raw(RESUME_FROM_ENV)
     if path and os.path.abspath(os.path.dirname(path)) == os.path.abspath(os.path.join(ws, "checkpoint")):
         return path
     return None
@@ -120,12 +125,11 @@ class Driver:
         local = len(topo.workers_of(self.rank)) if topo is not None else 1
         before, machine = 0, local
         if self.comm is not None:       # the workers of the processes on this machine, in rank order
-            MPI = self.comm.MPI
-            with self.comm.waiting("the count of the workers on each machine (device=)"):
-                node = self.comm.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-                counts = node.allgather(local)
-            before, machine = sum(counts[:node.Get_rank()]), sum(counts)
-            node.Free()
+            what = "the count of the workers on each machine (device=)"
+            node = self.comm.split_shared(what)
+            counts = node.allgather_object(local, what)
+            before, machine = sum(counts[:node.rank]), sum(counts)
+            node.free()
         ids = assign_gpus(gpus, local, before, machine)
         if not ids:                     # servers only: they update on the CPU
             return Backend(None)
@@ -158,49 +162,6 @@ class Driver:
         if lock is not None:
             lock.release()
 
-    def _load_checkpoints(self, paths, net):
-        """Copy values from checkpoint files into ``net``'s owner params by name; later files win.
-
-        SINGA-107: a stage's checkpoint holds the params it loaded but did not train with version
-        0; listed after the file that trained them, SINGA re-initialised them. This engine keeps
-        the later file's values (never re-initialises a loaded param) and warns."""
-        loaded, trained_in = {}, {}
-        for path in paths:
-            if not os.path.isfile(path):
-                raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
-                                "writes it first (e.g. the lower RBMs), or fix the path (relative to the working "
-                                "directory %s)" % (path, os.getcwd()))
-            ckpt.verify_checkpoint(path)    # a flipped bit must not load silently (its state file has the CRC)
-            for name, values, version in ckpt.read_checkpoint(path):
-                p = net.owners.get(strip_unroll(name))
-                if p is None or p.aliased is not None:
-                    continue
-                if values.size != p.size or ckpt.shapes_conflict(values.shape, p.shape):
-                    raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
-                                    "param has shape %s.\nhelp: the checkpoint was written by a different net; "
-                                    "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
-                if version == 0 and p.name in trained_in:
-                    warnings.warn(
-                        "checkpoint %s holds param '%s' with version 0 (loaded but not trained by the job that "
-                        "wrote it) and is listed after %s, which trained it (version %d): SINGA v0.3 would "
-                        "re-initialise '%s' (SINGA-107); this engine loads the later file's values.\nhelp: list the "
-                        "newest stage's checkpoint first, as SINGA's rbm and autoencoder confs do"
-                        % (path, p.name, trained_in[p.name][0], trained_in[p.name][1], p.name), CheckpointOrderWarning,
-                        stacklevel=3)
-                p.set_values(values)
-                p.version = version
-                loaded[p.name] = path
-                if version > 0:
-                    trained_in[p.name] = (path, version)
-        return loaded
-
-    def _init_params(self, net, streams, loaded):
-        # Unlike SINGA (SINGA-107), a param loaded from a checkpoint is never re-initialised, even
-        # if the file recorded version 0 for it.
-        for p in net.owner_params:
-            if p.owner is None and p.name not in loaded:
-                p.init_values(streams.stream("init/" + strip_unroll(p.name)))
-
     # -- running ----------------------------------------------------------------
     def train(self, job, resume=False, callbacks=None, terminate_on_nan=True):
         """Train ``job``; in a multi-process job every rank runs this and gets the same Results
@@ -232,7 +193,7 @@ class Driver:
             raise
         finally:
             self._release_workspace()
-        sig = getattr(results, "interrupted", None) or self._signals.received
+        sig = results.interrupted or self._signals.received
         if sig:
             raise self._interrupted(job, sig, results)
         return results
@@ -271,115 +232,122 @@ class Driver:
             sys.stderr.flush()
         return cls(msg, signal=sig, step=step, checkpoint=path, resume=resume, results=results)
 
+    # -- training: build, start, loop, finish ---------------------------------------
     def _train(self, job, resume, cbs=None):
         cbs = cbs if cbs is not None else CallbackList([])
+        s = self._build(job)
+        start = self._start(s, job, resume)
+        run = self._begin(s, job, start, cbs)
+        step = self._loop(s, job, run, start, cbs)
+        return self._finish(s, job, run, step, cbs)
+
+    def _build(self, job):
+        """Check the job, then make what training needs: the backend, the workspace, the three
+        nets, the parameter servers' stub and a worker per worker group of this process."""
         self._check_job(job, training=True)
         backend = self._backend(job)
         ws = self._workspace(job)
         streams = RandomStreams(self.seed)
         train_net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams)
-        if not train_net.data_layers:
-            raise ConfigError("the training net has no data layer.\nhelp: fit(X_train, ...) with the Data layer "
-                              "from load_data(), or a kRecordInput layer with `include: kTrain`")
-        rbms = [l.name for l in train_net.layers if getattr(l, "trains_with_cd", False)]
-        if rbms and job.train_one_batch.alg != job_pb2.kCD:
-            raise ConfigError("layers %s are RBM layers, which train with contrastive divergence, but the job's alg "
-                              "is %s.\nhelp: `train_one_batch { alg: kCD }` (fit(alg='cd'))"
-                              % (rbms, job_pb2.AlgType.Name(job.train_one_batch.alg)))
-        if job.train_one_batch.alg != job_pb2.kCD and not any(l.is_loss for l in train_net.layers):
-            raise ConfigError("the training net has no loss layer.\nhelp: compile(loss='categorical_crossentropy'"
-                              " or 'mean_squared_error'), or add a kSoftmaxLoss/kEuclideanLoss layer")
+        check_train_net(job, train_net)
         shared = train_net.owners
         test_net = (NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams, shared_params=shared)
                     if job.test_steps > 0 else None)
         val_net = (NeuralNet(job.neuralnet, job_pb2.kVal, backend, streams, shared_params=shared)
                    if job.validate_steps > 0 else None)
         updater = create_updater(job.updater)
-        topo = self.topology
-        params = train_net.owner_params
-        B = train_net.batch_size                  # the batch of a worker group
-        mine = topo.workers_of(self.rank)         # [(group, id)] of this process's workers
-        local_groups = sorted({g for g, _ in mine})
+        mine = self.topology.workers_of(self.rank)     # [(group, id)] of this process's workers
         stub = group_comm = None
         if self.ps:
             if job.train_one_batch.alg == job_pb2.kCD:
                 raise ConfigError("alg kCD (RBMs) runs with synchronous workers only (AllReduce).\nhelp: one worker "
                                   "group without `server_worker_separate`")
-            from singa.cluster.stub import GroupComm, Stub, WorkerStub
-            stub = Stub(self.comm, topo, params, updater)
-            if self.rank == 0:
-                stub.expect_finals()
-            if self.comm is not None and topo.nworkers_per_group > topo.nworkers_per_procs:
-                # the processes of this worker group (servers-only processes join no group)
-                MPI = self.comm.MPI
-                with self.comm.waiting("the split of the ranks into worker groups"):
-                    sub = self.comm.comm.Split(local_groups[0] if mine else MPI.UNDEFINED, self.rank)
-                group_comm = GroupComm(sub, stub, MPI) if mine else None
-        # a worker (BPWorker: this process's workers of the group as replicas) per local group
-        groups = []                               # (group, worker, WorkerStub or None, train net)
-        for k, g in enumerate(local_groups):
-            net = train_net if k == 0 else self._group_net(job, backend, streams, train_net)
-            part, slices, slice_ids = self._worker_slices(B, g, [i for gg, i in mine if gg == g])
-            wstub = WorkerStub(stub, g, net.owner_params, group_comm) if stub is not None else None
+            stub, group_comm = param_servers.start(self.comm, self.topology, train_net.owner_params, updater, mine)
+        s = TrainingSetup(backend, ws, streams, train_net, test_net, val_net, updater, stub)
+        s.groups = self._build_groups(job, s, mine, group_comm)
+        if s.worker is not None and not self.ps:       # with parameter servers the servers hold it
+            s.updater_state = s.worker.state
+        return s
+
+    def _build_groups(self, job, s, mine, group_comm):
+        """A worker per worker group of this process (BPWorker: the process's workers of the group
+        as its replicas), each group but the first with a train net of its own (in-process
+        Downpour/Hogwild); each net's data layers read only this process's rows of the batches."""
+        groups, B, topo = [], s.batch, self.topology
+        for k, g in enumerate(sorted({g for g, _ in mine})):
+            net = s.train_net if k == 0 else NeuralNet(job.neuralnet, job_pb2.kTrain, s.backend, s.streams)
+            ids = [i for gg, i in mine if gg == g]
+            part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
+            wstub = param_servers.worker_stub(s.stub, g, net, group_comm) if s.stub is not None else None
             if job.train_one_batch.alg == job_pb2.kCD:
-                worker = CDWorker(net, updater, test_net, val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
+                worker = CDWorker(net, s.updater, s.test_net, s.val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
                                   comm=self.comm, slices=slices, slice_ids=slice_ids, batch=B)
             else:
-                worker = BPWorker(net, updater, test_net if k == 0 else None, val_net if k == 0 else None,
+                worker = BPWorker(net, s.updater, s.test_net if k == 0 else None, s.val_net if k == 0 else None,
                                   comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
                                   batch=B, ps=wstub)
-            if part is not None:                  # this process reads only its rows of its group's batches
+            if part is not None:
                 stride = B * (topo.nworker_groups if self.ps else 1)
                 for layer in net.data_layers:
                     layer.read_part(part[0], part[1], stride)
-            groups.append((g, worker, wstub, net))
-        worker = groups[0][1] if groups else None   # a process of servers only has none
+            groups.append(WorkerGroup(g, worker, wstub, net))
+        return groups
 
-        self._nets = [n for n in (train_net, test_net, val_net) if n is not None]
+    def _start(self, s, job, resume):
+        """The params' values: a checkpoint's (resume, or job.checkpoint_path), fresh ones for the
+        rest, then rank 0's on every rank and group. Returns the step training starts at."""
         start = job.step
         if resume or job.resume or "-resume" in self.argv:
             # resume: True (the workspace's newest checkpoint) or the path of the checkpoint to continue
-            path = resume if isinstance(resume, str) else _restart_checkpoint(ws)
-            start, loaded = self._resume(ws, train_net, worker, streams, path)
+            path = resume if isinstance(resume, str) else _restart_checkpoint(s.ws)
+            start, loaded = train_state.resume(s.ws, s.train_net, s.updater_state, s.nets, s.streams, path, self.log)
             if start >= job.train_steps:
                 self.log("Nothing to train: the checkpoint is at step %d and train_steps is %d (that run had "
                          "finished).\nhelp: raise train_steps (fit(nb_epoch=N)) to train on from it" % (
                              start, job.train_steps))
         else:
-            loaded = self._load_checkpoints(list(job.checkpoint_path), train_net)
+            loaded = ckpt.load_params(list(job.checkpoint_path), s.train_net)
             if job.reset_param_version:
-                for p in params:
+                for p in s.train_net.owner_params:
                     if p.name in loaded:
                         p.version = start
-        self._init_params(train_net, streams, loaded)
-        if self.comm is not None or stub is not None:
-            # every rank starts from rank 0's values (they agree already when all ranks read the
-            # same files with the same seed; this makes it so whatever each rank could read)
+        train_state.init_params(s.train_net, s.streams, loaded)
+        self._share_values(s, job)
+        return start
+
+    def _share_values(self, s, job):
+        """Every rank and the servers start from rank 0's values (they agree already when all ranks
+        read the same files with the same seed; this makes it so whatever each rank could read);
+        the other groups of this process take the first's."""
+        params = s.train_net.owner_params
+        if self.comm is not None or s.stub is not None:
             flat = mpi.FlatBuffer([p.shape for p in params], params[0].dtype)
             for p, v in zip(params, flat.views):
-                v[...] = backend.to_host(p.data)
+                v[...] = s.backend.to_host(p.data)
             if self.comm is not None:
                 self.comm.bcast(flat.flat, what="the Bcast of rank 0's initial parameters")
             for p, v in zip(params, flat.views):
                 p.set_values(v)
-            if stub is not None:
-                stub.load(flat.flat)
-        for g, _, _, net in groups:
-            if net is not train_net:              # another group of this process: the same values
-                self._link_group_params(net, train_net, job.cluster.share_memory)
+            if s.stub is not None:
+                s.stub.load(flat.flat)
+        for g in s.groups:
+            if g.net is not s.train_net:
+                link_group_params(g.net, s.train_net, job.cluster.share_memory)
         if self.ps:                               # worker group g reads batches g, g+G, g+2G, ... of the data
-            base = {l.name: l.pos for l in train_net.data_layers}
-            for g, _, _, net in groups:
-                for layer in net.data_layers:
-                    layer.pos = (base[layer.name] + g * B) % len(layer.store)
+            base = {l.name: l.pos for l in s.train_net.data_layers}
+            for g in s.groups:
+                for layer in g.net.data_layers:
+                    layer.pos = (base[layer.name] + g.id * s.batch) % len(layer.store)
 
-        results = Results("train")
+    def _where(self, s):
+        """How the run is spread, for the opening line ('' for one plain process)."""
+        topo, worker = self.topology, s.worker
         if self.ps:
             where = ", %d processes: %s (%s)" % (topo.nprocs, topo.framework(), topo.describe())
         elif self.comm is not None:
             where = ", %d processes x %d worker(s) (MPI, synchronous: %s%s)" % (
                 self.comm.size, worker.nreplicas, topo.framework(),
-                "" if backend.device is None else "; gradients reduced in GPU buffers (CUDA-aware MPI)"
+                "" if s.backend.device is None else "; gradients reduced in GPU buffers (CUDA-aware MPI)"
                 if self.comm.cuda_aware else "; gradients staged through the host, one copy each way per step")
         elif worker.nreplicas > 1:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
@@ -387,13 +355,24 @@ class Driver:
             where = ""
         if self.comm is not None and mpi.core_share() is not None:   # each rank's share of the node's cores
             where += ", " + mpi.core_share().describe()
+        return where
+
+    def _begin(self, s, job, start, cbs):
+        """Say what the run will do, and start the callbacks; returns their Run."""
         self.log("Training %r: %d steps from step %d, batch %d, on %s%s" % (
-            job.name, job.train_steps, start, B, backend, where))
-        for line in _evaluation_plan(job, "test", test_net) + _evaluation_plan(job, "validation", val_net):
+            job.name, job.train_steps, start, s.batch, s.backend, self._where(s)))
+        for line in evaluation_plan(job, "test", s.test_net) + evaluation_plan(job, "validation", s.val_net):
             self.log(line)
-        run = Run(job, train_net, worker, updater, results, rank=self.rank, test_net=test_net, val_net=val_net)
+        run = Run(job, s.train_net, s.worker, s.updater, Results("train"), rank=self.rank, test_net=s.test_net,
+                  val_net=s.val_net)
         run.step = start
         cbs.on_train_begin(run)
+        return run
+
+    def _loop(self, s, job, run, start, cbs):
+        """Train from step ``start`` to train_steps, or until a stop; returns the step after the
+        last one trained."""
+        worker, B = s.worker, s.batch
         # a stop asked on one rank of a synchronous multi-process job stops every rank at that step
         stop_flag = numpy.zeros(1, numpy.int8) if self.comm is not None and not self.ps else None
         train_time, n0 = 0.0, start  # training time only (tests excluded) since the last display
@@ -402,90 +381,93 @@ class Driver:
         progress.begin(start, job.train_steps, B)
         dog = mpi.watchdog()
         if dog is not None:     # what a stalled job's message names: the last checkpoint, the resume command
-            dog.note_run(lambda n: os.path.join(ws, "checkpoint", "step%d-worker0" % n),
-                         interrupt.resume_command(nprocs=self.comm.size))
+            dog.note_run(lambda n: ckpt.checkpoint_file(s.ws, n, 0), interrupt.resume_command(nprocs=self.comm.size))
         while worker is not None and step < job.train_steps:
             run.step = step
             if dog is not None:
                 dog.note_step(step)
-            if val_net is not None and self.rank == 0 and every(step, job.validate_freq, job.validate_after):
-                results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
-                self.log("Validation @ step %d: %s" % (step, fmt(m)))
-                cbs.on_test_end(run, step, "validation", m)
-            if test_net is not None and self.rank == 0 and every(step, job.test_freq, job.test_after):
-                results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
-                self.log("Test @ step %d: %s" % (step, fmt(m)))
-                cbs.on_test_end(run, step, "test", m)
+            self._rounds(s, job, run, cbs, step, final=False)
             if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
-                run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
-                self._note_checkpoint(dog, ws, step, path)
-                cbs.on_checkpoint(run, step, path)
+                self._save(s, run, cbs, step)
             t = time.perf_counter()
-            for _, w, _, _ in groups:
-                w.train_one_batch(step)
+            for g in s.groups:
+                g.worker.train_one_batch(step)
             dt = time.perf_counter() - t
             train_time += dt
             progress.step(step, worker.train_metrics.last, dt)
             cbs.on_step_end(run, step, worker.train_metrics.last)
             if every(step, job.disp_freq, job.disp_after):
-                results.train[step] = m = worker.train_metrics.pop()
+                run.results.train[step] = m = worker.train_metrics.pop()
                 rate = (step + 1 - n0) * B / max(train_time, 1e-9)
                 self.log("Train @ step %d: %s (%.0f samples/s%s, ETA %s)" % (
-                    step, fmt(m), rate, " in group 0" if topo.nworker_groups > 1 else "", progress.eta()))
+                    step, fmt(m), rate, " in group 0" if self.topology.nworker_groups > 1 else "", progress.eta()))
                 progress.displayed()
                 cbs.on_display(run, step, m)
                 train_time, n0 = 0.0, step + 1
-            if stub is not None:
-                stub.serve()                      # answer the other groups' pushes to servers here
+            if s.stub is not None:
+                s.stub.serve()                    # answer the other groups' pushes to servers here
             step += 1
             if self._stop(run, stop_flag):
                 run.stop_reason = run.stop_reason or "a callback asked to stop (after step %d)" % (step - 1)
                 self.log("Training stopped after step %d: %s" % (step - 1, run.stop_reason))
                 break
         progress.end()
+        return step
+
+    def _rounds(self, s, job, run, cbs, step, final):
+        """Rank 0's validation, then test round at ``step``: those due (every validate_freq /
+        test_freq steps) in the loop; after the last step (``final``), each not run at that step
+        (also when the freq is 0: data and steps given mean at least one round)."""
+        if self.rank != 0:
+            return
+        for which, net, freq, after, steps, flag, label in (
+                ("validation", s.val_net, job.validate_freq, job.validate_after, job.validate_steps, job_pb2.kVal,
+                 "Validation"),
+                ("test", s.test_net, job.test_freq, job.test_after, job.test_steps, job_pb2.kTest, "Test")):
+            done = getattr(run.results, which)
+            if net is not None and (step not in done if final else every(step, freq, after)):
+                done[step] = m = s.worker.test(net, steps, flag)
+                self.log("%s @ step %d: %s" % (label, step, fmt(m)))
+                cbs.on_test_end(run, step, which, m)
+
+    def _save(self, s, run, cbs, step, log=False):
+        """Rank 0 writes the checkpoint of ``step``; the watchdogs, singa-run and the callbacks learn it."""
+        run.last_checkpoint = path = train_state.save(s.ws, step, s.train_net, s.updater_state, s.nets, self.seed,
+                                                      s.streams)
+        dog = mpi.watchdog()
+        if dog is not None:
+            dog.note_checkpoint(step)
+        runstatus.update(workspace=s.ws, checkpoint=path, step=step)
+        if log:
+            self.log("Checkpoint written to %s" % path)
+        cbs.on_checkpoint(run, step, path)
+
+    def _finish(self, s, job, run, step, cbs):
+        """The end: the metrics since the last display, the servers' end, the final validation
+        and test rounds of the values training ended with and the final checkpoint (neither
+        after a NaN; no rounds after Ctrl-C / SIGTERM), then the Results every rank returns."""
         if not run.stop_training:
             step = max(step, job.train_steps)
-        last = step - 1
+        last, worker, results = step - 1, s.worker, run.results
         if worker is not None and worker.train_metrics.n:  # metrics since the last display (all if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
             self.log("Train @ step %d: %s" % (last, fmt(m)))
             cbs.on_display(run, last, m)
-        if stub is not None:
-            results.cluster = self._finish_servers(stub, groups)
+        cluster = None
+        if s.stub is not None:
+            cluster = param_servers.finish(s.stub, s.groups, self.comm, self.topology, self.rank, self.log)
         run.step = step
-        if run.interrupted:             # Ctrl-C / SIGTERM: the checkpoint at once, no final test rounds
-            val_net = test_net = None
         if not run.diverged:
-            # the final validation and test, of the values training ended with
-            # (also when test_freq / validate_freq is 0: data and steps given mean at least one round)
-            if val_net is not None and step not in results.validation and self.rank == 0:
-                results.validation[step] = m = worker.test(val_net, job.validate_steps, job_pb2.kVal)
-                self.log("Validation @ step %d: %s" % (step, fmt(m)))
-                cbs.on_test_end(run, step, "validation", m)
-            if test_net is not None and step not in results.test and self.rank == 0:
-                results.test[step] = m = worker.test(test_net, job.test_steps, job_pb2.kTest)
-                self.log("Test @ step %d: %s" % (step, fmt(m)))
-                cbs.on_test_end(run, step, "test", m)
+            if not run.interrupted:
+                self._rounds(s, job, run, cbs, step, final=True)
             if self.rank == 0:
-                run.last_checkpoint = path = self._checkpoint(ws, step, train_net, worker, streams)
-                self._note_checkpoint(dog, ws, step, path)
-                self.log("Checkpoint written to %s" % path)
-                cbs.on_checkpoint(run, step, path)
-        results = Results("train", results.train, results.validation, results.test, getattr(results, "cluster", None))
-        results.stopped = run.stop_reason
-        results.checkpoint = run.last_checkpoint
-        results.interrupted = run.interrupted
+                self._save(s, run, cbs, step, log=True)
+        results = Results("train", results.train, results.validation, results.test, cluster,
+                          stopped=run.stop_reason, checkpoint=run.last_checkpoint, interrupted=run.interrupted)
         if self.comm is not None:     # every rank returns rank 0's results (tests ran there)
             results = self.comm.bcast_object(results)
         cbs.on_train_end(run, results)
         return results
-
-    @staticmethod
-    def _note_checkpoint(dog, ws, step, path):
-        """Rank 0 wrote ``path``: the peers' watchdogs and the singa-run that started the job learn it."""
-        if dog is not None:
-            dog.note_checkpoint(step)
-        runstatus.update(workspace=ws, checkpoint=path, step=step)
 
     def _stop(self, run, flag):
         """Whether a callback asked to stop or a Ctrl-C/SIGTERM came (``run.interrupted``); in a
@@ -508,144 +490,6 @@ class Driver:
             run.stop_reason = run.stop_reason or "another rank's callback asked to stop"
         return bool(flag[0])
 
-    def _group_net(self, job, backend, streams, first):
-        """The train net of another worker group of this process (in-process Downpour/Hogwild)."""
-        return NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams)
-
-    @staticmethod
-    def _link_group_params(net, first, share_memory):
-        """Another local group's params: the first group's arrays (``share_memory``, SINGA's default:
-        the groups read the values the last reply brought, whichever group asked), else a copy."""
-        for name, p in net.owners.items():
-            src = first.owners[name]
-            if share_memory:
-                p.data = src.data
-                for s in p.shares:
-                    s.data = src.data
-            else:
-                p.set_values(src.host_values())
-
-    def _finish_servers(self, stub, groups):
-        """The end of a job with parameter servers: the groups say they are done, the servers
-        finish (Hogwild: the last deltas reach the masters), every rank takes the final values,
-        and the servers' update counts are checked against the workers' pushes."""
-        for _, _, wstub, _ in groups:
-            wstub.done()
-        stub.finish()
-        final = stub.final if self.rank == 0 else numpy.empty(stub.total, stub.dtype)
-        if self.comm is not None:
-            self.comm.bcast(final)
-        for _, _, _, net in groups:
-            off = 0
-            for p in net.owner_params:
-                p.set_values(final[off:off + p.size])
-                off += p.size
-        pushes = {w.group: w.pushes for _, _, w, _ in groups if w.leader}
-        stats = [(stub.stats(), pushes)]
-        if self.comm is not None:
-            stats = self.comm.gather_object(stats[0])
-        stub.close()
-        if self.rank != 0:
-            return None
-        servers, pushed = {}, {}
-        for st, pu in stats:
-            servers.update(st)
-            pushed.update(pu)
-        topo = self.topology
-        for (g, sid), (updates, by_group, _) in sorted(servers.items()):
-            lo, hi = stub.server_range[sid]
-            expected = {wg: n for wg, n in pushed.items() if topo.server_group_of(wg) == g} if hi > lo else {}
-            if by_group != expected:
-                raise RuntimeError("server (%d, %d) applied %s updates by worker group but the groups pushed %s: "
-                                   "a gradient was lost or applied twice" % (g, sid, by_group, expected))
-        updates = sum(u for u, _, _ in servers.values())
-        deltas = sum(d for _, _, d in servers.values())
-        self.log("Servers (%s): %d updates applied for %d pushes (%s)%s" % (
-            topo.framework(), updates, sum(pushed.values()),
-            ", ".join("group %d: %d" % kv for kv in sorted(pushed.items())),
-            "; %d deltas synced between server groups" % deltas if topo.nserver_groups > 1 else ""))
-        return {"framework": topo.framework(), "pushes": pushed, "updates": {k: v[0] for k, v in servers.items()},
-                "deltas": deltas}
-
-    def _worker_slices(self, batch, group, ids):
-        """For this process's workers ``ids`` of worker group ``group``: the part of each group
-        batch the process reads, the workers' rows within that part, and the workers' global ids
-        (which name their random streams): the batch split evenly among the group's workers
-        (SINGA's partition_dim 0). (None, None, None) for the default in-process engine (BPWorker
-        picks its replicas)."""
-        topo = self.topology
-        W = topo.nworkers_per_group
-        if self.comm is None and W == 1 and not self.ps:
-            return None, None, None
-        if batch < W:
-            raise ConfigError("the batch (%d) is smaller than the number of workers it is split among (%d).\nhelp: "
-                              "a batch of at least %d, or fewer workers" % (batch, W, W))
-        bounds = [(batch * i // W, batch * (i + 1) // W) for i in ids]
-        lo, hi = bounds[0][0], bounds[-1][1]
-        gids = [group * W + i for i in ids]
-        if self.comm is None and not self.ps:
-            return None, bounds, gids
-        return (lo, hi), [(a - lo, b - lo) for a, b in bounds], gids
-
-    def _checkpoint(self, ws, step, net, worker, streams):
-        # The state file first, then the checkpoint: each is published by rename, so a run killed
-        # at any moment leaves either no step<N> checkpoint or one whose state is complete.
-        path = ckpt.checkpoint_file(ws, step, 0)
-        state = {}
-        # with parameter servers the updater state lives on the servers: not in the checkpoint
-        for pname, st in ({} if self.ps else worker.state).items():
-            for k, v in st.items():
-                state["updater/%s/%s" % (pname, k)] = net.backend.to_host(v)
-        positions = {"%d/%s" % (n.phase, l.name): int(l.pos) for n in self._nets for l in n.data_layers
-                     if hasattr(l, "pos")}
-        params = [(p.name, p.host_values(), p.version) for p in net.owner_params]
-        meta = {"step": step, "seed": self.seed, "rng": streams.state(), "data_positions": positions}
-        try:
-            ckpt.write_checkpoint_and_state(path, params, state, meta)
-        except OSError as e:
-            if isinstance(e, DataError):
-                raise
-            raise DataError("cannot write checkpoint %s: %s.\nhelp: free disk space or raise the file-size limit "
-                            "(ulimit -f); the previous checkpoint in %s is kept intact and `-resume` continues "
-                            "from it" % (path, e.strerror or e, os.path.dirname(path))) from None
-        return path
-
-    def _resume(self, ws, net, worker, streams, path=None):
-        if path is None:
-            step = ckpt.latest_checkpoint_step(ws)
-            if step is None:
-                raise DataError("cannot resume: no checkpoint in %s.\nhelp: train without resume first"
-                                % os.path.join(ws, "checkpoint"))
-            path = ckpt.checkpoint_file(ws, step, 0)
-        else:
-            step = ckpt.step_of(path)
-            if step is None or not os.path.isfile(path):
-                raise DataError("cannot resume from %r: expected a step<N>-worker<K> checkpoint file.\nhelp: pass "
-                                "the path a training run wrote" % (path,))
-        loaded = self._load_checkpoints([path], net)
-        arrays, meta = ckpt.read_state(path)
-        if arrays is None:
-            self.log("Warning: %s has no state file beside it (written by SINGA, or by an older run): the "
-                     "updater history, random streams and data positions start afresh, so this resume is not "
-                     "exact" % path)
-        else:
-            for pname, st in (worker.state if worker is not None and not self.ps else {}).items():
-                for k in st:
-                    key = "updater/%s/%s" % (pname, k)
-                    if key in arrays:
-                        st[k][...] = net.backend.asarray(arrays[key], dtype=st[k].dtype)
-            if meta and meta.get("rng"):
-                streams.set_state(meta["rng"])
-            # data layers continue where the checkpointed run stopped reading
-            positions = (meta or {}).get("data_positions", {})
-            for n in self._nets:
-                for l in n.data_layers:
-                    key = "%d/%s" % (n.phase, l.name)
-                    if key in positions and hasattr(l, "pos"):
-                        l.pos = positions[key]
-        self.log("Resuming from %s (step %d)" % (path, step))
-        return step, loaded
-
     def test(self, job):
         """Test only: load ``job.checkpoint_path`` and run ``test_steps`` batches of the kTest net."""
         self._check_job(job, training=False)
@@ -655,56 +499,19 @@ class Driver:
         backend = self._backend(job)
         streams = RandomStreams(self.seed)
         net = NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams)
-        loaded = self._load_checkpoints(list(job.checkpoint_path), net)
-        missing = [p.name for p in net.owner_params if p.owner is None and p.name not in loaded]
+        loaded = ckpt.load_params(list(job.checkpoint_path), net)
+        missing = ckpt.missing_params(net, loaded)
         if missing:
             raise DataError("the checkpoint(s) %s hold no values for param(s) %s of the test net.\nhelp: pass the "
                             "checkpoint written by training this net" % (list(job.checkpoint_path), missing))
         nsteps = job.test_steps if job.test_steps > 0 else 10
         if CDWorker._pairs(net):        # an RBM: positive pass and one reconstruction
-            m = CDWorker.test(None, net, nsteps, job_pb2.kTest)
+            m = CDWorker.test(net, nsteps, job_pb2.kTest)
         else:
-            m = BPWorker(net, None).test(net, nsteps, job_pb2.kTest)
+            m = BPWorker.test(net, nsteps, job_pb2.kTest)
         step = ckpt.step_of(job.checkpoint_path[-1]) or 0
         self.log("Test @ step %d: %s" % (step, fmt(m)))
         return Results("test", test={step: m})
-
-
-def _phase_data_layers(job, phase):
-    """Names of the data layers that ``job`` includes explicitly in ``phase`` (a layer without
-    ``include`` serves every phase and says nothing about the user's intent)."""
-    return [lp.name for lp in job.neuralnet.layer
-            if not lp.srclayers and (100 <= lp.type < 200 or lp.user_type == "kData") and phase in lp.include]
-
-
-def _evaluation_plan(job, which, net):
-    """What the run will do with its test or validation data, said before training: when it
-    tests (every N steps and/or after the last step), or why it never will."""
-    phase, steps, freq, after, call = (
-        (job_pb2.kTest, job.test_steps, job.test_freq, job.test_after, "evaluate(X_test, test_steps=N)")
-        if which == "test" else
-        (job_pb2.kVal, job.validate_steps, job.validate_freq, job.validate_after,
-         "fit(X_train, validate_data=X_valid, validate_steps=N)"))
-    data = _phase_data_layers(job, phase)
-    prefix = "Test" if which == "test" else "Validation"
-    if net is None:
-        if not data:
-            return []
-        return ["%s: none. The net has %s data (layer %s) but %s_steps is 0, so no %s round will run.\n"
-                "help: %s, or `%s_steps: N` in job.conf" % (
-                    prefix, which, ", ".join(repr(n) for n in data), "test" if which == "test" else "validate",
-                    which, call, "test" if which == "test" else "validate")]
-    when = "after the last step"
-    if freq > 0:
-        when = "every %d steps%s and after the last step" % (freq, " from step %d" % after if after else "")
-    else:
-        key = "test_freq" if which == "test" else "validate_freq"
-        when += " (%s is 0; %s=N adds a round every N steps)" % (key, key)
-    return ["%s: %d batch(es) %s" % (prefix, steps, when)]
-
-
-class CheckpointOrderWarning(UserWarning):
-    """checkpoint_path lists a stale copy of a param after the file that trained it (SINGA-107)."""
 
 
 def fmt(metrics):

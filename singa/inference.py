@@ -11,6 +11,7 @@ import numpy
 
 from singa.backends import Backend
 from singa.errors import ConfigError, DataError
+from singa.io import checkpoint as ckpt
 from singa.layers.input import array_store
 from singa.neuralnet import NeuralNet
 from singa.proto import job_pb2
@@ -74,7 +75,6 @@ class Predictor:
     """The test-phase net of ``job`` with the params of ``checkpoint_paths``, run over ``x``."""
 
     def __init__(self, job, checkpoint_paths, x, y=None, batch_size=100, backend=None, seed=0):
-        from singa.driver import Driver
         x = numpy.asarray(x)
         if x.ndim < 2:
             raise DataError("Invalid value for `x`. Expected an array of samples, shape (N, ...). Received: shape %s"
@@ -91,10 +91,8 @@ class Predictor:
         streams = RandomStreams(seed)
         self.net = NeuralNet(array_net_proto(job.neuralnet, path, self.batch, x.shape[1:]), job_pb2.kTest,
                              self.backend, streams)
-        driver = Driver(verbose=False, comm=None)
         paths = list(checkpoint_paths)
-        loaded = driver._load_checkpoints(paths, self.net)
-        missing = [p.name for p in self.net.owner_params if p.owner is None and p.name not in loaded]
+        missing = ckpt.missing_params(self.net, ckpt.load_params(paths, self.net))
         if missing:
             raise DataError("the checkpoint(s) %s hold no values for param(s) %s.\nhelp: pass the checkpoint written by "
                             "training this model (m.last_checkpoint_path)" % (paths, missing))

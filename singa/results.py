@@ -9,23 +9,30 @@ every Results as ``.train``, ``.validation`` and ``.test``.
 
 
 class Results(dict):
-    def __init__(self, main="train", train=None, validation=None, test=None, cluster=None):
-        # ``cluster``: for jobs with parameter servers, the framework and what the servers did
-        # ({'framework', 'pushes': {worker group: n}, 'updates': {(server group, id): n}, 'deltas'})
+    """``main``: the phase whose metrics the dict holds. ``cluster``: for jobs with parameter
+    servers, the framework and what the servers did ({'framework', 'pushes': {worker group: n},
+    'updates': {(server group, id): n}, 'deltas'}). ``stopped``: why training stopped early (a
+    callback, a NaN, an interrupt), or None. ``checkpoint``: the newest checkpoint the run wrote.
+    ``interrupted``: the signal that stopped the run (Ctrl-C, SIGTERM), or None."""
+
+    def __init__(self, main="train", train=None, validation=None, test=None, cluster=None, stopped=None,
+                 checkpoint=None, interrupted=None):
         self.cluster = cluster
         self.train = train if train is not None else {}
         self.validation = validation if validation is not None else {}
         self.test = test if test is not None else {}
         self.phase = main
-        self.stopped = None       # why training stopped early (a callback, a NaN, an interrupt), or None
-        self.checkpoint = None    # the newest checkpoint the run wrote
+        self.stopped = stopped
+        self.checkpoint = checkpoint
+        self.interrupted = interrupted
         super().__init__(getattr(self, main))
 
     def as_phase(self, main):
         """The same results keyed by the metrics of phase ``main`` ('train', 'validation', 'test')."""
-        out = Results(main, self.train, self.validation, self.test, self.cluster)
-        for k, v in vars(self).items():
-            if k not in ("train", "validation", "test", "cluster", "phase"):
+        out = Results(main, self.train, self.validation, self.test, self.cluster, self.stopped, self.checkpoint,
+                      self.interrupted)
+        for k, v in vars(self).items():     # what a caller added (Model.fit's history, ...)
+            if not hasattr(out, k):
                 setattr(out, k, v)
         return out
 

@@ -3,11 +3,9 @@
 In this single-process engine the worker also applies the updater to the owner params (the
 job of SINGA's server threads); singa.cluster distributes that across MPI ranks.
 """
-import os
-
 import numpy
 
-from singa import exchange
+from singa import exchange, switches
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.proto import job_pb2
@@ -23,10 +21,10 @@ def auto_replicas(net):
 
     Why only convolution nets: their products are thin (few filters) and much of their step is
     memory-bound NumPy passes (lowering, pooling, LRN) that run on one core; a replica per core
-    runs all of it in parallel (the seed CIFAR-10 CNN: 151 -> 108 ms a step on 2 cores). A dense
+    runs all of it in parallel (benchmarks/README.md, "Replicas", has the numbers). A dense
     net's step is a few large GEMMs that OpenBLAS already spreads over the cores, with the
     update fused into them, which replicas would give up."""
-    env = os.environ.get("SINGA_REPLICAS", "").strip()
+    env = switches.raw("SINGA_REPLICAS")
     if env:
         try:
             n = int(env)
@@ -150,7 +148,7 @@ class BPWorker:
         if self.flat is None:
             self.flat = self.grad_exchange.buffer(xp, [p.shape for p in plist], plist[0].dtype, sorted(metrics))
         # numpy, not BLAS: a BLAS call here wakes OpenBLAS's threads, which then spin into the
-        # next step's replica threads (measured: the seed CNN's step 70 -> 104 ms)
+        # next step's replica threads and slow them
         self._weighted_sum(xp, plist, self.flat.views)
         self.train_metrics.add(self.grad_exchange.exchange(metrics))
         self.grad_exchange.apply(self, step)
@@ -209,7 +207,8 @@ class BPWorker:
                 self.updater.apply(step, p.data, g, self.state[p.name], lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1
 
-    def test(self, net, nsteps, flag):
+    @staticmethod
+    def test(net, nsteps, flag):
         """Average metrics of ``nsteps`` batches of ``net`` (forward only)."""
         avg = MetricAverager()
         for _ in range(nsteps):
@@ -303,7 +302,10 @@ class CDWorker(BPWorker):
         return [vis.weight for vis in self.pairs
                 if vis.weight.owner is None and vis.weight.aliased is None and blas.usable(vis.weight.data)]
 
-    def test(self, net, nsteps, flag):
+    @staticmethod
+    def test(net, nsteps, flag):
+        """Average metrics of ``nsteps`` rounds of ``net``'s RBMs: the positive pass and one
+        reconstruction (the squared error 'se')."""
         avg = MetricAverager()
         pairs = CDWorker._pairs(net)
         for _ in range(nsteps):

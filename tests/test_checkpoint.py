@@ -184,3 +184,38 @@ def test_step_of_reads_the_step_from_a_checkpoint_file_name():
     assert step_of("step0-worker3.state.npz") == 0
     assert step_of("ws/step7-worker0/weights.bin") is None    # only the file's own name counts
     assert step_of(None) is None and step_of("") is None and step_of("final.bin") is None
+
+
+class _Param:
+    """What load_params needs of a net's param."""
+
+    def __init__(self, name, shape):
+        self.name, self.shape, self.size = name, shape, int(numpy.prod(shape))
+        self.owner = self.aliased = None
+        self.values, self.version = None, -1
+
+    def set_values(self, v):
+        self.values = numpy.asarray(v).reshape(self.shape)
+
+
+class _Net:
+    def __init__(self, *params):
+        self.owner_params = list(params)
+        self.owners = {p.name: p for p in params}
+
+
+def test_load_params_fills_a_net_by_name_later_files_winning(tmp_path):
+    from singa.io.checkpoint import CheckpointOrderWarning, load_params, missing_params
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_checkpoint(a, [("w1", numpy.ones((4, 3), numpy.float32), 5), ("extra", numpy.zeros(2, numpy.float32), 1)])
+    write_checkpoint(b, [("w1", numpy.full((4, 3), 2, numpy.float32), 0)])
+    net = _Net(_Param("w1", (4, 3)), _Param("b1", (4,)))
+    with pytest.warns(CheckpointOrderWarning, match="SINGA-107"):    # b's w1 (version 0) listed after a's (5)
+        loaded = load_params([str(a), str(b)], net)
+    assert loaded == {"w1": str(b)} and net.owners["w1"].version == 0
+    assert (net.owners["w1"].values == 2).all()
+    assert missing_params(net, loaded) == ["b1"]
+    with pytest.raises(DataError, match="shape"):
+        load_params([str(a)], _Net(_Param("w1", (3, 4))))
+    with pytest.raises(DataError, match="`checkpoint_path`: .* does not exist"):
+        load_params([str(tmp_path / "none")], net)

@@ -171,3 +171,15 @@ def test_gpu_ids_are_checked_before_training(job_dir):
     with pytest.raises(ConfigError, match="CuPy is not installed"):
         Driver(verbose=False).train(make_job(extra="gpu: 0\n"))
     assert not os.path.exists(job_dir / "ws" / "checkpoint")       # nothing ran
+
+
+def test_results_take_every_field_in_the_constructor():
+    from singa.results import Results
+    r = Results("train", {5: {"loss": 1.0}}, {5: {"acc": 0.5}}, {5: {"acc": 0.4}}, stopped="a callback",
+                checkpoint="ws/checkpoint/step6-worker0", interrupted="SIGINT")
+    assert r == {5: {"loss": 1.0}} and r.stopped == "a callback" and r.interrupted == "SIGINT"
+    r.history = "kept"                      # what a caller adds comes along to another phase
+    t = r.as_phase("test")
+    assert t == {5: {"acc": 0.4}} and t.checkpoint == r.checkpoint and t.stopped == r.stopped
+    assert t.history == "kept" and t.phase == "test"
+    assert Results("test").stopped is None and Results("test").interrupted is None

@@ -410,3 +410,42 @@ def test_cuda_aware_setting_is_checked(monkeypatch):
         assert cuda_aware_mpi() is False      # MPICH built without CUDA: MPIX_Query_cuda_support() == 0
     else:
         assert isinstance(cuda_aware_mpi(), bool)
+
+
+COMM_SELF = """
+import numpy as np
+from mpi4py import MPI
+from singa.cluster.mpi import Comm
+c = Comm(MPI.COMM_SELF)
+node = c.split_shared()
+assert (node.rank, node.size) == (0, 1)
+node.free()
+assert c.split(None) is None
+part = c.split(3)
+assert part.size == 1 and part.allgather_object({"n": 2}) == [{"n": 2}]
+part.free()
+d = c.dup()
+assert d.probe_source(7) is None
+send, got = np.arange(4.0), np.zeros(4)
+req = d.isend(send, 0, 7)
+assert d.probe_source(7) == 0
+d.recv(got, 0, 7)
+req.Wait()
+buf = np.ones(3)
+d.iallreduce_sum(buf).Wait()
+d.ibcast(buf).Wait()
+d.ibarrier().Wait()
+r = d.irecv(got, 0, 8)
+d.isend(send * 2, 0, 8).Wait()
+r.Wait()
+d.free()
+print("ok", got.tolist(), buf.tolist())
+"""
+
+
+def test_the_comm_wrapper_splits_and_sends_without_reaching_through(in_tmp):
+    # the calls driver.py and cluster/stub.py make, on one process (COMM_SELF)
+    r = subprocess.run([sys.executable, "-c", COMM_SELF], cwd=in_tmp, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert r.stdout.split("\n")[0] == "ok [0.0, 2.0, 4.0, 6.0] [1.0, 1.0, 1.0]"

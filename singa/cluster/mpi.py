@@ -17,6 +17,7 @@ import traceback
 
 import numpy
 
+from singa import switches
 from singa.cluster import runstatus
 from singa.errors import ConfigError, invalid
 
@@ -31,17 +32,44 @@ def launched_by_mpiexec():
 
 
 class Comm:
-    """The world communicator of a multi-process job: ``rank``, ``size`` and the few collectives
-    the engine uses (buffer forms: one flat array per call)."""
+    """A communicator of a multi-process job (the world, or a part of it split off): ``rank``,
+    ``size`` and the few calls the engine uses. Arrays go by buffer (one flat array per call);
+    pickled objects only for small metadata (``*_object``). Nothing outside this class touches
+    mpi4py's communicator: the parts split off are Comms too, waited on through the world's
+    watchdog, and ``free()``'d by whoever split them."""
 
-    def __init__(self, comm, watchdog=None):
-        from mpi4py import MPI
+    def __init__(self, comm, watchdog=None, MPI=None):
+        if MPI is None:
+            from mpi4py import MPI
         self.MPI = MPI
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.watchdog = watchdog
         self._cuda_aware = None
+        self._status = None        # reused by probe_source: it runs in the servers' serving loop
+
+    # -- parts of the job ---------------------------------------------------------------
+    def split_shared(self, what="the split of the ranks by machine"):
+        """The ranks on this machine (MPI's shared-memory split), in the order of their ranks here.
+        Collective."""
+        with self.waiting(what):
+            node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED, key=self.rank)
+        return Comm(node, self.watchdog, self.MPI)
+
+    def split(self, color, what="a split of the ranks"):
+        """The ranks that give the same ``color``, in the order of their ranks here; None on a rank
+        that gives None (it joins no part). Collective."""
+        with self.waiting(what):
+            sub = self.comm.Split(self.MPI.UNDEFINED if color is None else color, self.rank)
+        return None if color is None else Comm(sub, self.watchdog, self.MPI)
+
+    def dup(self):
+        """A communicator of the same ranks whose messages never meet this one's. Collective."""
+        return Comm(self.comm.Dup(), self.watchdog, self.MPI)
+
+    def free(self):
+        self.comm.Free()
 
     def waiting(self, what, peers=None):
         """Around a blocking collective: the watchdog ends the job if a rank it waits for
@@ -87,9 +115,42 @@ class Comm:
         with self.waiting(what or "a gather to rank %d" % root):
             return self.comm.gather(obj, root=root)
 
+    def allgather_object(self, obj, what=None):
+        """Every rank's small picklable ``obj``, as a list in rank order on every rank."""
+        with self.waiting(what or "an allgather"):
+            return self.comm.allgather(obj)
+
     def barrier(self, what="a Barrier"):
         with self.waiting(what):
             self.comm.Barrier()
+
+    # -- non-blocking calls (the parameter servers' transport waits on them while serving) --
+    def iallreduce_sum(self, buf):
+        """Start buf = the sum of every rank's buf, in place; returns the request."""
+        return self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+
+    def ibcast(self, buf, root=0):
+        return self.comm.Ibcast(buf, root=root)
+
+    def ibarrier(self):
+        return self.comm.Ibarrier()
+
+    def isend(self, buf, dest, tag):
+        return self.comm.Isend(buf, dest=dest, tag=tag)
+
+    def irecv(self, buf, source, tag):
+        return self.comm.Irecv(buf, source=source, tag=tag)
+
+    def recv(self, buf, source, tag):
+        self.comm.Recv(buf, source=source, tag=tag)
+
+    def probe_source(self, tag):
+        """The rank that sent a message with ``tag`` now waiting to be received, or None."""
+        if self._status is None:
+            self._status = self.MPI.Status()
+        if self.comm.Iprobe(source=self.MPI.ANY_SOURCE, tag=tag, status=self._status):
+            return self._status.Get_source()
+        return None
 
     def abort(self, code=1):
         self.comm.Abort(code)
@@ -99,7 +160,7 @@ def cuda_aware_mpi():
     """Whether this process's MPI library takes CUDA device buffers: ``MPIX_Query_cuda_support()``
     (Open MPI, MPICH 4 and newer), unless ``SINGA_CUDA_AWARE_MPI`` says 1 or 0. False when the
     library does not have the query."""
-    env = os.environ.get("SINGA_CUDA_AWARE_MPI", "")
+    env = switches.raw("SINGA_CUDA_AWARE_MPI")
     if env:
         if env not in ("0", "1"):
             raise invalid("SINGA_CUDA_AWARE_MPI", "0 or 1", env, "unset it to ask the MPI library")
@@ -168,12 +229,9 @@ def share_node_cores(comm):
     ranks per node are the size of MPI's shared-memory split of ``comm``. Collective: every rank
     of ``comm`` calls it (``world()`` does, once, when the job joins)."""
     from singa.backends import blas
-    with comm.waiting("the split of the ranks by machine, as the job starts"):
-        node = comm.comm.Split_type(comm.MPI.COMM_TYPE_SHARED, key=comm.rank)
-    try:
-        ranks = node.Get_size()
-    finally:
-        node.Free()
+    node = comm.split_shared("the split of the ranks by machine, as the job starts")
+    ranks = node.size
+    node.free()
     return blas.share_cores(ranks)
 
 

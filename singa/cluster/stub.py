@@ -47,8 +47,7 @@ class Stub:
             raise ConfigError("the net has no parameters for the servers to own.\nhelp: add a layer with params")
         self.topo = t = topology
         self.rank = comm.rank if comm is not None else 0
-        self.MPI = comm.MPI if comm is not None else None
-        self.comm = comm.comm.Dup() if comm is not None else None     # the stub's own traffic
+        self.comm = comm.dup() if comm is not None else None     # the stub's own traffic
         self.waiting = comm.waiting if comm is not None else (lambda what: contextlib.nullcontext())
         self.world = comm
         self.dtype = params[0].dtype
@@ -91,7 +90,7 @@ class Stub:
 
     # -- messages -------------------------------------------------------------------------
     def _send(self, buf, dest, tag):
-        req = self.comm.Isend(buf, dest=dest, tag=tag)
+        req = self.comm.isend(buf, dest, tag)
         self._sends.append((req, buf))
         return req
 
@@ -107,7 +106,7 @@ class Stub:
         return bufs
 
     def _recv(self, buf, src, tag, callback):
-        self._recvs.append((self.comm.Irecv(buf, source=src, tag=tag), buf, callback))
+        self._recvs.append((self.comm.irecv(buf, src, tag), buf, callback))
 
     def _head(self, dest, kind, step, wgroup, sgroup, sid, from_group=-1):
         self._send(numpy.array([kind, step, wgroup, sgroup, sid, from_group], dtype=numpy.int64), dest, HEAD)
@@ -141,13 +140,13 @@ class Stub:
         """Handle what has arrived for this process; True if anything happened."""
         progressed = False
         if self.comm is not None:
-            MPI, st = self.MPI, self.MPI.Status()
             head = numpy.empty(6, dtype=numpy.int64)
-            while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=HEAD, status=st):
-                src = st.Get_source()
-                self.comm.Recv(head, source=src, tag=HEAD)
+            src = self.comm.probe_source(HEAD)
+            while src is not None:
+                self.comm.recv(head, src, HEAD)
                 self._on_head(src, *[int(x) for x in head])
                 progressed = True
+                src = self.comm.probe_source(HEAD)
             if self._recvs:
                 pending, self._recvs = self._recvs, []
                 for item in pending:
@@ -279,7 +278,7 @@ class Stub:
         every process to get there (rank 0 then holds the final values in ``self.final``)."""
         self.wait_until(self.all_done)
         if self.comm is not None:
-            req = self.comm.Ibarrier()
+            req = self.comm.ibarrier()
             self.wait_until(req.Test)
 
     def stats(self):
@@ -288,7 +287,7 @@ class Stub:
 
     def close(self):
         if self.comm is not None:
-            self.comm.Free()
+            self.comm.free()
             self.comm = None
 
 
@@ -303,21 +302,21 @@ def _span(pieces):
 
 
 class GroupComm:
-    """The processes of one worker group (an MPI sub-communicator) with the two collectives the
-    worker uses, non-blocking and waited through the Stub, so this process keeps serving its
-    servers meanwhile."""
+    """The processes of one worker group (``comm``: a singa.cluster.mpi.Comm split off the world)
+    with the two collectives the worker uses, non-blocking and waited through the Stub, so this
+    process keeps serving its servers meanwhile."""
 
-    def __init__(self, comm, stub, MPI):
-        self.comm, self.stub, self.MPI = comm, stub, MPI
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+    def __init__(self, comm, stub):
+        self.comm, self.stub = comm, stub
+        self.rank, self.size = comm.rank, comm.size
 
     def allreduce_sum(self, buf):
-        req = self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        req = self.comm.iallreduce_sum(buf)
         self.stub.wait_until(req.Test)
         return buf
 
     def bcast(self, buf, root=0):
-        req = self.comm.Ibcast(buf, root=root)
+        req = self.comm.ibcast(buf, root=root)
         self.stub.wait_until(req.Test)
         return buf
 

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 import zlib
 
 import numpy
@@ -279,6 +280,55 @@ def read_checkpoint(path, strip=True):
     with open(path, "rb") as f:
         buf = f.read()
     return decode_checkpoint(buf, path, strip)
+
+
+class CheckpointOrderWarning(UserWarning):
+    """checkpoint_path lists a stale copy of a param after the file that trained it (SINGA-107)."""
+
+
+def load_params(paths, net):
+    """Copy values from checkpoint files into ``net``'s owner params by name (training, test-only
+    runs and predictions on arrays all load this way); later files win. Returns {param name:
+    the path it came from}.
+
+    SINGA-107: a stage's checkpoint holds the params it loaded but did not train with version
+    0; listed after the file that trained them, SINGA re-initialised them. This engine keeps
+    the later file's values (never re-initialises a loaded param) and warns."""
+    loaded, trained_in = {}, {}
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
+                            "writes it first (e.g. the lower RBMs), or fix the path (relative to the working "
+                            "directory %s)" % (path, os.getcwd()))
+        verify_checkpoint(path)    # a flipped bit must not load silently (its state file has the CRC)
+        for name, values, version in read_checkpoint(path):
+            p = net.owners.get(strip_prefix(name))      # as NeuralNet.owners names them (strip_unroll)
+            if p is None or p.aliased is not None:
+                continue
+            if values.size != p.size or shapes_conflict(values.shape, p.shape):
+                raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
+                                "param has shape %s.\nhelp: the checkpoint was written by a different net; "
+                                "check the layer sizes" % (path, name, values.size, values.shape, p.shape))
+            if version == 0 and p.name in trained_in:
+                warnings.warn(
+                    "checkpoint %s holds param '%s' with version 0 (loaded but not trained by the job that "
+                    "wrote it) and is listed after %s, which trained it (version %d): SINGA v0.3 would "
+                    "re-initialise '%s' (SINGA-107); this engine loads the later file's values.\nhelp: list the "
+                    "newest stage's checkpoint first, as SINGA's rbm and autoencoder confs do"
+                    % (path, p.name, trained_in[p.name][0], trained_in[p.name][1], p.name), CheckpointOrderWarning,
+                    stacklevel=3)
+            p.set_values(values)
+            p.version = version
+            loaded[p.name] = path
+            if version > 0:
+                trained_in[p.name] = (path, version)
+    return loaded
+
+
+def missing_params(net, loaded):
+    """The names of ``net``'s params that own their values and that ``loaded`` (from
+    ``load_params``) did not fill: a test or prediction run needs every one."""
+    return [p.name for p in net.owner_params if p.owner is None and p.name not in loaded]
 
 
 # -- extra state ------------------------------------------------------------------------------
