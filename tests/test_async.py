@@ -1,4 +1,5 @@
-# covers: singa/server.py, singa/cluster/stub.py, singa/cluster/topology.py (Downpour, Hogwild, Sandblaster)
+# covers: singa/server.py, singa/cluster/stub.py, singa/cluster/param_servers.py, singa/cluster/topology.py
+#         (Downpour, Hogwild, Sandblaster)
 """Parameter servers (singa.server, singa.cluster.stub): Downpour, Distributed Hogwild and
 Sandblaster under a real mpiexec, and the servers' arithmetic in-process.
 

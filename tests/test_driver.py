@@ -1,4 +1,4 @@
-# covers: singa/driver.py, singa/results.py
+# covers: singa/driver.py, singa/training_setup.py, singa/train_state.py, singa/results.py
 """The engine end to end on small record files written in SINGA's exact format."""
 import os
 
