@@ -26,7 +26,7 @@ from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where use
 from singa.io.workspace import WorkspaceLock
 from singa import interrupt, switches, train_state
 from singa.neuralnet import NeuralNet
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.random import RandomStreams
 from singa.results import Results
 from singa.training_setup import (TrainingSetup, WorkerGroup, check_train_net, evaluation_plan, link_group_params,
@@ -105,7 +105,7 @@ class Driver:
         if training:
             alg = job.train_one_batch.alg
             if alg not in (job_pb2.kBP, job_pb2.kCD):
-                name = job_pb2.AlgType.Name(alg) if alg in job_pb2.AlgType.values() else alg
+                name = enum_name(job_pb2.AlgType, alg)
                 raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation) or kCD "
                                   "(contrastive divergence, for RBMs). Received: %s.\nhelp: kBPTT is not implemented "
                                   "yet; set `train_one_batch { alg: kBP }` or fit(alg='bp')" % name)

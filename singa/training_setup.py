@@ -9,7 +9,7 @@ from singa.backends import Backend
 from singa.errors import ConfigError
 from singa.inference import is_input
 from singa.neuralnet import NeuralNet
-from singa.proto import job_pb2
+from singa.proto import enum_name, job_pb2
 from singa.random import RandomStreams
 
 WorkerGroup = namedtuple("WorkerGroup", "id worker wstub net")
@@ -56,7 +56,7 @@ def check_train_net(job, net):
     if rbms and job.train_one_batch.alg != job_pb2.kCD:
         raise ConfigError("layers %s are RBM layers, which train with contrastive divergence, but the job's alg "
                           "is %s.\nhelp: `train_one_batch { alg: kCD }` (fit(alg='cd'))"
-                          % (rbms, job_pb2.AlgType.Name(job.train_one_batch.alg)))
+                          % (rbms, enum_name(job_pb2.AlgType, job.train_one_batch.alg)))
     if job.train_one_batch.alg != job_pb2.kCD and not any(l.is_loss for l in net.layers):
         raise ConfigError("the training net has no loss layer.\nhelp: compile(loss='categorical_crossentropy'"
                           " or 'mean_squared_error'), or add a kSoftmaxLoss/kEuclideanLoss layer")
