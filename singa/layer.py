@@ -27,7 +27,7 @@ import numpy
 from singa.errors import ConfigError
 from singa.interactive import _InputLike
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
-from singa.proto import job_pb2
+from singa.proto import is_input_layer, job_pb2
 from singa.utils import message
 from singa.utils.message import *  # noqa: F401,F403  (SINGA's layer.py exposed every pb2 symbol)
 from singa.utils.message import enumLayerType, enumPhase, field_names, setval
@@ -512,6 +512,38 @@ class RBM(Layer):
         hid.param.add().CopyFrom(Parameter(name=w.name + "_", init="none", share_from=w.name).param)
         hid.param.add().CopyFrom(Parameter(name=b.name + "2", wd=0, init="constant").param)
         self.bidirect = hid
+
+
+# LayerType -> the class whose objects make LayerProtos of that type (Model.from_jobproto)
+_CLASS_OF_TYPE = {
+    job_pb2.kInnerProduct: Dense, job_pb2.kSTanh: Activation, job_pb2.kSoftmax: Activation,
+    job_pb2.kActivation: Activation, job_pb2.kSoftmaxLoss: Loss, job_pb2.kEuclideanLoss: Loss,
+    job_pb2.kDropout: Dropout, job_pb2.kAccuracy: Accuracy, job_pb2.kCConvolution: Convolution2D,
+    job_pb2.kLRN: LRN2D, job_pb2.kRBMVis: RBM,
+}
+
+
+def from_proto(lp):
+    """A layer object holding a copy of LayerProto ``lp``, of the class that makes such protos (Dense
+    for kInnerProduct, Data for an input layer without sources, ...; Layer for the others), as Keras'
+    ``Layer.from_config``. Its fields are taken as they are, not re-derived from arguments."""
+    if not lp.srclayers and is_input_layer(lp):
+        cls = Data
+    elif lp.type == job_pb2.kCPooling:
+        cls = AvgPooling2D if lp.pooling_conf.pool == job_pb2.PoolingProto.AVG else MaxPooling2D
+    else:
+        cls = _CLASS_OF_TYPE.get(lp.type, Layer)
+    layer = cls.__new__(cls)
+    layer.layer = job_pb2.LayerProto()
+    layer.layer.CopyFrom(lp)
+    layer._name_epoch = name_epoch()
+    if cls is not Layer:
+        layer.layer_type = lp.type
+    if cls is Data:
+        layer._auto_named, layer.checkpoint = False, None
+    elif cls is RBM:
+        layer.out_dim, layer.bidirect = [lp.rbm_conf.hdim], None
+    return layer
 
 
 __all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy", "Convolution2D",
