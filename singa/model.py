@@ -39,6 +39,7 @@ from google.protobuf import text_format
 
 from singa import arrays, saving
 from singa.callbacks import CallbackList
+from singa.compiling import apply_loss, compile_protos, default_loss
 from singa.cluster import mpi as _mpi
 from singa.driver import Driver
 from singa.errors import ConfigError, invalid
@@ -51,14 +52,12 @@ from singa.jobconf import __all__ as _jobconf_all
 from singa.layer import *  # noqa: F401,F403
 from singa.layer import Autoencoder, Dense, Loss, Parameter, RBM, replace_fields
 from singa.layer import __all__ as _layer_all
-from singa.netbuild import LOSS_TYPES, build_net, layers_of
+from singa.netbuild import build_net, layers_of
 from singa.progress import resolve_verbose
 from singa.proto import enum_name, job_pb2
 from singa.utils.arguments import alg_value, check_job_kwargs, gpu_ids, paths, positive_int, short
 from singa.utils.message import enumPhase, setval
 from singa.utils.utility import generate_name, reset_names
-
-_LOSS_NAMES = ("categorical_crossentropy", "mean_squared_error")
 
 # Under mpiexec, join the MPI world as soon as a script imports the API: an exception anywhere in
 # the script (loading data, building the model) then aborts every rank instead of leaving the
@@ -166,83 +165,20 @@ class Model:
         or appends a ``Loss('softmaxloss')``; ``'mean_squared_error'`` likewise gives
         kEuclideanLoss; ``None`` adds no loss (RBM models).
         """
-        if kwargs:
-            key = next(iter(kwargs))
-            raise ConfigError("Invalid value for `%s` (a keyword argument of compile()). Expected optimizer, "
-                              "updater, cluster, loss or topk. Received: %s=%r" % (key, key, kwargs[key]))
-        if optimizer is not None and updater is not None and optimizer is not updater:
-            raise ConfigError("Invalid value for `updater`. Expected it only as another name for `optimizer`. "
-                              "Received both optimizer=%r and updater=%r\nhelp: pass one of them"
-                              % (optimizer, updater))
-        optimizer = optimizer if optimizer is not None else updater
-        if optimizer is None:
-            raise ConfigError("Invalid value for `optimizer` of compile(). Expected an Updater such as SGD(...). "
-                              "Received: None\nhelp: m.compile(optimizer=SGD(lr=0.001), cluster=Cluster(workspace))")
-        if cluster is None:
-            raise ConfigError("Invalid value for `cluster` of compile(). Expected a Cluster. Received: None\n"
-                              "help: m.compile(optimizer=sgd, cluster=Cluster(workspace='examples/mnist'))")
-        upd = optimizer.proto if hasattr(optimizer, "proto") else optimizer
-        if not isinstance(upd, job_pb2.UpdaterProto):
-            raise ConfigError("Invalid value for `optimizer` of compile(). Expected an Updater (SGD, AdaGrad, ...). "
-                              "Received: %r" % (optimizer,))
-        clu = cluster.proto if hasattr(cluster, "proto") else cluster
-        if not isinstance(clu, job_pb2.ClusterProto):
-            raise ConfigError("Invalid value for `cluster` of compile(). Expected a Cluster. Received: %r\n"
-                              "help: cluster=Cluster(workspace='examples/mnist')" % (cluster,))
-        if loss is not None and loss not in _LOSS_NAMES:
-            raise ConfigError("Invalid value for `loss` of compile(). Expected one of %s (or None). Received: %r"
-                              % (", ".join("'%s'" % n for n in _LOSS_NAMES), loss))
+        upd, clu = compile_protos(optimizer, cluster, loss, updater, kwargs)
         self.jobconf.updater.CopyFrom(upd)
         self.jobconf.cluster.CopyFrom(clu)
-        if loss is None:
-            self._default_loss(topk)
-        else:
-            self._set_loss(loss, topk)
+        if loss is not None:
+            extra = apply_loss(self.layers, loss, topk)
+            if extra is not None:
+                self.add(extra)
+        elif not isinstance(self, Energy):       # an RBM stack trains without a loss layer
+            retyped = default_loss(self.layers, topk)
+            if retyped is not None:
+                _say("compile(): no loss given and the net ends in a softmax (layer %r): training it with the "
+                     "softmax loss, as loss='categorical_crossentropy' would" % retyped)
         if self.layers:
             self.build()      # names and wiring are checked now, in the user's terms, not at fit()
-
-    def _set_loss(self, loss, topk):
-        last = [l for l in self.layers if not l.is_datalayer]
-        if not last:
-            raise ConfigError("compile(loss=%r) needs the model's layers first.\nhelp: m.add(Dense(...)) "
-                              "before m.compile(...)" % (loss,))
-        last = last[-1]
-        ly = last.mask if last.mask is not None else last.layer
-        if ly.type == job_pb2.kSoftmax or ly.type in LOSS_TYPES:
-            # retype the final softmax (or an earlier compile's loss) in place, as SINGA did
-            if loss == "categorical_crossentropy":
-                ly.type = job_pb2.kSoftmaxLoss
-                ly.softmaxloss_conf.topk = topk
-            else:
-                ly.type = job_pb2.kEuclideanLoss
-                ly.ClearField("softmaxloss_conf")
-        elif loss == "categorical_crossentropy":
-            self.add(Loss("softmaxloss", topk=topk))
-        else:
-            self.add(Loss("euclideanloss"))
-
-    def _default_loss(self, topk):
-        """compile() without ``loss``: a feed-forward net ending in a softmax trains with the softmax
-        loss (what SINGA's cifar10 job.conf and the seed's CNN example mean), said aloud; one that
-        ends elsewhere without any loss layer is refused here, not at training."""
-        layers = [l for l in self.layers if not l.is_datalayer]
-        if isinstance(self, Energy) or not layers:
-            return
-        protos = [p for l in layers for p in (l.layer, l.mask, l.bidirect) if p is not None]
-        if any(p.type in LOSS_TYPES for p in protos):
-            return
-        last = layers[-1]
-        ly = last.mask if last.mask is not None else last.layer
-        if last.layer.srclayers or ly.type != job_pb2.kSoftmax:      # a wired layer stays as the conf has it
-            raise ConfigError(
-                "compile() got no `loss` and the model's last layer %r (%s) is not a softmax, so back-propagation "
-                "would have nothing to minimise.\nhelp: m.compile(loss='categorical_crossentropy', ...) for "
-                "classification or loss='mean_squared_error' for regression/reconstruction"
-                % (ly.name, enum_name(job_pb2.LayerType, ly.type)))
-        ly.type = job_pb2.kSoftmaxLoss
-        ly.softmaxloss_conf.topk = topk
-        _say("compile(): no loss given and the net ends in a softmax (layer %r): training it with the softmax "
-             "loss, as loss='categorical_crossentropy' would" % ly.name)
 
     def _check_compiled(self, method, need_updater=True):
         if (need_updater and not self.jobconf.HasField("updater")) or not self.jobconf.HasField("cluster"):
