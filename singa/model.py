@@ -111,8 +111,8 @@ class Model:
 
     def _append(self, layer, index=None):
         if not isinstance(getattr(layer, "layer", None), job_pb2.LayerProto):
-            raise ConfigError("Invalid value for `layer` of %s.add(). Expected a layer object (Dense(...), "
-                              "Activation(...), Data(...), ...). Received: %r" % (type(self).__name__, layer))
+            raise invalid("layer", "a layer object (Dense(...), Activation(...), Data(...), ...)", layer,
+                          where="%s.add()" % type(self).__name__)
         if layer.is_datalayer:
             layer = self._adopt_data(layer)
         if index is None:
@@ -150,8 +150,8 @@ class Model:
         for l in self.layers:
             if l.layer.name == name:
                 return l
-        raise ConfigError("Invalid value for `name`. Expected one of the model's layer names (%s). Received: %r"
-                          % (", ".join(l.layer.name for l in self.layers), name))
+        raise invalid("name", "one of the model's layer names (%s)" % ", ".join(l.layer.name for l in self.layers),
+                      name)
 
     def show(self):
         for l in self.layers:
@@ -340,11 +340,11 @@ class Model:
             if self._trained and self.last_checkpoint_path:
                 ckpts = [self.last_checkpoint_path]
             elif not job.checkpoint_path:
-                raise ConfigError(
-                    "Invalid value for `checkpoint_path` of evaluate(). Expected the checkpoint(s) to test, since "
-                    "the model has no training data (test-only run). Received: None\nhelp: "
-                    "m.evaluate(X_test, checkpoint_path=workspace + '/checkpoint/step100-worker0'), or call "
-                    "m.fit(X_train, ..., with_test=True) before evaluate() to train and test")
+                raise invalid(
+                    "checkpoint_path", "the checkpoint(s) to test, since the model has no training data (test-only "
+                    "run)", None, where="evaluate()", hint="m.evaluate(X_test, checkpoint_path=workspace + "
+                    "'/checkpoint/step100-worker0'), or call m.fit(X_train, ..., with_test=True) before evaluate() to "
+                    "train and test")
         for path in ckpts:
             if path not in job.checkpoint_path:
                 job.checkpoint_path.append(path)
@@ -536,9 +536,8 @@ class Energy(Model):
         elif getattr(layer, "is_datalayer", False):
             self._append(layer)
         else:
-            raise ConfigError("Invalid value for `layer` of Energy.add(). Expected an RBM(...) (or a Data layer). "
-                              "Received: %r\nhelp: SINGA v0.3 silently dropped such layers; use Sequential for "
-                              "feed-forward nets" % (layer,))
+            raise invalid("layer", "an RBM(...) (or a Data layer)", layer, where="Energy.add()",
+                          hint="SINGA v0.3 silently dropped such layers; use Sequential for feed-forward nets")
 
 
 def save_model_parameter(step, folder, layers):
