@@ -11,7 +11,7 @@ import os
 import numpy
 
 from singa.backends import Backend
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.inference import Predictor
 from singa.io import checkpoint as ckpt
 from singa.jobconf import Store
@@ -73,8 +73,8 @@ def _hold_out(x, y, validation_split, validation_data):
     if not validation_split:
         return x, y, validation_data
     if validation_data is not None:
-        raise ConfigError("Invalid value for `validation_split` of fit(). Expected it or validation_data, "
-                          "not both. Received: validation_split=%r and validation_data" % (validation_split,))
+        raise invalid("validation_split", "it or validation_data, not both",
+                      Stated("validation_split=%r and validation_data" % (validation_split,)), where="fit()")
     n_all = x.shape[0] if x.ndim else 0
     cut = n_all - int(n_all * validation_split)
     if not 0 < cut < n_all:
@@ -108,17 +108,16 @@ def _start_step(model, resume, per_epoch, epochs, batch_size):
         ws = model.jobconf.cluster.workspace
         start = ckpt.latest_checkpoint_step(ws)
         if start is None:
-            raise ConfigError("Invalid value for `resume` of fit(). Expected a checkpoint to resume in %s. "
-                              "Received: resume=True, but there is none\nhelp: fit without resume=True first"
-                              % os.path.join(ws, "checkpoint"))
+            raise invalid("resume", "a checkpoint to resume in %s" % os.path.join(ws, "checkpoint"),
+                          Stated("resume=True, but there is none"), where="fit()", hint="fit without resume=True first")
         if start >= per_epoch * epochs:
-            raise ConfigError(
-                "Invalid value for `epochs` of fit(resume=True). Expected the number of epochs in all, more than "
-                "the checkpoint has done. Received: epochs=%d (%d steps of batch %d), but the newest checkpoint, "
-                "%s, is at step %d (%.3g epochs): nothing left to train\nhelp: epochs=%d trains one more epoch; "
-                "without resume=True, fit() trains `epochs` more epochs from the current weights"
-                % (epochs, per_epoch * epochs, batch_size, ckpt.checkpoint_file(ws, start, 0), start,
-                   start / per_epoch, -(-start // per_epoch) + 1))
+            raise invalid(
+                "epochs", "the number of epochs in all, more than the checkpoint has done", Stated(
+                    "epochs=%d (%d steps of batch %d), but the newest checkpoint, %s, is at step %d (%.3g epochs): "
+                    "nothing left to train" % (epochs, per_epoch * epochs, batch_size,
+                                               ckpt.checkpoint_file(ws, start, 0), start, start / per_epoch)),
+                where="fit(resume=True)", hint="epochs=%d trains one more epoch; without resume=True, fit() trains "
+                "`epochs` more epochs from the current weights" % (-(-start // per_epoch) + 1))
         model._resume_from = ckpt.checkpoint_file(ws, start, 0)
         return start
     last = model.last_checkpoint_path

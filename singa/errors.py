@@ -23,3 +23,11 @@ def invalid(name, expected, received, hint=None, cls=ConfigError, where=None):
         msg += "\nhelp: " + hint
     return cls(msg)
 
+
+
+class Stated(str):
+    """A received value that a message states in words ("both", "an array of shape (3, 4)"): ``invalid()``
+    shows it as it is, not as its repr."""
+
+    def __repr__(self):
+        return str(self)

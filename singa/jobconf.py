@@ -12,7 +12,7 @@ import inspect
 import math
 import numbers
 
-from singa.errors import ConfigError, invalid
+from singa.errors import Stated, invalid
 from singa.interactive import UpdaterState
 from singa.proto import enum_name, job_pb2
 from singa.updaters import create_updater
@@ -26,8 +26,7 @@ class Store:
     def __init__(self, **kwargs):
         if "batch_size" in kwargs:
             if "batchsize" in kwargs:
-                raise ConfigError("Invalid value for `batch_size` of Store. Expected either batchsize or "
-                                  "batch_size. Received: both")
+                raise invalid("batch_size", "either batchsize or batch_size", Stated("both"), where="Store")
             kwargs["batchsize"] = kwargs.pop("batch_size")
         self.proto = job_pb2.StoreProto()
         for key in kwargs:
@@ -45,7 +44,7 @@ class Algorithm:
         alg_kw = {k: v for k, v in kwargs.items() if k not in cd_fields}
         cd_kw = {k: v for k, v in kwargs.items() if k in cd_fields}
         if cd_kw and self.proto.alg != job_pb2.kCD:
-            raise invalid(next(iter(cd_kw)), "it only with type=kCD", _Said("type=%s" % enum_name(
+            raise invalid(next(iter(cd_kw)), "it only with type=kCD", Stated("type=%s" % enum_name(
                 job_pb2.AlgType, self.proto.alg)), where="Algorithm")
         for key in alg_kw:
             if key not in self.proto.DESCRIPTOR.fields_by_name:
@@ -53,13 +52,6 @@ class Algorithm:
         setval(self.proto, **alg_kw)
         if cd_kw:
             setval(self.proto.cd_conf, **cd_kw)
-
-
-class _Said(str):
-    """A received value that a message states in words ("type=kBP"), not as its repr."""
-
-    def __repr__(self):
-        return str(self)
 
 
 # lr_type -> (ChangeMethod, conf field, {kwarg: default}; a None default means required)
@@ -105,14 +97,14 @@ def _set_schedule(lrgen, owner, lr_type, step, step_lr, sched_kw):
     if extra:
         uses = ", ".join("%s: %s" % (n, "/".join(d) or "-") for n, (_, _, d) in _LR_SCHEDULES.items())
         raise invalid(extra[0], "it only with an lr_type that uses it (%s)" % uses,
-                      _Said("%s=%r with lr_type=%r" % (extra[0], sched_kw[extra[0]], lr_type)), where=owner)
+                      Stated("%s=%r with lr_type=%r" % (extra[0], sched_kw[extra[0]], lr_type)), where=owner)
     lrgen.type = method
     if key in ("manual", "fixedstep"):
         steps = list(step) if isinstance(step, (list, tuple)) else [step]
         lrs = list(step_lr) if isinstance(step_lr, (list, tuple)) else [step_lr]
         if len(steps) != len(lrs) or not steps:
             raise invalid("step`/`step_lr", "two lists of the same length (thresholds and their learning rates)",
-                          _Said("step=%r, step_lr=%r" % (step, step_lr)), where=owner)
+                          Stated("step=%r, step_lr=%r" % (step, step_lr)), where=owner)
         if any(b < a for a, b in zip(steps, steps[1:])):
             raise invalid("step", "ascending step thresholds", step, where=owner)
         setval(lrgen.fixedstep_conf, step=steps, step_lr=lrs)
@@ -120,7 +112,7 @@ def _set_schedule(lrgen, owner, lr_type, step, step_lr, sched_kw):
         values = dict(defaults, **sched_kw)
         missing = [k for k, v in values.items() if v is None]
         if missing:
-            raise invalid(missing[0], "a value for lr_type=%r" % (lr_type,), _Said("nothing"), where=owner,
+            raise invalid(missing[0], "a value for lr_type=%r" % (lr_type,), Stated("nothing"), where=owner,
                           hint="%s(lr=..., lr_type=%r, %s=...)" % (owner, lr_type, missing[0]))
         setval(getattr(lrgen, conf_name), **values)
 

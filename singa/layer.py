@@ -24,7 +24,7 @@ import numbers
 
 import numpy
 
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.interactive import _InputLike
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
 from singa.proto import enum_name, is_input_layer, job_pb2
@@ -222,8 +222,8 @@ class Dummy(Layer, _InputLike):
         """The next batch: ``data`` (batch, ...) numbers; with ``is_label`` the labels instead."""
         arr = numpy.asarray(data)
         if arr.ndim < 1 or arr.shape[0] == 0:
-            raise ConfigError("Invalid value for `data` of %s.Feed(). Expected a batch (N, ...). Received: an array "
-                              "of shape %s" % (type(self).__name__, arr.shape))
+            raise invalid("data", "a batch (N, ...)", Stated("an array of shape %s" % (arr.shape,)),
+                          where="%s.Feed()" % type(self).__name__)
         if is_label:
             self._input.feed(labels=_labels(arr, type(self).__name__))
         else:
@@ -257,9 +257,8 @@ class ImageInput(Dummy):
             return arr.reshape(arr.shape[0], -1)
         per = self.nb_channel * int(self.height) * int(self.width)
         if arr.size != arr.shape[0] * per:
-            raise ConfigError("Invalid value for `data` of ImageInput.Feed(). Expected %d values per image (%d x %d x "
-                              "%d). Received: an array of shape %s" % (per, self.nb_channel, self.height, self.width,
-                                                                       arr.shape))
+            expected = "%d values per image (%d x %d x %d)" % (per, self.nb_channel, self.height, self.width)
+            raise invalid("data", expected, Stated("an array of shape %s" % (arr.shape,)), where="ImageInput.Feed()")
         return arr.reshape(arr.shape[0], self.nb_channel, int(self.height), int(self.width))
 
 

@@ -42,7 +42,7 @@ from singa.callbacks import CallbackList
 from singa.compiling import apply_loss, compile_protos, default_loss
 from singa.cluster import mpi as _mpi
 from singa.driver import Driver
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.history import History
 from singa.interactive import load_model_parameter as _load_params, save_model_parameter as _save_params
 from singa.interrupt import TrainingInterrupted
@@ -283,14 +283,13 @@ class Model:
         for name, val, default in (("epochs", epochs, None), ("validation_data", validation_data, None),
                                    ("validation_split", validation_split, 0.0), ("y", y, None)):
             if val is not default:
-                raise ConfigError("Invalid value for `%s` of fit(). Expected it only with NumPy arrays (fit(x, y, "
-                                  "...)). Received: %s=%r with a %s as data\nhelp: with Data layers use nb_epoch="
-                                  "(steps) and validate_data=X_valid" % (name, name, short(val),
-                                                                         type(data).__name__))
+                raise invalid(name, "it only with NumPy arrays (fit(x, y, ...))",
+                              Stated("%s=%r with a %s as data" % (name, short(val), type(data).__name__)),
+                              where="fit()", hint="with Data layers use nb_epoch=(steps) and validate_data=X_valid")
         if not shuffle:
-            raise ConfigError("Invalid value for `shuffle` of fit(). Expected it only with NumPy arrays. Received: "
-                              "False with a Data layer\nhelp: a Data layer reads its records in order; leave its "
-                              "Store's random_skip out (0) for a fixed start")
+            raise invalid("shuffle", "it only with NumPy arrays", Stated("False with a Data layer"), where="fit()",
+                          hint="a Data layer reads its records in order; leave its Store's random_skip out (0) for "
+                               "a fixed start")
         if batch_size is not None:
             fields["batch_size"] = batch_size
         if resume:
@@ -416,9 +415,8 @@ class Model:
             raise invalid(arg, "a Data layer (e.g. from load_data())", data, where=method + "()")
         if enumPhase(phase) not in data.layer.include:
             got = [enum_name(job_pb2.Phase, p)[1:].lower() for p in data.layer.include]
-            raise ConfigError("Invalid value for `%s` of %s(). Expected a Data layer of phase '%s'. Received: "
-                              "a Data layer of phase %s\nhelp: Data(load='recordinput', phase='%s', conf=Store(...))"
-                              % (arg, method, phase, got or "none", phase))
+            raise invalid(arg, "a Data layer of phase '%s'" % phase,
+                          Stated("a Data layer of phase %s" % (got or "none",)), where=method + "()", hint="Data(load='recordinput', phase='%s', conf=Store(...))" % phase)
 
     def _set_batchsize(self, phase, batch_size, method):
         batch_size = positive_int(batch_size, "batch_size", method + "()")

@@ -8,7 +8,7 @@ already names its ``srclayers`` is wired: it is copied as it is. ``check_names``
 engine would refuse, in the user's terms. ``layers_of(net)`` is the way back (``Model.from_jobproto``):
 layer objects of the classes that make such LayerProtos, as Keras' ``Sequential.from_config``.
 """
-from singa.errors import ConfigError
+from singa.errors import ConfigError, Stated, invalid
 from singa.layer import Accuracy, from_proto
 from singa.proto import enum_name, job_pb2
 
@@ -107,13 +107,12 @@ def check_names(layer_protos):
         where = phases(ly)
         for other in layers.get(ly.name, ()):
             if where & phases(other):
-                raise ConfigError(
-                    "Invalid value for `name` of layer %r (%s). Expected a name no other layer of the net "
-                    "has. Received: %r, also used by a %s layer\nhelp: layers made before the Model was "
-                    "constructed keep their old default names (each Model restarts the counters); make "
-                    "the Model first or pass name=... to the layer"
-                    % (ly.name, enum_name(job_pb2.LayerType, ly.type), ly.name,
-                       enum_name(job_pb2.LayerType, other.type)))
+                raise invalid(
+                    "name", "a name no other layer of the net has",
+                    Stated("%r, also used by a %s layer" % (ly.name, enum_name(job_pb2.LayerType, other.type))),
+                    where="layer %r (%s)" % (ly.name, enum_name(job_pb2.LayerType, ly.type)),
+                    hint="layers made before the Model was constructed keep their old default names (each Model "
+                         "restarts the counters); make the Model first or pass name=... to the layer")
         layers.setdefault(ly.name, []).append(ly)
         for p in ly.param:
             for owner in params.get(p.name, ()):

@@ -33,7 +33,7 @@ Differences to SINGA, on purpose:
 import math
 import numbers
 
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.initialization import get_init_values, init_name
 from singa.param import check_init, check_init_values
 from singa.proto import job_pb2
@@ -94,9 +94,8 @@ class Parameter:
 
         if "name" not in kwargs:
             if "level" in kwargs:
-                raise ConfigError("Invalid value for `level`. Expected it only together with `name` "
-                                  "(Parameter(name='w', level=2) -> 'w2'). Received: level=%r without name"
-                                  % (kwargs["level"],))
+                raise invalid("level", "it only together with `name` (Parameter(name='w', level=2) -> 'w2')",
+                              Stated("level=%r without name" % (kwargs["level"],)))
             self.param.name = generate_name("param", 1)
         else:
             pname = kwargs["name"]

@@ -8,7 +8,7 @@ import numpy
 
 from singa.arrays import predictor
 from singa.backends import Backend
-from singa.errors import ConfigError, DataError
+from singa.errors import ConfigError, DataError, Stated, invalid
 from singa.inference import reference_input
 from singa.io.atomic import write_bytes_atomic, write_text_atomic
 from singa.neuralnet import NeuralNet
@@ -55,9 +55,8 @@ def save(model, directory, overwrite=False):
                           "the model first" % (last,))
     directory = os.fspath(directory)
     if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
-        raise ConfigError("Invalid value for `directory` of save(). Expected a new or empty directory. Received: "
-                          "%r, which holds files\nhelp: save(%r, overwrite=True) replaces the saved model there"
-                          % (directory, directory))
+        raise invalid("directory", "a new or empty directory", Stated("%r, which holds files" % (directory,)),
+                      where="save()", hint="save(%r, overwrite=True) replaces the saved model there" % (directory,))
     os.makedirs(directory, exist_ok=True)
     with open(last, "rb") as f:      # under SINGA's checkpoint name, so the step stays known
         write_bytes_atomic(os.path.join(directory, os.path.basename(last)), f.read())
