@@ -91,3 +91,16 @@ def test_model_method_signatures_are_unchanged():
     for name, sig in MODEL_METHODS.items():
         got = str(inspect.signature(getattr(singa.model.Model, name))).replace(repr(print), "PRINT")
         assert got == sig, name
+
+
+def test_the_config_wrappers_keep_their_shape():
+    from singa import jobconf
+    for name in ("Store", "Algorithm", "Updater", "SGD", "AdaGrad", "Nesterov", "RMSProp", "AdaDelta", "Adam",
+                 "AdamMax", "Cluster"):
+        assert getattr(singa.model, name) is getattr(jobconf, name), name
+    assert "Update" in vars(singa.model.Updater)          # a method of the class, not patched in later
+    named = [singa.model.SGD, singa.model.AdaGrad, singa.model.Nesterov, singa.model.RMSProp,
+             singa.model.AdaDelta, singa.model.Adam, singa.model.AdamMax]
+    assert len({cls.__init__ for cls in named}) == 1      # one constructor; the classes differ in upd_type/conf
+    assert [cls().proto.type for cls in named] == [cls.upd_type for cls in named]
+    assert singa.model.Adam(0.1, None, 0, 0.9, (0,), (0.01,), 0.5).proto.adam_conf.beta1 == 0.5   # positional
