@@ -5,6 +5,11 @@ the loss, ``fit()`` / ``evaluate()`` add the data layers and the step settings, 
 JobProto (``m.jobconf``, text via ``m.display()``) and run it with ``singa.driver.Driver``.
 Semantics are SINGA-V0.md 1.3 and 1.7; ``nb_epoch`` counts mini-batch steps, not epochs.
 
+This module is the orchestration; the parts live beside it: ``singa.layer`` (the layers),
+``singa.jobconf`` (Store, Algorithm, the updaters, Cluster), ``singa.compiling`` (compile's checks
+and loss), ``singa.netbuild`` (the NetProto of the layer list, and back), ``singa.arrays``
+(fit/evaluate/predict on NumPy arrays) and ``singa.saving`` (save, load, summary, ONNX).
+
 Differences to SINGA v0.3, on purpose (the rest is as SINGA):
 
 * errors are ConfigErrors with a hint instead of asserts, prints or silent no-ops: unknown
@@ -102,6 +107,7 @@ class Model:
         self._callbacks, self._terminate_on_nan, self._verbose = [], True, 1
         self._resume_from = None  # a checkpoint the next training run continues (fit(x, y) after fit(x, y))
         self._array_fitted = False
+        self._array_stores = []   # the in-memory stores of fit(x, y)'s arrays, alive as long as the model
         self.history = None       # a singa.history.History once training ran
 
     # -- layers -----------------------------------------------------------------
@@ -416,7 +422,8 @@ class Model:
         if enumPhase(phase) not in data.layer.include:
             got = [enum_name(job_pb2.Phase, p)[1:].lower() for p in data.layer.include]
             raise invalid(arg, "a Data layer of phase '%s'" % phase,
-                          Stated("a Data layer of phase %s" % (got or "none",)), where=method + "()", hint="Data(load='recordinput', phase='%s', conf=Store(...))" % phase)
+                          Stated("a Data layer of phase %s" % (got or "none",)), where=method + "()",
+                          hint="Data(load='recordinput', phase='%s', conf=Store(...))" % phase)
 
     def _set_batchsize(self, phase, batch_size, method):
         batch_size = positive_int(batch_size, "batch_size", method + "()")
