@@ -184,16 +184,23 @@ class _NamedUpdater(Updater):
 
     upd_type = None
     conf = (None, {})          # (UpdaterProto field, {keyword: default}), e.g. ("adam_conf", {"beta1": 0.9})
+    _arguments = None          # the signature __init__ binds its arguments to (set per subclass)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):          # a user's subclass with a constructor of its own: its signature
+            cls.__signature__ = None
+            return
         common = list(inspect.signature(Updater).parameters.values())[1:]     # without upd_type
         own = [inspect.Parameter(k, _KEYWORD, default=d) for k, d in cls.conf[1].items()]
-        cls.__signature__ = inspect.Signature(common[:-1] + own + common[-1:])
+        cls._arguments = cls.__signature__ = inspect.Signature(common[:-1] + own + common[-1:])
 
     def __init__(self, *args, **kwargs):
         owner = type(self).__name__
-        bound = self.__signature__.bind(*args, **kwargs)
+        try:
+            bound = self._arguments.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError("%s%s: %s" % (owner, self._arguments, e)) from None
         bound.apply_defaults()
         values = dict(bound.arguments)
         conf_name, defaults = self.conf
