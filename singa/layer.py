@@ -25,7 +25,9 @@ import numbers
 import numpy
 
 from singa.errors import ConfigError, Stated, invalid
-from singa.interactive import _InputLike
+from singa.initialization import get_init_values
+from singa.interactive import (Input, _InputLike, compute_feature, compute_gradient, get_params, runtime,
+                               set_params, to_string)
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
 from singa.proto import enum_name, is_input_layer, job_pb2
 from singa.utils import message
@@ -116,32 +118,26 @@ class Layer:
     def ComputeFeature(self, *srcs):
         """Forward this layer on the outputs of ``srcs`` (a loss: prediction, then the label
         input); the first call creates and sets up its engine layer and initialises its params."""
-        from singa.interactive import compute_feature
         return compute_feature(self, srcs)
 
     def ComputeGradient(self):
         """Back-propagate: params' gradients and the gradients of this layer's sources."""
-        from singa.interactive import compute_gradient
         compute_gradient(self)
 
     def GetParams(self):
         """(weight, bias) as NumPy arrays: the weight in SINGA's layout, the bias as (n, 1)."""
-        from singa.interactive import get_params
         return get_params(self)
 
     def SetParams(self, *params):
         """Replace the params' values (as many arrays as the layer has params, in order)."""
-        from singa.interactive import set_params
         set_params(self, *params)
 
     def GetData(self):
         """This layer's last output, flattened (a NumPy array)."""
-        from singa.interactive import runtime
         r = runtime(self)
         return numpy.array(r.backend.to_host(r.data) if hasattr(r, "backend") else r.data).reshape(-1)
 
     def ToString(self, debug=False, flag=None):
-        from singa.interactive import to_string
         return to_string(self)
 
     def display(self):
@@ -210,7 +206,6 @@ class Dummy(Layer, _InputLike):
     """An input fed from Python (kDummy with ``dummy_conf { input: true }``): ``Feed(data)``."""
 
     def __init__(self, shape=None, **kwargs):
-        from singa.interactive import Input
         layer_kw, _ = _split_kwargs(type(self).__name__, kwargs)
         self._setup(layer_kw.pop("name", None) or generate_name("dummy"), dict(layer_kw, type=job_pb2.kDummy))
         self.layer.dummy_conf.input = True
@@ -421,7 +416,6 @@ class LRN2D(Layer):
     def __init__(self, size=0, **kwargs):
         size = positive_int(size, "size", "LRN2D")
         layer_kw, lrn_kw = _split_kwargs("LRN2D", kwargs, extra=("alpha", "beta", "knorm"))
-        from singa.initialization import get_init_values
         self.layer_type = job_pb2.kLRN
         self._setup(layer_kw.pop("name", None) or generate_name("norm"), dict(layer_kw, type=job_pb2.kLRN))
         self.layer.lrn_conf.local_size = size
