@@ -99,9 +99,9 @@ def phases(lp):
 
 
 def check_names(layer_protos):
-    """Refuse two layers, or two params, of one name in one phase: the engine builds a net per phase
-    and would refuse them there, without the user API's hints. Names may repeat across phases (a data
-    layer per phase; the train and test versions of a layer in a job.conf, sharing their params)."""
+    """Refuse two layers, or two owner params, of one name in one phase: the engine builds a net per
+    phase and would refuse them there, without the user API's hints. Names may repeat across phases (a
+    data layer per phase; the train and test versions of a layer in a job.conf, sharing their params)."""
     layers, params = {}, {}
     for ly in layer_protos:
         where = phases(ly)
@@ -115,6 +115,8 @@ def check_names(layer_protos):
                          "restarts the counters); make the Model first or pass name=... to the layer")
         layers.setdefault(ly.name, []).append(ly)
         for p in ly.param:
+            if p.share_from:        # a sharing param is no owner of values: its name may repeat (as in the engine)
+                continue
             for owner in params.get(p.name, ()):
                 if where & phases(owner):
                     raise ConfigError(

@@ -87,6 +87,8 @@ def test_names_may_repeat_only_across_phases():
     p2.ClearField("include")
     with pytest.raises(ConfigError, match="Expected a name no other param has"):
         check_names([p1, p2])
+    p2.param[0].share_from = "w"               # a sharing param owns no values: the engine takes its name
+    check_names([p1, p2])
 
 
 def test_build_net_is_pure():
