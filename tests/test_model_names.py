@@ -1,3 +1,5 @@
+# covers: singa/model.py, singa/jobconf.py, singa/compiling.py, singa/arrays.py, singa/saving.py
+# (the names and signatures of the user API)
 """The names the user API gives: ``from singa.model import *`` (SINGA v0.3 scripts' only import) and the
 signatures of its classes and of Model's methods, pinned as they were before model.py was split (issue 15).
 """

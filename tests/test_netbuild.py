@@ -1,3 +1,4 @@
+# covers: singa/netbuild.py, singa/layer.py (from_proto, the way back from a LayerProto)
 """NetProto assembly as a pure function (singa.netbuild): SINGA's example job.confs round trip through
 layer objects of their types, wired nets keep their sources, and the name checks follow the phases."""
 import glob
