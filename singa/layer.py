@@ -24,11 +24,14 @@ import numbers
 
 import numpy
 
-from singa.errors import ConfigError
-from singa.interactive import _InputLike
+from singa.errors import ConfigError, Stated, invalid
+from singa.initialization import get_init_values
+from singa.interactive import (Input, _InputLike, compute_feature, compute_gradient, get_params, runtime,
+                               set_params, to_string)
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
-from singa.proto import job_pb2
+from singa.proto import enum_name, is_input_layer, job_pb2
 from singa.utils import message
+from singa.utils.arguments import positive_int
 from singa.utils.message import *  # noqa: F401,F403  (SINGA's layer.py exposed every pb2 symbol)
 from singa.utils.message import enumLayerType, enumPhase, field_names, setval
 from singa.utils.utility import generate_name, name_epoch
@@ -44,13 +47,6 @@ _ACTIVATIONS = {
 }
 _LOSSES = {"softmaxloss": job_pb2.kSoftmaxLoss, "euclideanloss": job_pb2.kEuclideanLoss}
 _PHASES = ("train", "val", "test")
-
-
-def _positive_int(name, val, owner):
-    if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val <= 0:
-        raise ConfigError("Invalid value for `%s` of %s. Expected a positive integer. Received: %r"
-                          % (name, owner, val))
-    return int(val)
 
 
 def _split_kwargs(owner, kwargs, extra=(), params=False, hint=None):
@@ -77,8 +73,8 @@ def _split_kwargs(owner, kwargs, extra=(), params=False, hint=None):
 def _activation_type(activation, owner="Activation"):
     key = activation.lower() if isinstance(activation, str) else activation
     if key not in _ACTIVATIONS:
-        raise ConfigError("Invalid value for `activation` of %s. Expected one of %s. Received: %r"
-                          % (owner, ", ".join("'%s'" % a for a in _ACTIVATIONS), activation))
+        raise invalid("activation", "one of %s" % ", ".join("'%s'" % a for a in _ACTIVATIONS), activation,
+                      where=owner)
     return key
 
 
@@ -116,40 +112,32 @@ class Layer:
         return other
 
     def __repr__(self):
-        t = job_pb2.LayerType.Name(self.layer.type) if self.layer.type in job_pb2.LayerType.values() \
-            else self.layer.type
-        return "%s(%r, %s)" % (type(self).__name__, self.layer.name, t)
+        return "%s(%r, %s)" % (type(self).__name__, self.layer.name, enum_name(job_pb2.LayerType, self.layer.type))
 
     # -- interactive training (SINGA v0.3, SINGA-126; see singa.interactive) ----------------
     def ComputeFeature(self, *srcs):
         """Forward this layer on the outputs of ``srcs`` (a loss: prediction, then the label
         input); the first call creates and sets up its engine layer and initialises its params."""
-        from singa.interactive import compute_feature
         return compute_feature(self, srcs)
 
     def ComputeGradient(self):
         """Back-propagate: params' gradients and the gradients of this layer's sources."""
-        from singa.interactive import compute_gradient
         compute_gradient(self)
 
     def GetParams(self):
         """(weight, bias) as NumPy arrays: the weight in SINGA's layout, the bias as (n, 1)."""
-        from singa.interactive import get_params
         return get_params(self)
 
     def SetParams(self, *params):
         """Replace the params' values (as many arrays as the layer has params, in order)."""
-        from singa.interactive import set_params
         set_params(self, *params)
 
     def GetData(self):
         """This layer's last output, flattened (a NumPy array)."""
-        from singa.interactive import runtime
         r = runtime(self)
         return numpy.array(r.backend.to_host(r.data) if hasattr(r, "backend") else r.data).reshape(-1)
 
     def ToString(self, debug=False, flag=None):
-        from singa.interactive import to_string
         return to_string(self)
 
     def display(self):
@@ -171,25 +159,24 @@ class Data(Layer):
 
     def __init__(self, load, phase="train", checkpoint=None, conf=None, **kwargs):
         if not load:
-            raise ConfigError("Invalid value for `load` of Data. Expected an input layer type such as "
-                              "'recordinput'. Received: %r\nhelp: Data(load='recordinput', phase='train', "
-                              "conf=Store(path=..., batchsize=64, shape=784))" % (load,))
+            raise invalid("load", "an input layer type such as 'recordinput'", load, where="Data",
+                          hint="Data(load='recordinput', phase='train', conf=Store(path=..., batchsize=64, shape=784))")
         if "batch_size" in kwargs:
             kwargs["batchsize"] = kwargs.pop("batch_size")
         layer_kw, store_kw = _split_kwargs("Data", kwargs, extra=_STORE_FIELDS)
         if phase not in _PHASES:
-            raise ConfigError("Invalid value for `phase` of Data. Expected one of 'train', 'val', 'test'. "
-                              "Received: %r" % (phase,))
+            raise invalid("phase", "one of 'train', 'val', 'test'", phase, where="Data")
         self._auto_named = "name" not in layer_kw
         name = layer_kw.pop("name", None) or generate_name("data")
         if load == "kData":
             layer_kw["user_type"] = load
         else:
             t = enumLayerType(load)
-            if not 100 <= t < 200:
-                inputs = [v.name[1:].lower() for v in job_pb2.LayerType.DESCRIPTOR.values if 100 <= v.number < 200]
-                raise ConfigError("Invalid value for `load` of Data. Expected an input layer type (%s). "
-                                  "Received: %r" % (", ".join("'%s'" % i for i in inputs), load))
+            if not is_input_layer(job_pb2.LayerProto(type=t)):
+                inputs = [v.name[1:].lower() for v in job_pb2.LayerType.DESCRIPTOR.values
+                          if is_input_layer(job_pb2.LayerProto(type=v.number))]
+                raise invalid("load", "an input layer type (%s)" % ", ".join("'%s'" % i for i in inputs), load,
+                              where="Data")
             layer_kw["type"] = t
         self.layer_type = layer_kw.get("type", job_pb2.kUserLayer)
         self._setup(name, layer_kw)
@@ -197,14 +184,12 @@ class Data(Layer):
         if conf is not None:
             proto = conf.proto if hasattr(conf, "proto") else conf
             if not isinstance(proto, job_pb2.StoreProto):
-                raise ConfigError("Invalid value for `conf` of Data. Expected a Store. Received: %r\n"
-                                  "help: conf=Store(path='train.bin', batchsize=64)" % (conf,))
+                raise invalid("conf", "a Store", conf, where="Data", hint="conf=Store(path='train.bin', batchsize=64)")
             self.layer.store_conf.CopyFrom(proto)
         if store_kw:
             replace_fields(self.layer.store_conf, **store_kw)
         if checkpoint is not None and not isinstance(checkpoint, (str, list, tuple)):
-            raise ConfigError("Invalid value for `checkpoint` of Data. Expected a path or a list of paths. "
-                              "Received: %r" % (checkpoint,))
+            raise invalid("checkpoint", "a path or a list of paths", checkpoint, where="Data")
         self.checkpoint = checkpoint
 
 
@@ -221,7 +206,6 @@ class Dummy(Layer, _InputLike):
     """An input fed from Python (kDummy with ``dummy_conf { input: true }``): ``Feed(data)``."""
 
     def __init__(self, shape=None, **kwargs):
-        from singa.interactive import Input
         layer_kw, _ = _split_kwargs(type(self).__name__, kwargs)
         self._setup(layer_kw.pop("name", None) or generate_name("dummy"), dict(layer_kw, type=job_pb2.kDummy))
         self.layer.dummy_conf.input = True
@@ -233,8 +217,8 @@ class Dummy(Layer, _InputLike):
         """The next batch: ``data`` (batch, ...) numbers; with ``is_label`` the labels instead."""
         arr = numpy.asarray(data)
         if arr.ndim < 1 or arr.shape[0] == 0:
-            raise ConfigError("Invalid value for `data` of %s.Feed(). Expected a batch (N, ...). Received: an array "
-                              "of shape %s" % (type(self).__name__, arr.shape))
+            raise invalid("data", "a batch (N, ...)", Stated("an array of shape %s" % (arr.shape,)),
+                          where="%s.Feed()" % type(self).__name__)
         if is_label:
             self._input.feed(labels=_labels(arr, type(self).__name__))
         else:
@@ -268,9 +252,8 @@ class ImageInput(Dummy):
             return arr.reshape(arr.shape[0], -1)
         per = self.nb_channel * int(self.height) * int(self.width)
         if arr.size != arr.shape[0] * per:
-            raise ConfigError("Invalid value for `data` of ImageInput.Feed(). Expected %d values per image (%d x %d x "
-                              "%d). Received: an array of shape %s" % (per, self.nb_channel, self.height, self.width,
-                                                                       arr.shape))
+            expected = "%d values per image (%d x %d x %d)" % (per, self.nb_channel, self.height, self.width)
+            raise invalid("data", expected, Stated("an array of shape %s" % (arr.shape,)), where="ImageInput.Feed()")
         return arr.reshape(arr.shape[0], self.nb_channel, int(self.height), int(self.width))
 
 
@@ -293,7 +276,7 @@ class Dense(Layer):
 
     def __init__(self, output_dim=0, activation=None, init=None, w_param=None, b_param=None,
                  input_dim=None, **kwargs):
-        output_dim = _positive_int("output_dim", output_dim, "Dense")
+        output_dim = positive_int(output_dim, "output_dim", "Dense")
         layer_kw, pkw = _split_kwargs("Dense", kwargs, extra=("transpose",), params=True)
         if activation is not None:
             _activation_type(activation, "Dense")
@@ -328,13 +311,12 @@ class Loss(Layer):
 
     def __init__(self, lossname, topk=1, **kwargs):
         if lossname not in _LOSSES:
-            raise ConfigError("Invalid value for `lossname` of Loss. Expected 'softmaxloss' or "
-                              "'euclideanloss'. Received: %r" % (lossname,))
+            raise invalid("lossname", "'softmaxloss' or 'euclideanloss'", lossname, where="Loss")
         layer_kw, _ = _split_kwargs("Loss", kwargs)
         self.layer_type = _LOSSES[lossname]
         self._setup(layer_kw.pop("name", None) or generate_name(lossname), dict(layer_kw, type=self.layer_type))
         if self.layer_type == job_pb2.kSoftmaxLoss:
-            self.layer.softmaxloss_conf.topk = _positive_int("topk", topk, "Loss")
+            self.layer.softmaxloss_conf.topk = positive_int(topk, "topk", "Loss")
 
 
 class Dropout(Layer):
@@ -342,8 +324,7 @@ class Dropout(Layer):
 
     def __init__(self, ratio=0.5, **kwargs):
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
-            raise ConfigError("Invalid value for `ratio` of Dropout. Expected a number in [0, 1). "
-                              "Received: %r" % (ratio,))
+            raise invalid("ratio", "a number in [0, 1)", ratio, where="Dropout")
         layer_kw, _ = _split_kwargs("Dropout", kwargs)
         self.layer_type = job_pb2.kDropout
         self._setup(layer_kw.pop("name", None) or generate_name("dropout"), dict(layer_kw, type=job_pb2.kDropout))
@@ -363,8 +344,7 @@ def _pair(value, name, owner):
     """An int or a 2-tuple of ints (SINGA's <name> or <name>_x/<name>_y)."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ConfigError("Invalid value for `%s` of %s. Expected an int or a pair (x, y). Received: %r"
-                              % (name, owner, value))
+            raise invalid(name, "an int or a pair (x, y)", value, where=owner)
         return {name + "_x": value[0], name + "_y": value[1]}
     return {name: value}
 
@@ -379,9 +359,9 @@ class Convolution2D(Layer):
 
     def __init__(self, nb_filter=0, kernel=0, stride=1, pad=0, init=None, w_param=None, b_param=None,
                  activation=None, **kwargs):
-        nb_filter = _positive_int("nb_filter", nb_filter, "Convolution2D")
+        nb_filter = positive_int(nb_filter, "nb_filter", "Convolution2D")
         for k in (kernel if isinstance(kernel, (tuple, list)) else (kernel,)):
-            _positive_int("kernel", k, "Convolution2D")
+            positive_int(k, "kernel", "Convolution2D")
         layer_kw, pkw = _split_kwargs("Convolution2D", kwargs, params=True)
         if activation is not None:
             _activation_type(activation, "Convolution2D")
@@ -408,10 +388,10 @@ class _Pooling2D(Layer):
         if isinstance(pool_size, numbers.Integral) and not isinstance(pool_size, bool):
             pool_size = (pool_size, pool_size)
         if not isinstance(pool_size, (tuple, list)) or len(pool_size) != 2 or pool_size[0] != pool_size[1]:
-            raise ConfigError("Invalid value for `pool_size` of %s. Expected an int or a square pair such as "
-                              "(3, 3) (SINGA pools square windows only). Received: %r" % (owner, pool_size))
-        size = _positive_int("pool_size", pool_size[0], owner)
-        stride = _positive_int("stride", stride, owner)
+            raise invalid("pool_size", "an int or a square pair such as (3, 3) (SINGA pools square windows only)",
+                          pool_size, where=owner)
+        size = positive_int(pool_size[0], "pool_size", owner)
+        stride = positive_int(stride, "stride", owner)
         layer_kw, _ = _split_kwargs(owner, kwargs)
         self.layer_type = job_pb2.kCPooling
         self._setup(layer_kw.pop("name", None) or generate_name("pool"), dict(layer_kw, type=job_pb2.kCPooling))
@@ -434,9 +414,8 @@ class LRN2D(Layer):
     ``LRN2D(size, alpha=1, beta=0.75, knorm=1)``."""
 
     def __init__(self, size=0, **kwargs):
-        size = _positive_int("size", size, "LRN2D")
+        size = positive_int(size, "size", "LRN2D")
         layer_kw, lrn_kw = _split_kwargs("LRN2D", kwargs, extra=("alpha", "beta", "knorm"))
-        from singa.initialization import get_init_values
         self.layer_type = job_pb2.kLRN
         self._setup(layer_kw.pop("name", None) or generate_name("norm"), dict(layer_kw, type=job_pb2.kLRN))
         self.layer.lrn_conf.local_size = size
@@ -455,15 +434,14 @@ class Autoencoder:
     layer_type = "AutoEncoder"
 
     def __init__(self, hid_dim=None, out_dim=0, activation=None, param_share=True):
-        self.out_dim = _positive_int("out_dim", out_dim, "Autoencoder")
+        self.out_dim = positive_int(out_dim, "out_dim", "Autoencoder")
         if hid_dim is None:
-            raise ConfigError("Invalid value for `hid_dim` of Autoencoder. Expected an int or a list of ints. "
-                              "Received: None\nhelp: Autoencoder([1000, 500, 250, 30], out_dim=784)")
+            raise invalid("hid_dim", "an int or a list of ints", None, where="Autoencoder",
+                          hint="Autoencoder([1000, 500, 250, 30], out_dim=784)")
         dims = [hid_dim] if isinstance(hid_dim, numbers.Integral) else list(hid_dim)
         if not dims:
-            raise ConfigError("Invalid value for `hid_dim` of Autoencoder. Expected at least one hidden size. "
-                              "Received: %r" % (hid_dim,))
-        self.hid_dim = [_positive_int("hid_dim", d, "Autoencoder") for d in dims]
+            raise invalid("hid_dim", "at least one hidden size", hid_dim, where="Autoencoder")
+        self.hid_dim = [positive_int(d, "hid_dim", "Autoencoder") for d in dims]
         if activation is not None:
             _activation_type(activation, "Autoencoder")
         self.activation = activation
@@ -483,16 +461,14 @@ class RBM(Layer):
 
     def __init__(self, out_dim=None, w_param=None, b_param=None, sampling=None, **kwargs):
         if out_dim is None:
-            raise ConfigError("Invalid value for `out_dim` of RBM. Expected an int or a list of ints. "
-                              "Received: None\nhelp: RBM([1000, 500], w_std=0.1, b_wd=0)")
+            raise invalid("out_dim", "an int or a list of ints", None, where="RBM",
+                          hint="RBM([1000, 500], w_std=0.1, b_wd=0)")
         dims = [out_dim] if isinstance(out_dim, numbers.Integral) else list(out_dim)
         if not dims:
-            raise ConfigError("Invalid value for `out_dim` of RBM. Expected at least one size. Received: %r"
-                              % (out_dim,))
-        self.out_dim = [_positive_int("out_dim", d, "RBM") for d in dims]
+            raise invalid("out_dim", "at least one size", out_dim, where="RBM")
+        self.out_dim = [positive_int(d, "out_dim", "RBM") for d in dims]
         if sampling not in (None, "bernoulli", "gaussian"):
-            raise ConfigError("Invalid value for `sampling` of RBM. Expected None, 'bernoulli' or 'gaussian'. "
-                              "Received: %r" % (sampling,))
+            raise invalid("sampling", "None, 'bernoulli' or 'gaussian'", sampling, where="RBM")
         layer_kw, pkw = _split_kwargs("RBM", kwargs, params=True)
         n = len(self.out_dim)
         hdim = self.out_dim[-1]
@@ -514,6 +490,38 @@ class RBM(Layer):
         self.bidirect = hid
 
 
-__all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy", "Convolution2D",
-           "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
+# LayerType -> the class whose objects make LayerProtos of that type (Model.from_jobproto)
+_CLASS_OF_TYPE = {
+    job_pb2.kInnerProduct: Dense, job_pb2.kSTanh: Activation, job_pb2.kSoftmax: Activation,
+    job_pb2.kActivation: Activation, job_pb2.kSoftmaxLoss: Loss, job_pb2.kEuclideanLoss: Loss,
+    job_pb2.kDropout: Dropout, job_pb2.kAccuracy: Accuracy, job_pb2.kCConvolution: Convolution2D,
+    job_pb2.kLRN: LRN2D, job_pb2.kRBMVis: RBM,
+}
+
+
+def from_proto(lp):
+    """A layer object holding a copy of LayerProto ``lp``, of the class that makes such protos (Dense
+    for kInnerProduct, Data for an input layer without sources, ...; Layer for the others), as Keras'
+    ``Layer.from_config``. Its fields are taken as they are, not re-derived from arguments."""
+    if not lp.srclayers and is_input_layer(lp):
+        cls = Data
+    elif lp.type == job_pb2.kCPooling:
+        cls = AvgPooling2D if lp.pooling_conf.pool == job_pb2.PoolingProto.AVG else MaxPooling2D
+    else:
+        cls = _CLASS_OF_TYPE.get(lp.type, Layer)
+    layer = cls.__new__(cls)
+    layer.layer = job_pb2.LayerProto()
+    layer.layer.CopyFrom(lp)
+    layer._name_epoch = name_epoch()
+    if cls is not Layer:
+        layer.layer_type = lp.type
+    if cls is Data:
+        layer._auto_named, layer.checkpoint = False, None
+    elif cls is RBM:
+        layer.out_dim, layer.bidirect = [lp.rbm_conf.hdim], None
+    return layer
+
+
+__all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy",
+           "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
            "Parameter", "set_param_field"] + message.__all__

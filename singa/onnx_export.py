@@ -16,118 +16,165 @@ kPooling (mshadow) has no padding, LRN is across channels with knorm as the bias
 import numpy
 
 from singa.errors import ConfigError
-from singa.proto import job_pb2
+from singa.layers.neuron import STANH_A, STANH_B
+from singa.proto import enum_name, job_pb2
 
-STANH_A, STANH_B = 1.7159047, 0.66666667
+_ACTIVATION_OPS = {job_pb2.RELU: "Relu", job_pb2.SIGMOID: "Sigmoid", job_pb2.TANH: "Tanh"}
 
 
-def export(model_job, predictor, path, preprocess=True, opset=17, name=None):
-    """Write the ONNX model of ``predictor.net`` (a singa.inference.Predictor with params loaded)."""
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise ConfigError("export_onnx needs the onnx package.\nhelp: pip install 'singa[onnx]' (or pip install "
-                          "onnx)") from None
-    net = predictor.net
-    nodes, inits = [], []
-    counter = [0]
+class _Graph:
+    """The nodes and initializers being written, with fresh value names."""
 
-    def fresh(base):
-        counter[0] += 1
-        return "%s_%d" % (base, counter[0])
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes, self.inits, self._count = [], [], 0
 
-    def const(base, array):
-        n = fresh(base)
-        inits.append(numpy_helper.from_array(numpy.asarray(array, dtype=numpy.float32), n))
-        return n
+    def fresh(self, base):
+        self._count += 1
+        return "%s_%d" % (base, self._count)
 
-    data = net.data_layers[0]
-    sample = tuple(int(d) for d in data.out_shape[1:])
-    cur = "input"
-    if preprocess:
-        if data._mean is not None:
-            mean = numpy.broadcast_to(numpy.asarray(data._mean, numpy.float32).reshape(-1), (int(numpy.prod(sample)),))
-            nodes.append(helper.make_node("Sub", [cur, const("mean", mean.reshape(sample))], [fresh("centred")]))
-            cur = nodes[-1].output[0]
-        if data._std is not None:
-            std = numpy.broadcast_to(numpy.asarray(data._std, numpy.float32).reshape(-1), (int(numpy.prod(sample)),))
-            nodes.append(helper.make_node("Div", [cur, const("std", std.reshape(sample))], [fresh("scaled")]))
-            cur = nodes[-1].output[0]
-    outputs = {data.name: cur}
+    def const(self, base, array):
+        name = self.fresh(base)
+        self.inits.append(self.numpy_helper.from_array(numpy.asarray(array, dtype=numpy.float32), name))
+        return name
+
+    def node(self, op, inputs, outputs, **attrs):
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0]
+
+
+def _host(param):
+    return param.backend.to_host(param.data)
+
+
+# One function per layer type: (graph, layer, input value, output value) -> writes the layer's nodes.
+def _inner_product(g, layer, x, out):
+    flat = g.node("Flatten", [x], [g.fresh(layer.name + "_flat")], axis=1)
+    g.node("Gemm", [flat, g.const(layer.weight.name, _host(layer.weight)), g.const(layer.bias.name, _host(layer.bias))],
+           [out], transB=0 if layer.transpose else 1)
+
+
+def _convolution(g, layer, x, out):
+    geo = layer.geom
+    w = _host(layer.weight).reshape(layer.num_filters, geo.C, geo.kh, geo.kw)
+    g.node("Conv", [x, g.const(layer.weight.name, w), g.const(layer.bias.name, _host(layer.bias))], [out],
+           kernel_shape=[geo.kh, geo.kw], strides=[geo.sy, geo.sx], pads=[geo.py, geo.px, geo.py, geo.px])
+
+
+def _pooling(g, layer, x, out):
+    kh, kw, sh, sw, ph, pw = layer.geom[:6]
+    if layer.conf.type == job_pb2.kPooling:      # mshadow's pooling has no padding
+        ph = pw = 0
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw], ceil_mode=0)
+    if layer.method == job_pb2.PoolingProto.MAX:
+        g.node("MaxPool", [x], [out], **attrs)
+    else:
+        g.node("AveragePool", [x], [out], count_include_pad=1, **attrs)
+
+
+def _lrn(g, layer, x, out):
+    g.node("LRN", [x], [out], size=layer.local_size, alpha=layer.alpha, beta=layer.beta, bias=layer.knorm)
+
+
+def _stanh(g, layer, x, out):
+    scaled, th = g.fresh("stanh_in"), g.fresh("stanh_tanh")
+    g.node("Mul", [x, g.const("stanh_b", STANH_B)], [scaled])
+    g.node("Tanh", [scaled], [th])
+    g.node("Mul", [th, g.const("stanh_a", STANH_A)], [out])
+
+
+def _op(name):
+    def write(g, layer, x, out):
+        g.node(name, [x], [out])
+    return write
+
+
+def _activation(g, layer, x, out):
+    g.node(_ACTIVATION_OPS[layer.conf.activation_conf.type], [x], [out])
+
+
+def _softmax(g, layer, x, out):
+    flat = g.node("Flatten", [x], [g.fresh(layer.name + "_flat")], axis=1)
+    g.node("Softmax", [flat], [out], axis=1)
+
+
+def _flatten(g, layer, x, out):
+    g.node("Flatten", [x], [out], axis=1)
+
+
+_WRITERS = {
+    job_pb2.kInnerProduct: _inner_product,
+    job_pb2.kCConvolution: _convolution, job_pb2.kConvolution: _convolution, job_pb2.kCudnnConv: _convolution,
+    job_pb2.kCPooling: _pooling, job_pb2.kPooling: _pooling, job_pb2.kCudnnPool: _pooling,
+    job_pb2.kLRN: _lrn, job_pb2.kCudnnLRN: _lrn,
+    job_pb2.kSTanh: _stanh,
+    job_pb2.kReLU: _op("Relu"), job_pb2.kSigmoid: _op("Sigmoid"),
+    job_pb2.kActivation: _activation, job_pb2.kCudnnActivation: _activation,
+    job_pb2.kDropout: _op("Identity"),                  # the identity at inference
+    job_pb2.kSoftmax: _softmax, job_pb2.kCudnnSoftmax: _softmax, job_pb2.kSoftmaxLoss: _softmax,
+    job_pb2.kEuclideanLoss: _flatten,                   # its prediction: the input, one row per sample
+}
+_SKIPPED = (job_pb2.kAccuracy,)
+
+
+def _preprocess(g, data, sample, cur):
+    """The data layer's normalisation as Sub/Div nodes on ``cur``; returns the normalised value."""
+    size = int(numpy.prod(sample))
+    if data._mean is not None:
+        mean = numpy.broadcast_to(numpy.asarray(data._mean, numpy.float32).reshape(-1), (size,))
+        cur = g.node("Sub", [cur, g.const("mean", mean.reshape(sample))], [g.fresh("centred")])
+    if data._std is not None:
+        std = numpy.broadcast_to(numpy.asarray(data._std, numpy.float32).reshape(-1), (size,))
+        cur = g.node("Div", [cur, g.const("std", std.reshape(sample))], [g.fresh("scaled")])
+    return cur
+
+
+def _layers(g, net, cur):
+    """Write the net's layers after its data layer (up to the loss); returns the final value and its
+    size per sample."""
+    outputs = {net.data_layers[0].name: cur}
     final = final_dim = None
     for layer in net.layers:
         if layer.is_data:
             continue
         t = layer.conf.type
-        x = outputs[net.srcs[layer.name][0].name]       # (a loss's second source is the labels)
-        out = fresh(layer.name)
-        if t == job_pb2.kInnerProduct:
-            flat = fresh(layer.name + "_flat")
-            nodes.append(helper.make_node("Flatten", [x], [flat], axis=1))
-            w = layer.weight.backend.to_host(layer.weight.data)
-            b = layer.bias.backend.to_host(layer.bias.data)
-            nodes.append(helper.make_node("Gemm", [flat, const(layer.weight.name, w), const(layer.bias.name, b)], [out],
-                                          transB=0 if layer.transpose else 1))
-        elif t in (job_pb2.kCConvolution, job_pb2.kConvolution, job_pb2.kCudnnConv):
-            g = layer.geom
-            w = layer.weight.backend.to_host(layer.weight.data).reshape(layer.num_filters, g.C, g.kh, g.kw)
-            b = layer.bias.backend.to_host(layer.bias.data)
-            nodes.append(helper.make_node("Conv", [x, const(layer.weight.name, w), const(layer.bias.name, b)], [out],
-                                          kernel_shape=[g.kh, g.kw], strides=[g.sy, g.sx],
-                                          pads=[g.py, g.px, g.py, g.px]))
-        elif t in (job_pb2.kCPooling, job_pb2.kPooling, job_pb2.kCudnnPool):
-            kh, kw, sh, sw, ph, pw = layer.geom[:6]
-            if t == job_pb2.kPooling:
-                ph = pw = 0
-            op = "MaxPool" if layer.method == job_pb2.PoolingProto.MAX else "AveragePool"
-            kw_args = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw], ceil_mode=0)
-            if op == "AveragePool":
-                kw_args["count_include_pad"] = 1
-            nodes.append(helper.make_node(op, [x], [out], **kw_args))
-        elif t in (job_pb2.kLRN, job_pb2.kCudnnLRN):
-            nodes.append(helper.make_node("LRN", [x], [out], size=layer.local_size, alpha=layer.alpha,
-                                          beta=layer.beta, bias=layer.knorm))
-        elif t == job_pb2.kSTanh:
-            a = fresh("stanh_in")
-            th = fresh("stanh_tanh")
-            nodes += [helper.make_node("Mul", [x, const("stanh_b", STANH_B)], [a]),
-                      helper.make_node("Tanh", [a], [th]),
-                      helper.make_node("Mul", [th, const("stanh_a", STANH_A)], [out])]
-        elif t in (job_pb2.kReLU,):
-            nodes.append(helper.make_node("Relu", [x], [out]))
-        elif t == job_pb2.kSigmoid:
-            nodes.append(helper.make_node("Sigmoid", [x], [out]))
-        elif t in (job_pb2.kActivation, job_pb2.kCudnnActivation):
-            op = {job_pb2.RELU: "Relu", job_pb2.SIGMOID: "Sigmoid", job_pb2.TANH: "Tanh"}[layer.conf.activation_conf.type]
-            nodes.append(helper.make_node(op, [x], [out]))
-        elif t in (job_pb2.kDropout,):
-            nodes.append(helper.make_node("Identity", [x], [out]))
-        elif t in (job_pb2.kSoftmax, job_pb2.kCudnnSoftmax, job_pb2.kSoftmaxLoss):
-            flat = fresh(layer.name + "_flat")
-            nodes.append(helper.make_node("Flatten", [x], [flat], axis=1))
-            nodes.append(helper.make_node("Softmax", [flat], [out], axis=1))
-        elif t == job_pb2.kEuclideanLoss:
-            nodes.append(helper.make_node("Flatten", [x], [out], axis=1))
-        elif t == job_pb2.kAccuracy:
+        out = g.fresh(layer.name)       # (also for a skipped layer: the value names stay as they were)
+        if t in _SKIPPED:
             continue
-        else:
-            name = job_pb2.LayerType.Name(t) if t in job_pb2.LayerType.values() else t
+        write = _WRITERS.get(t)
+        if write is None:
             raise ConfigError("export_onnx: layer '%s' of type %s has no ONNX mapping here.\nhelp: MLPs and CNNs "
                               "(inner product, convolution, pooling, LRN, activations, dropout, softmax) export"
-                              % (layer.name, name))
+                              % (layer.name, enum_name(job_pb2.LayerType, t)))
+        write(g, layer, outputs[net.srcs[layer.name][0].name], out)    # (a loss's second source: the labels)
         outputs[layer.name] = out
         final, final_dim = out, int(numpy.prod(layer.out_shape[1:]))
         if layer.is_loss:
             break
     if final is None:
         raise ConfigError("export_onnx: the net has no layer after its data layer")
-    nodes.append(helper.make_node("Identity", [final], ["output"]))
-    out_dim = final_dim
+    return final, final_dim
+
+
+def export(model_job, predictor, path, preprocess=True, opset=17, name=None):
+    """Write the ONNX model of ``predictor.net`` (a singa.inference.Predictor with params loaded)."""
+    try:
+        import onnx      # optional: only export needs it
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ConfigError("export_onnx needs the onnx package.\nhelp: pip install 'singa[onnx]' (or pip install "
+                          "onnx)") from None
+    net = predictor.net
+    g = _Graph(helper, numpy_helper)
+    data = net.data_layers[0]
+    sample = tuple(int(d) for d in data.out_shape[1:])
+    cur = _preprocess(g, data, sample, "input") if preprocess else "input"
+    final, out_dim = _layers(g, net, cur)
+    g.node("Identity", [final], ["output"])
     graph = helper.make_graph(
-        nodes, name or model_job.name or "singa",
+        g.nodes, name or model_job.name or "singa",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch"] + list(sample))],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", out_dim])], initializer=inits)
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", out_dim])], initializer=g.inits)
     model = helper.make_model(graph, producer_name="singa", opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 10)
     onnx.checker.check_model(model)

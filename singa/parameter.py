@@ -33,7 +33,7 @@ Differences to SINGA, on purpose:
 import math
 import numbers
 
-from singa.errors import ConfigError
+from singa.errors import ConfigError, Stated, invalid
 from singa.initialization import get_init_values, init_name
 from singa.param import check_init, check_init_values
 from singa.proto import job_pb2
@@ -47,15 +47,15 @@ _GEN_FIELDS = tuple(f for f in field_names(job_pb2.ParamGenProto) if f != "type"
 
 def _check_number(key, val):
     if isinstance(val, bool) or not isinstance(val, numbers.Real):
-        raise ConfigError("Invalid value for `%s`. Expected a number. Received: %r" % (key, val))
+        raise invalid(key, "a number", val)
 
 
 def _check_scale(key, val):
     _check_number(key, val)
     # a negative lr scale climbs the loss for this param; NaN/inf poison it at the first step
     if not (math.isfinite(val) and val >= 0):
-        raise ConfigError("Invalid value for `%s`. Expected a finite number >= 0. Received: %r\nhelp: 1 keeps the "
-                          "job's rate/decay, 0 freezes the param (lr) or turns its decay off (wd)" % (key, val))
+        raise invalid(key, "a finite number >= 0", val,
+                      hint="1 keeps the job's rate/decay, 0 freezes the param (lr) or turns its decay off (wd)")
 
 
 def _check_init_values(values, owner):
@@ -94,14 +94,13 @@ class Parameter:
 
         if "name" not in kwargs:
             if "level" in kwargs:
-                raise ConfigError("Invalid value for `level`. Expected it only together with `name` "
-                                  "(Parameter(name='w', level=2) -> 'w2'). Received: level=%r without name"
-                                  % (kwargs["level"],))
+                raise invalid("level", "it only together with `name` (Parameter(name='w', level=2) -> 'w2')",
+                              Stated("level=%r without name" % (kwargs["level"],)))
             self.param.name = generate_name("param", 1)
         else:
             pname = kwargs["name"]
             if not isinstance(pname, str) or not pname:
-                raise ConfigError("Invalid value for `name`. Expected a non-empty string. Received: %r" % (pname,))
+                raise invalid("name", "a non-empty string", pname)
             if kwargs.get("level") is not None:
                 pname += str(kwargs["level"])
                 if pname[0] == "b":     # RBM/autoencoder bias naming: b<level>2
@@ -195,7 +194,7 @@ def set_param_field(param, pname, changename=False, withnumber=True, level=None,
     if isinstance(param, Parameter):
         param = param.param
     if pname not in ("w", "b"):
-        raise ConfigError("Invalid value for `pname`. Expected 'w' or 'b'. Received: %r" % (pname,))
+        raise invalid("pname", "'w' or 'b'", pname)
     prefix = pname + "_"
     lr, wd = param.lr_scale, param.wd_scale
     initkv = {}
@@ -260,6 +259,6 @@ def layer_param(given, default_init, pname, kwargs, changename=False, withnumber
         proto = job_pb2.ParamProto()
         proto.CopyFrom(given)
     else:
-        raise ConfigError("Invalid value for `%s_param`. Expected a Parameter. Received: %r\n"
-                          "help: %s_param=Parameter(init='gaussian', std=0.01)" % (pname, given, pname))
+        raise invalid("%s_param" % pname, "a Parameter", given,
+                      hint="%s_param=Parameter(init='gaussian', std=0.01)" % pname)
     return set_param_field(proto, pname, changename=changename, withnumber=withnumber, level=level, **kwargs)
