@@ -14,17 +14,13 @@ from singa.errors import ConfigError, DataError
 from singa.io import checkpoint as ckpt
 from singa.layers.input import array_store
 from singa.neuralnet import NeuralNet
-from singa.proto import job_pb2
+from singa.proto import is_input_layer, job_pb2
 from singa.random import RandomStreams
-
-
-def is_input(lp):
-    return 100 <= lp.type < 200 or lp.user_type == "kData"
 
 
 def reference_input(net_proto):
     """The input layer whose store settings arrays inherit: the test one, else the train one."""
-    inputs = [lp for lp in net_proto.layer if is_input(lp)]
+    inputs = [lp for lp in net_proto.layer if is_input_layer(lp)]
     if not inputs:
         raise ConfigError("the model has no data layer, so its input shape is unknown.\nhelp: fit the model (or add "
                           "a Data layer) before predict/evaluate on arrays")
@@ -49,7 +45,7 @@ def array_net_proto(net_proto, path, batch, x_shape):
     del out.layer[:]
     placed = False
     for lp in net_proto.layer:
-        if not is_input(lp):
+        if not is_input_layer(lp):
             out.layer.add().CopyFrom(lp)
             continue
         if placed:

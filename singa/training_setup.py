@@ -7,9 +7,8 @@ from typing import Optional
 
 from singa.backends import Backend
 from singa.errors import ConfigError
-from singa.inference import is_input
 from singa.neuralnet import NeuralNet
-from singa.proto import enum_name, job_pb2
+from singa.proto import enum_name, is_input_layer, job_pb2
 from singa.random import RandomStreams
 
 WorkerGroup = namedtuple("WorkerGroup", "id worker wstub net")
@@ -98,7 +97,7 @@ def worker_slices(topo, multiprocess, ps, batch, group, ids):
 def _phase_data_layers(job, phase):
     """Names of the data layers that ``job`` includes explicitly in ``phase`` (a layer without
     ``include`` serves every phase and says nothing about the user's intent)."""
-    return [lp.name for lp in job.neuralnet.layer if not lp.srclayers and is_input(lp) and phase in lp.include]
+    return [lp.name for lp in job.neuralnet.layer if not lp.srclayers and is_input_layer(lp) and phase in lp.include]
 
 
 def evaluation_plan(job, which, net):

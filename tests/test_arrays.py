@@ -1,4 +1,5 @@
-# covers: singa/model.py (fit/evaluate/predict on arrays), singa/layers/input.py (in-memory stores)
+# covers: singa/arrays.py, singa/model.py (fit/evaluate/predict on arrays), singa/layers/input.py
+#         (in-memory stores)
 """fit / evaluate / predict on in-memory NumPy arrays (Keras style), next to the seed's Data layers."""
 import numpy as np
 import pytest

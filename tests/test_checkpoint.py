@@ -219,3 +219,12 @@ def test_load_params_fills_a_net_by_name_later_files_winning(tmp_path):
         load_params([str(a)], _Net(_Param("w1", (3, 4))))
     with pytest.raises(DataError, match="`checkpoint_path`: .* does not exist"):
         load_params([str(tmp_path / "none")], net)
+
+
+def test_empty_blob_with_a_huge_shape_is_a_data_error():
+    # found by the checkpoint fuzzer: a blob of 0 values whose other dims multiply to 2.6e18, which
+    # passed the int64 bound but not numpy's (the bytes, 4 per value, pass int64)
+    import base64
+    buf = base64.b64decode("GDEiBDAnYjEqHggDCAIKGAAAAAAAAAAxgAAAIBAQEBAQEBAQEBAQEA==")
+    with pytest.raises(DataError, match=r"blob #0 .* has shape"):
+        decode_checkpoint(buf)

@@ -1,4 +1,4 @@
-# covers: singa/model.py
+# covers: singa/model.py, singa/jobconf.py, singa/compiling.py, singa/netbuild.py, singa/saving.py
 """The keras-like Model API compiles SINGA's seed scripts to the JobProtos of SINGA's job.confs.
 
 The seed document's snippets (python.md, v0.3) are written out as they appear (typos fixed), with

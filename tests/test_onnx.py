@@ -1,4 +1,4 @@
-# covers: singa/onnx_export.py
+# covers: singa/onnx_export.py, singa/saving.py (export_onnx)
 """ONNX export (singa.onnx_export): onnxruntime gives singa's predictions on Fashion-MNIST."""
 import numpy as np
 import pytest

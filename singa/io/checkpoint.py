@@ -243,7 +243,7 @@ def decode_checkpoint(buf, path="<checkpoint>", strip=True):
             n = 1
             for s in shape:
                 n *= s
-        extent = 1      # numpy refuses a shape whose non-zero dims multiply past int64, even when empty
+        extent = 4      # numpy refuses a shape whose bytes (non-zero dims x 4) pass int64, even when empty
         for s in shape:
             extent *= max(s, 1)
         if any(s < 0 for s in shape) or n != values.size or extent >= 2 ** 62:
