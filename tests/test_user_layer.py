@@ -88,7 +88,7 @@ def test_gradient_check_catches_a_wrong_user_backward(user_layers):
         def backward(self, flag, srcs, grad):
             return [grad * 3]
     register("kWrong")(Wrong)
-    with pytest.raises(GradientMismatch):
+    with pytest.raises(GradientMismatch, match=r"layer 'w' \(kWrong\)"):
         check_layer_gradients('name: "w" user_type: "kWrong"', [(3, 4)])
 
 

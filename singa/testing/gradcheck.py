@@ -29,7 +29,7 @@ from singa import switches
 from singa.backends import Backend, gpu_count
 from singa.proto import LayerProto, job_pb2, parse_job_conf
 import singa.layers  # noqa: F401  (registers the layer types)
-from singa.layers.base import create_layer
+from singa.layers.base import create_layer, type_name
 
 
 class Source:
@@ -209,7 +209,7 @@ def check_layer_gradients(conf, src_shapes, *, backend=None, dtype=numpy.float64
         report[name] = float(worst)
     if failures:
         raise GradientMismatch("layer '%s' (%s): %d gradient element(s) disagree with finite differences:\n  %s"
-                               % (layer.name, job_pb2.LayerType.Name(layer.conf.type), len(failures),
+                               % (layer.name, layer.conf.user_type or type_name(layer.conf.type), len(failures),
                                   "\n  ".join(failures[:10])))
     return report
 
