@@ -10,7 +10,7 @@ import numpy
 import singa.layers  # noqa: F401  (registers the layer implementations)
 from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
-from singa.layers.base import create_layer, type_name
+from singa.layers.base import create_layer, type_name, wants_gradient
 from singa.proto import enum_name, job_pb2
 from singa.updaters.fused import installed
 
@@ -250,7 +250,7 @@ class NeuralNet:
             srcs = self.srcs[layer.name]
             src_grads = layer.backward(flag, srcs, g)
             for src, sg in zip(srcs, src_grads or ()):
-                if sg is None or src.is_data:
+                if sg is None or not wants_gradient(src):
                     continue
                 prev = grads.get(src.name)
                 grads[src.name] = sg if prev is None else prev + sg

@@ -121,10 +121,17 @@ def create_layer(conf, backend, dtype=numpy.float32):
     return cls(conf, backend, dtype)
 
 
+def wants_gradient(src):
+    """Whether back-propagation should compute the gradient of source ``src``'s output: not for
+    a data layer, nor for one computed from data alone (``grad_free``: kOneHot, kRNNLabel)."""
+    return not (getattr(src, "is_data", False) or getattr(src, "grad_free", False))
+
+
 class Layer:
     is_data = False    # produces batches from a store (has next_batch)
     is_loss = False    # starts back-propagation; has metrics()
     has_metrics = False
+    grad_free = False  # its output depends on data alone: no gradient flows into it (wants_gradient)
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         self.conf = conf

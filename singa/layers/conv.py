@@ -23,7 +23,7 @@ from singa import switches
 from singa.backends import blas, parallel
 from singa.backends.lowering import ConvGeometry, Lowering
 from singa.errors import ConfigError, invalid
-from singa.layers.base import conf_pair, image_shape, Layer, register, scratch, type_name
+from singa.layers.base import conf_pair, image_shape, Layer, register, scratch, type_name, wants_gradient
 from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
@@ -172,7 +172,7 @@ class ConvolutionLayer(Layer):
         G = self.lower.output_grad(grad, g, scratch(self, "Y", (F, g.N)))
         sum_into(self.xp, G, 1, self.bias.grad_sink())
         dx = None
-        if not getattr(src, "is_data", False):
+        if wants_gradient(src):
             # dx reads the old weights, before the fused update below writes them.
             dx = scratch(self, "dx", (g.B, g.C, g.H, g.W))
             if g.rows:

@@ -14,7 +14,7 @@ import math
 
 from singa.backends import blas, parallel
 from singa.errors import ConfigError, invalid
-from singa.layers.base import Layer, register, scratch
+from singa.layers.base import Layer, register, scratch, wants_gradient
 from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
@@ -96,7 +96,7 @@ class InnerProductLayer(Layer):
         target, alpha, beta, done = self.weight.grad_sink()
         sum_into(self.xp, g, 0, self.bias.grad_sink())
         # Nobody below wants dx of a data source: skip the largest GEMM.
-        dx = None if getattr(src, "is_data", False) else scratch(self, "dx", x.shape)
+        dx = scratch(self, "dx", x.shape) if wants_gradient(src) else None
         in_dim = self.in_dim
         tr = self.transpose
 
