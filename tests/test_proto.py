@@ -114,7 +114,8 @@ RNNLM_JOB_CONF = "/work/shared/compat/singa-v0/rnnlm-job.conf"      # SINGA's ex
 def test_rnnlm_proto_is_singas_global_namespace_schema():
     from singa.proto import rnnlm_pb2
     assert rnnlm_pb2.DESCRIPTOR.package == ""            # no `package`, as in SINGA's rnnlm.proto
-    assert {m: [(f.name, f.number) for f in d.fields] for m, d in rnnlm_pb2.DESCRIPTOR.message_types_by_name.items()} == {
+    assert {m: [(f.name, f.number) for f in d.fields]
+            for m, d in rnnlm_pb2.DESCRIPTOR.message_types_by_name.items()} == {
         "EmbeddingProto": [("word_dim", 1), ("vocab_size", 2)],
         "LossProto": [("nclass", 1), ("vocab_size", 2)],
         "DataProto": [("path", 1), ("max_window", 2), ("backend", 3)],
