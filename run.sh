@@ -22,6 +22,16 @@ setup() {
                  "set SINGA_FASHION_MNIST_DIR or SINGA_MNIST_DIR to the idx files instead" >&2
         fi
     fi
+    if [ ! -f /usr/share/games/fortunes/computers ]; then
+        # real English prose for char-rnn and rnnlm (singa/datasets/fortunes.py)
+        echo "== installing Debian's fortunes (the text for the char-rnn and rnnlm examples and tests)"
+        SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO="sudo"
+        if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq fortunes; } >/tmp/singa-apt-fortunes.log 2>&1; then
+            echo "warning: could not install fortunes (see /tmp/singa-apt-fortunes.log);" \
+                 "set SINGA_FORTUNES_DIR to a folder of fortune files instead" >&2
+        fi
+    fi
     if ! command -v g++ >/dev/null 2>&1 && ! command -v c++ >/dev/null 2>&1; then
         # the CuPy stand-in's ElementwiseKernel compiles the CUDA C bodies as C++ (tests/test_fused_kernels.py)
         echo "== installing g++ (the GPU stand-in runs the fused kernels' bodies compiled as C++)"

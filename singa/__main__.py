@@ -1,6 +1,6 @@
 """``singa-run`` / ``python -m singa``: SINGA's launcher.
 
-    singa-run -conf job.conf [-resume] [-test] [-seed N]   run a job configuration
+    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu]   run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
     singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
     singa-run -n 4 -exec script.py [ARGS...]               the script on 4 processes (mpiexec -n 4)
@@ -13,6 +13,9 @@ When the conf's cluster needs more than one process (SINGA-V0.md 3.3) and this i
 MPI job, singa-run starts mpiexec itself with that many processes, as SINGA's launcher started
 one process per host, and names a rank that gets killed by its rank. Arguments SINGA's launcher
 passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and ignored.
+
+    -cpu   run the job on the CPU although its conf names GPUs (``gpu: 0``, as char-rnn-job.conf
+           does): the conf's ``gpu`` fields are ignored for this run, the file is not changed
 """
 import os
 import runpy
@@ -72,7 +75,7 @@ def main(argv=None):
     except ValueError as e:
         return _fail(str(e))
     conf = script = None
-    resume = test = False
+    resume = test = cpu = False
     seed = 0
     rest = []
     i = 0
@@ -103,6 +106,8 @@ def main(argv=None):
             resume = True
         elif a == "-test":
             test = True
+        elif a == "-cpu":
+            cpu = True
         else:
             return _fail("unknown argument %r\n%s" % (a, USAGE))
         i += 1
@@ -113,6 +118,9 @@ def main(argv=None):
     if code is not None:
         return code
     if script is not None:
+        if cpu:
+            return _fail("-cpu applies to a job.conf run (-conf job.conf -cpu); a script chooses its device "
+                         "itself: leave out device= (fit/evaluate) to run it on the CPU")
         if not os.path.isfile(script):
             return _fail("no such script: %r" % script)
         sys.argv = [script] + rest
@@ -123,16 +131,31 @@ def main(argv=None):
         return _fail("nothing to run: pass -conf job.conf or -exec script.py\n%s" % USAGE)
     from singa.driver import Driver
     from singa.proto import read_job_conf
+    job = None
     try:
         job = read_job_conf(conf)
+        if cpu:
+            _run_on_cpu(job, conf)
         driver = Driver(argv=[conf] + argv, seed=seed)
         if test:
             driver.test(job)
         else:
             driver.train(job, resume=resume)
     except SingaError as e:
-        return _fail(str(e))
+        msg = str(e)
+        if job is not None and len(job.gpu) and "`device`" in msg:
+            msg += "\nhelp: to run %s on the CPU without editing it: singa-run -conf %s -cpu" % (conf, conf)
+        return _fail(msg)
     return 0
+
+
+def _run_on_cpu(job, conf):
+    """-cpu: drop the conf's ``gpu`` ids for this run (said once, by rank 0), so every worker uses NumPy."""
+    if len(job.gpu):
+        if os.environ.get("PMI_RANK", "0") == "0":
+            print("singa-run: -cpu: running on the CPU; %s's `gpu: %s` is ignored"
+                  % (conf, ", ".join(str(g) for g in job.gpu)), file=sys.stderr, flush=True)
+        job.ClearField("gpu")
 
 
 def _cluster_of(conf):

@@ -57,6 +57,8 @@ TABLE = (
            "a folder holding Fashion-MNIST's four idx files"),
     Switch("SINGA_CIFAR10_DIR", "path", "unset", "data", "singa/datasets/cifar10.py",
            "a folder holding cifar-10-binary.tar.gz or cifar-10-batches-bin/"),
+    Switch("SINGA_FORTUNES_DIR", "path", "/usr/share/games/fortunes", "data", "singa/datasets/fortunes.py",
+           "a folder holding fortune files (Debian's package fortunes), the text for char-rnn and rnnlm"),
     Switch("SINGA_CACHE", "path", "$XDG_CACHE_HOME/singa or ~/.cache/singa", "data", "singa/datasets/_idx.py, singa/datasets/cifar10.py",
            "where converted data sets are kept"),
     # -- scripts

@@ -114,3 +114,27 @@ def test_help_is_plain_text(args, in_tmp):
     r = run([sys.executable] + args, in_tmp, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) > 3 and "``" not in r.stdout + r.stderr, r.stdout
+
+
+def test_cpu_flag_runs_a_gpu_conf_on_the_cpu_without_editing_it(in_tmp):
+    from tests.test_driver import NET, write_blobs
+    write_blobs(in_tmp / "train.bin", 64, 1)
+    write_blobs(in_tmp / "test.bin", 50, 2)
+    conf = in_tmp / "gpu-job.conf"
+    conf.write_text("gpu: 0\n" + NET % dict(steps=6, disp=3, test_freq=6))     # as char-rnn-job.conf names it
+    before = conf.read_bytes()
+    r = singa_run("-conf", str(conf), "-cpu", cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "-cpu: running on the CPU; %s's `gpu: 0` is ignored" % conf in r.stderr
+    assert "Train @ step 3" in r.stdout and os.path.isfile(in_tmp / "ws" / "checkpoint" / "step6-worker0")
+    assert conf.read_bytes() == before
+    r = singa_run("-conf", str(conf), "-cpu", "-test", "-exec", "x.py", cwd=in_tmp)
+    assert r.returncode == 2 and "-cpu applies to a job.conf run" in r.stderr
+    try:
+        import cupy  # noqa: F401  (with CuPy and a GPU, `gpu: 0` simply runs there)
+    except ImportError:
+        env_standin = os.environ.get("SINGA_GPU_STANDIN", "")
+        if env_standin in ("", "0"):
+            r = singa_run("-conf", str(conf), cwd=in_tmp)
+            assert r.returncode == 2 and "CuPy is not installed" in r.stderr
+            assert "singa-run -conf %s -cpu" % conf in r.stderr                # the error says how

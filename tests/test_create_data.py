@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 from singa.errors import DataError
-from singa.io.create_data import convert_cifar10, convert_idx_to_kvfile, main
+from singa.io.create_data import convert_char_rnn, convert_cifar10, convert_idx_to_kvfile, main
 from singa.io.idx import write_idx
 from singa.io.kvfile import read_kvfile
 from singa.io.record import load_record_file
@@ -127,3 +127,38 @@ def test_cifar10_errors(tmp_path):
     with pytest.raises(DataError, match="image #0 has label 42"):
         convert_cifar10(src, tmp_path / "o")
     assert not (tmp_path / "o" / "train_data.bin").exists()
+
+
+def test_char_rnn_vocab_as_data_py_wrote_it_in_code_point_order(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_bytes("hello, world\n\tcaf\u00e9!\n".encode("utf-8"))
+    out = tmp_path / "char-rnn"
+    assert main(["char-rnn", str(src), str(out)]) == 0
+    assert "20 characters, 16 unique" in capsys.readouterr().out
+    vocab = (out / "vocab.txt").read_bytes().decode("utf-8")
+    assert vocab == "".join(sorted(set(src.read_text()))) == "\t\n !,acdefhlorw\u00e9"   # no separator, no newline
+    assert (out / "linux_input.txt").read_bytes() == src.read_bytes()     # char-rnn-job.conf's name
+    assert convert_char_rnn(str(src), str(out), name="fortunes.txt") == (20, 16)
+    assert (out / "fortunes.txt").read_bytes() == src.read_bytes()
+    assert [vocab.index(c) for c in "hello"] == [10, 8, 11, 11, 12]        # kCharRNN: index = position
+
+
+def test_char_rnn_same_file_in_place_and_errors(tmp_path):
+    d = tmp_path / "cr"
+    d.mkdir()
+    src = d / "linux_input.txt"
+    src.write_text("abcab")
+    assert convert_char_rnn(str(src), str(d)) == (5, 3) and src.read_text() == "abcab"
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(DataError, match=r"Expected UTF-8 text.*byte 3 \(0xe9\)") as e:
+        convert_char_rnn(str(tmp_path / "latin1.txt"), str(d))
+    assert "help:" in str(e.value)
+    (tmp_path / "one.txt").write_text("a")
+    with pytest.raises(DataError, match="at least 2 characters"):
+        convert_char_rnn(str(tmp_path / "one.txt"), str(d))
+    with pytest.raises(DataError, match="readable text file"):
+        convert_char_rnn(str(tmp_path / "missing.txt"), str(d))
+    for bad in ("vocab.txt", "sub/x.txt", ""):
+        with pytest.raises(DataError, match="-name"):
+            convert_char_rnn(str(src), str(d), name=bad)
+    assert main(["char-rnn", str(tmp_path / "one.txt"), str(d)]) == 1

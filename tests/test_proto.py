@@ -19,11 +19,11 @@ CONFS = sorted(glob.glob(os.path.join(CONF_DIR, "*.conf")))
 
 def test_generated_modules_match_proto_files(tmp_path):
     pytest.importorskip("grpc_tools", reason="grpcio-tools (the dev extra) regenerates the modules")
-    for name in ("job", "common", "singa"):
+    for name in ("job", "common", "singa", "rnnlm"):
         shutil.copy(os.path.join(PROTO_DIR, name + ".proto"), tmp_path)
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "job.proto",
-                    "common.proto", "singa.proto"], cwd=tmp_path, check=True, capture_output=True)
-    for name in ("job", "common", "singa"):
+                    "common.proto", "singa.proto", "rnnlm.proto"], cwd=tmp_path, check=True, capture_output=True)
+    for name in ("job", "common", "singa", "rnnlm"):
         with open(os.path.join(PROTO_DIR, name + "_pb2.py")) as a, open(tmp_path / (name + "_pb2.py")) as b:
             assert a.read() == b.read(), "%s_pb2.py is stale: regenerate it (see singa/proto/__init__.py)" % name
 
@@ -106,3 +106,64 @@ def test_bad_enum_and_missing_required(tmp_path):
         parse_job_conf("updater { learning_rate { type: kStep step_conf { gamma: 0.9 } } }")
     with pytest.raises(JobConfError, match="no such file"):
         read_job_conf(str(tmp_path / "missing.conf"))
+
+
+RNNLM_JOB_CONF = "/work/shared/compat/singa-v0/rnnlm-job.conf"      # SINGA's examples/rnnlm/job.conf
+
+
+def test_rnnlm_proto_is_singas_global_namespace_schema():
+    from singa.proto import rnnlm_pb2
+    assert rnnlm_pb2.DESCRIPTOR.package == ""            # no `package`, as in SINGA's rnnlm.proto
+    assert {m: [(f.name, f.number) for f in d.fields]
+            for m, d in rnnlm_pb2.DESCRIPTOR.message_types_by_name.items()} == {
+        "EmbeddingProto": [("word_dim", 1), ("vocab_size", 2)],
+        "LossProto": [("nclass", 1), ("vocab_size", 2)],
+        "DataProto": [("path", 1), ("max_window", 2), ("backend", 3)],
+        "WordRecord": [("word", 1), ("word_index", 2), ("class_index", 3), ("class_start", 4), ("class_end", 5)]}
+    assert {n: e.number for n, e in rnnlm_pb2.DESCRIPTOR.extensions_by_name.items()} == {
+        "embedding_conf": 1001, "loss_conf": 1002, "data_conf": 1003}
+    assert rnnlm_pb2.DataProto().backend == "kvfile"
+    import sys
+    assert "job_pb2" not in sys.modules and "common_pb2" not in sys.modules   # the import aliases are gone
+
+
+def test_rnnlm_extension_fields_parse_and_round_trip():
+    from singa.proto import rnnlm_pb2
+    job = parse_job_conf('''name: "rnnlm" neuralnet {
+      layer { name: "data" user_type: "kData" [data_conf] { path: "t.bin" max_window: 10 } include: kTrain }
+      layer { name: "loss" user_type: "kLoss" srclayers: "data" [loss_conf] { nclass: 100 vocab_size: 3720 } }
+    } cluster { workspace: "w" }''')
+    data, loss = job.neuralnet.layer
+    assert data.Extensions[rnnlm_pb2.data_conf].path == "t.bin"
+    assert data.Extensions[rnnlm_pb2.data_conf].max_window == 10
+    assert data.Extensions[rnnlm_pb2.data_conf].backend == "kvfile"          # the proto's default
+    assert (loss.Extensions[rnnlm_pb2.loss_conf].nclass, loss.Extensions[rnnlm_pb2.loss_conf].vocab_size) == (100, 3720)
+    assert not loss.HasExtension(rnnlm_pb2.data_conf)
+    assert parse_job_conf(job_to_text(job)) == job and "[data_conf]" in job_to_text(job)
+    assert JobProto.FromString(job.SerializeToString()) == job
+
+
+def test_rnnlm_extension_missing_required_path_and_unknown_extension():
+    with pytest.raises(JobConfError, match="path"):      # DataProto.path is `required`
+        parse_job_conf('name: "r" neuralnet { layer { name: "d" [data_conf] { max_window: 3 } } }')
+    with pytest.raises(JobConfError, match="no_such_conf") as e:
+        parse_job_conf('name: "r" neuralnet { layer { name: "d" [no_such_conf] { } } }')
+    assert "help:" in str(e.value)
+
+
+@pytest.mark.skipif(not os.path.isfile(RNNLM_JOB_CONF), reason="SINGA's original rnnlm-job.conf is not on this machine")
+def test_original_rnnlm_job_conf_parses_with_its_extension_values():
+    from singa.proto import rnnlm_pb2
+    job = read_job_conf(RNNLM_JOB_CONF)
+    by = {(lp.name, tuple(lp.include)): lp for lp in job.neuralnet.layer}
+    train, val = by[("data", (job_pb2.kTrain,))], by[("data", (job_pb2.kVal,))]
+    assert train.Extensions[rnnlm_pb2.data_conf] == rnnlm_pb2.DataProto(
+        backend="kvfile", path="examples/rnnlm/train_data.bin", max_window=10)
+    assert val.Extensions[rnnlm_pb2.data_conf].path == "examples/rnnlm/valid_data.bin"
+    emb, loss = by[("embedding", ())], by[("loss", ())]
+    assert (emb.Extensions[rnnlm_pb2.embedding_conf].word_dim, emb.Extensions[rnnlm_pb2.embedding_conf].vocab_size) \
+        == (15, 3720)
+    assert (loss.Extensions[rnnlm_pb2.loss_conf].nclass, loss.Extensions[rnnlm_pb2.loss_conf].vocab_size) == (100, 3720)
+    assert [lp.user_type for lp in job.neuralnet.layer] == ["kData", "kData", "kEmbedding", "kHidden", "kLoss"]
+    assert [p.name for p in loss.param] == ["w3", "w4"] and job.train_steps == 81350
+    assert parse_job_conf(job_to_text(job)) == job

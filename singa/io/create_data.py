@@ -1,7 +1,10 @@
-"""``singa-create-data``: SINGA's create_data tools for MNIST and CIFAR-10 (SINGA-V0.md 5.3).
+"""``singa-create-data``: SINGA's create_data tools for MNIST, CIFAR-10, char-rnn and rnnlm (SINGA-V0.md 5.3).
 
     singa-create-data mnist IMAGES_IDX LABELS_IDX OUT.bin
     singa-create-data cifar10 INPUT_FOLDER OUTPUT_FOLDER
+    singa-create-data fortunes OUTPUT_FOLDER [-vocab_size N]
+    singa-create-data char-rnn TEXT OUTPUT_FOLDER [-name linux_input.txt]
+    singa-create-data rnnlm -train F -valid F -test F [-class_size 100] [-out OUTPUT_FOLDER]
 
 MNIST: one record per image, key ``"%08d" % i``, value RecordProto{shape: [rows, cols] (from
 the idx header), label, pixel: rows*cols bytes}. CIFAR-10 (the binary version's files
@@ -9,6 +12,14 @@ data_batch_1..5.bin and test_batch.bin, each record a label byte then 3072 bytes
 ``train_data.bin`` and ``test_data.bin`` with keys ``"%05d"`` and RecordProto{shape: [3, 32, 32],
 label, pixel}, plus ``image_mean.bin`` holding one record, key ``"mean"``, with the 3072
 per-pixel means over the training images as float ``data``.
+
+char-rnn (SINGA's examples/char-rnn/data.py): ``vocab.txt`` holds the text's distinct characters
+concatenated, no separator and no trailing newline, in code point order (data.py used Python's
+set order, which is arbitrary; kCharRNN indexes a character by its position in vocab.txt); the
+text is written beside it, under the name char-rnn-job.conf reads (``linux_input.txt``) unless
+``-name`` says otherwise. Both are UTF-8; on ASCII text (the fortunes) characters and bytes agree,
+as SINGA's C++ layer, which read bytes, needs. rnnlm: see singa/io/rnnlm_data.py. fortunes: the
+texts of singa/datasets/fortunes.py (char parts and word parts) as files.
 """
 import argparse
 import os
@@ -18,6 +29,7 @@ import numpy
 
 from singa.errors import DataError, SingaError
 from singa.io.idx import read_mnist
+from singa.io.atomic import write_text_atomic
 from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_pixel_records, encode_record
 
@@ -102,11 +114,44 @@ def convert_cifar10(src, out):
     return {"train_data.bin": n, "test_data.bin": ntest, "image_mean.bin": 1}
 
 
+def convert_char_rnn(text_path, out_dir, name="linux_input.txt"):
+    """Write ``vocab.txt`` and the text (as ``name``) into ``out_dir``, as char-rnn's data.py did,
+    with the vocabulary in code point order; returns (number of characters, vocabulary size)."""
+    try:
+        with open(text_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected a readable text file. "
+                        "Received: %r (%s)\nhelp: e.g. singa-create-data fortunes OUT, then OUT/fortunes-train.txt"
+                        % (text_path, e.strerror or e)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected UTF-8 text. Received: "
+                        "%r, whose byte %d (0x%02x) is not UTF-8\nhelp: convert it, e.g. iconv -f latin1 -t utf-8"
+                        % (text_path, e.start, data[e.start])) from None
+    if len(text) < 2:
+        raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected a text of at least 2 "
+                        "characters (a character and the next one to predict). Received: %r, %d character(s)"
+                        "\nhelp: pass a longer text" % (text_path, len(text)))
+    if os.path.basename(name) != name or name in ("", ".", "..", "vocab.txt"):
+        raise DataError("Invalid value for `-name` of singa-create-data char-rnn. Expected a plain file name other "
+                        "than vocab.txt. Received: %r\nhelp: -name linux_input.txt (char-rnn-job.conf's)" % (name,))
+    vocab = "".join(sorted(set(text)))
+    os.makedirs(out_dir, exist_ok=True)
+    write_text_atomic(os.path.join(out_dir, "vocab.txt"), vocab)
+    dest = os.path.join(out_dir, name)
+    if not (os.path.exists(dest) and os.path.samefile(dest, text_path)):
+        write_text_atomic(dest, text)
+    return len(text), len(vocab)
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="singa-create-data",
         description="Convert MNIST or CIFAR-10 into SINGA kvfile record files (what SINGA v0.3's "
-                    "examples/*/create_data did), readable by kRecordInput layers.")
+                    "examples/*/create_data did), readable by kRecordInput layers; write char-rnn's vocab.txt "
+                    "and rnnlm's WordRecord files from a text; write the fortunes texts.")
     sub = p.add_subparsers(dest="dataset", metavar="DATASET")
     sub.required = True
     m = sub.add_parser("mnist", help="MNIST/Fashion-MNIST idx files -> one kvfile",
@@ -120,7 +165,53 @@ def build_parser():
                                    "train_data.bin, test_data.bin (keys '%%05d') and image_mean.bin (key 'mean').")
     c.add_argument("src", metavar="INPUT_FOLDER", help="the cifar-10-batches-bin folder")
     c.add_argument("out", metavar="OUTPUT_FOLDER", help="where to write the three files, e.g. examples/cifar10")
+    _text_parsers(sub)
     return p
+
+
+def _text_parsers(sub):
+    f = sub.add_parser("fortunes", help="Debian's fortunes -> fortunes-{train,valid,test}.txt and "
+                                        "fortunes-words-{train,valid,test}.txt",
+                       description="Write the texts of singa.datasets.fortunes: the character text of each part "
+                                   "and its words, a sentence a line (rare words <unk> with -vocab_size).")
+    f.add_argument("out", metavar="OUTPUT_FOLDER")
+    f.add_argument("-vocab_size", "--vocab-size", type=int, default=None,
+                   help="keep the N-2 most frequent train words, the others become <unk> (rnnlm-job.conf: 3720)")
+    f.add_argument("-data_dir", "--data-dir", default=None, help="the fortune files' folder (default: "
+                                                                 "$SINGA_FORTUNES_DIR, then Debian's)")
+    c = sub.add_parser("char-rnn", help="a text -> vocab.txt and the text beside it (char-rnn's data.py)",
+                       description="Write vocab.txt (the distinct characters in code point order, no separator, "
+                                   "no newline) and the text into OUTPUT_FOLDER.")
+    c.add_argument("text", metavar="TEXT")
+    c.add_argument("out", metavar="OUTPUT_FOLDER", help="e.g. examples/char-rnn")
+    c.add_argument("-name", "--name", default="linux_input.txt",
+                   help="the text's file name there (default linux_input.txt, which char-rnn-job.conf reads)")
+    r = sub.add_parser("rnnlm", help="train/valid/test texts -> WordRecord kvfiles (rnnlm's create_data)",
+                       description="Write train_data.bin, valid_data.bin, test_data.bin: one WordRecord per "
+                                   "in-vocabulary word, with rnnlmlib's frequency classes.")
+    for name in ("train", "valid", "test"):
+        r.add_argument("-" + name, "--" + name, required=True, metavar="FILE")
+    r.add_argument("-class_size", "--class-size", type=int, default=100, help="number of word classes (100)")
+    r.add_argument("-out", "--out", default=".", metavar="OUTPUT_FOLDER", help="where to write (default: here, "
+                                                                              "as SINGA's did)")
+
+
+def _run_text(args):
+    if args.dataset == "fortunes":
+        from singa.datasets.fortunes import write_parts
+        for name, n in write_parts(args.out, args.data_dir, args.vocab_size).items():
+            print("wrote %s (%d %s)" % (os.path.join(args.out, name), n, "lines" if "words" in name else "chars"))
+    elif args.dataset == "char-rnn":
+        n, v = convert_char_rnn(args.text, args.out, args.name)
+        print("data has %d characters, %d unique; wrote %s and %s" % (
+            n, v, os.path.join(args.out, "vocab.txt"), os.path.join(args.out, args.name)))
+    else:
+        from singa.io.rnnlm_data import create_rnnlm_data
+        s = create_rnnlm_data(args.train, args.valid, args.test, args.class_size, args.out)
+        print("vocabulary: %d words in %d classes" % (s["vocab_size"], s["nclass"]))
+        for name in ("train_data.bin", "valid_data.bin", "test_data.bin"):
+            print("wrote %d record(s) to %s (%d out-of-vocabulary token(s) skipped)"
+                  % (s[name]["records"], os.path.join(args.out, name), s[name]["skipped"]))
 
 
 def main(argv=None):
@@ -129,6 +220,8 @@ def main(argv=None):
         if args.dataset == "mnist":
             n = convert_idx_to_kvfile(args.images, args.labels, args.out)
             print("wrote %d records to %s" % (n, args.out))
+        elif args.dataset in ("fortunes", "char-rnn", "rnnlm"):
+            _run_text(args)
         else:
             counts = convert_cifar10(args.src, args.out)
             for name, n in counts.items():

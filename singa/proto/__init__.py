@@ -1,15 +1,41 @@
 """SINGA v0.3 protocol messages (JobProto, BlobProtos, RecordProto, SingaProto) and job.conf IO.
 
 The ``*_pb2`` modules are generated from the ``.proto`` files beside them with
-``python -m grpc_tools.protoc -I. --python_out=. job.proto common.proto singa.proto``
+``python -m grpc_tools.protoc -I. --python_out=. job.proto common.proto singa.proto rnnlm.proto``
 (run inside this folder); ``tests/test_proto.py`` checks they are in sync.
+
+``rnnlm.proto`` is SINGA's examples/rnnlm/rnnlm.proto unchanged (no ``package``: its messages and the
+``LayerProto`` extensions ``embedding_conf``, ``loss_conf``, ``data_conf`` live in the global namespace).
+It is imported here, so its extensions are registered before any job.conf is parsed and rnnlm's
+``[data_conf] {...}`` fields read with parse_job_conf/read_job_conf like any other field.
 """
 import os
+import sys
 
 from google.protobuf import text_format
 
 from singa.errors import ConfigError
 from singa.proto import common_pb2, job_pb2, singa_pb2
+
+
+def _import_rnnlm_pb2():
+    """rnnlm_pb2 as protoc wrote it, which imports its dependencies top-level (``import job_pb2``,
+    because rnnlm.proto says ``import "job.proto"``): those names point at this package's modules only
+    while it is imported, so a user's own top-level ``job_pb2`` is neither shadowed nor replaced."""
+    saved = {name: sys.modules.get(name) for name in ("job_pb2", "common_pb2")}
+    sys.modules.update(job_pb2=job_pb2, common_pb2=common_pb2)
+    try:
+        from singa.proto import rnnlm_pb2 as module
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+    return module
+
+
+rnnlm_pb2 = _import_rnnlm_pb2()
 
 JobProto = job_pb2.JobProto
 LayerProto = job_pb2.LayerProto
