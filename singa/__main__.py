@@ -1,6 +1,7 @@
 """``singa-run`` / ``python -m singa``: SINGA's launcher.
 
-    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu]   run a job configuration
+    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu] [-set FIELD=VALUE ...]
+                                                           run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
     singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
     singa-run -n 4 -exec script.py [ARGS...]               the script on 4 processes (mpiexec -n 4)
@@ -16,6 +17,10 @@ passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and 
 
     -cpu   run the job on the CPU although its conf names GPUs (``gpu: 0``, as char-rnn-job.conf
            does): the conf's ``gpu`` fields are ignored for this run, the file is not changed
+    -set FIELD=VALUE
+           one JobProto field for this run, the file unchanged (repeatable), e.g. fewer steps:
+           ``-set train_steps=200 -set disp_freq=20``; nested fields by dots:
+           ``-set updater.learning_rate.base_lr=0.01``
 """
 import os
 import runpy
@@ -68,85 +73,144 @@ def _launcher_options(argv):
     return nprocs, restarts, rest
 
 
+class _Options:
+    """What the command line asks for (see the module's doc)."""
+
+    def __init__(self):
+        self.conf = self.script = None
+        self.resume = self.test = self.cpu = False
+        self.seed = 0
+        self.settings = []        # -set FIELD=VALUE, in order
+        self.rest = []            # the script's arguments
+
+
+def _parse(argv):
+    """The _Options of ``argv``, or a message (str) for _fail; None for -h."""
+    o = _Options()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help", "-help"):
+            return None
+        if a == "-exec":
+            if i + 1 >= len(argv):
+                return "-exec needs a script path, e.g. `singa-run -exec examples/mnist_mlp.py`"
+            o.script, o.rest = argv[i + 1], argv[i + 2:]
+            break
+        if a in ("-conf", "-singa_conf", "-singa_job", "-host", "-seed", "-set"):
+            if i + 1 >= len(argv):
+                return "%s needs a value" % a
+            v = argv[i + 1]
+            if a == "-conf":
+                o.conf = v
+            elif a == "-seed":
+                try:
+                    o.seed = int(v)
+                except ValueError:
+                    return "Invalid value for `-seed`. Expected an integer. Received: %r" % v
+            elif a == "-set":
+                o.settings.append(v)
+            i += 2
+            continue
+        if a in ("-resume", "-test", "-cpu"):
+            setattr(o, a[1:], True)
+        else:
+            return "unknown argument %r\n%s" % (a, USAGE)
+        i += 1
+    return o
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         nprocs, restarts, argv = _launcher_options(argv)
     except ValueError as e:
         return _fail(str(e))
-    conf = script = None
-    resume = test = cpu = False
-    seed = 0
-    rest = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-h", "--help", "-help"):
-            print(USAGE)
-            return 0
-        if a == "-exec":
-            if i + 1 >= len(argv):
-                return _fail("-exec needs a script path, e.g. `singa-run -exec examples/mnist_mlp.py`")
-            script = argv[i + 1]
-            rest = argv[i + 2:]
-            break
-        if a in ("-conf", "-singa_conf", "-singa_job", "-host", "-seed"):
-            if i + 1 >= len(argv):
-                return _fail("%s needs a value" % a)
-            if a == "-conf":
-                conf = argv[i + 1]
-            elif a == "-seed":
-                try:
-                    seed = int(argv[i + 1])
-                except ValueError:
-                    return _fail("Invalid value for `-seed`. Expected an integer. Received: %r" % argv[i + 1])
-            i += 2
-            continue
-        if a == "-resume":
-            resume = True
-        elif a == "-test":
-            test = True
-        elif a == "-cpu":
-            cpu = True
-        else:
-            return _fail("unknown argument %r\n%s" % (a, USAGE))
-        i += 1
+    o = _parse(argv)
+    if o is None:
+        print(USAGE)
+        return 0
+    if isinstance(o, str):
+        return _fail(o)
     try:
-        code = _launch_processes(conf, argv, nprocs, restarts)
+        code = _launch_processes(o.conf, argv, nprocs, restarts)
     except SingaError as e:
         return _fail(str(e))
     if code is not None:
         return code
-    if script is not None:
-        if cpu:
-            return _fail("-cpu applies to a job.conf run (-conf job.conf -cpu); a script chooses its device "
-                         "itself: leave out device= (fit/evaluate) to run it on the CPU")
-        if not os.path.isfile(script):
-            return _fail("no such script: %r" % script)
-        sys.argv = [script] + rest
-        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-        runpy.run_path(script, run_name="__main__")
-        return 0
-    if conf is None:
+    if o.script is not None:
+        return _run_script(o)
+    if o.conf is None:
         return _fail("nothing to run: pass -conf job.conf or -exec script.py\n%s" % USAGE)
+    return _run_conf(o, argv)
+
+
+def _run_script(o):
+    if o.cpu:
+        return _fail("-cpu applies to a job.conf run (-conf job.conf -cpu); a script chooses its device "
+                     "itself: leave out device= (fit/evaluate) to run it on the CPU")
+    if o.settings:
+        return _fail("-set applies to a job.conf run (-conf job.conf -set FIELD=VALUE); a script sets its "
+                     "job's fields itself (fit(nb_epoch=...), compile(...))")
+    if not os.path.isfile(o.script):
+        return _fail("no such script: %r" % o.script)
+    sys.argv = [o.script] + o.rest
+    sys.path.insert(0, os.path.dirname(os.path.abspath(o.script)))
+    runpy.run_path(o.script, run_name="__main__")
+    return 0
+
+
+def _run_conf(o, argv):
     from singa.driver import Driver
     from singa.proto import read_job_conf
     job = None
     try:
-        job = read_job_conf(conf)
-        if cpu:
-            _run_on_cpu(job, conf)
-        driver = Driver(argv=[conf] + argv, seed=seed)
-        if test:
+        job = read_job_conf(o.conf)
+        for setting in o.settings:
+            _set_field(job, setting)
+        if o.cpu:
+            _run_on_cpu(job, o.conf)
+        driver = Driver(argv=[o.conf] + argv, seed=o.seed)
+        if o.test:
             driver.test(job)
         else:
-            driver.train(job, resume=resume)
+            driver.train(job, resume=o.resume)
     except SingaError as e:
         msg = str(e)
         if job is not None and len(job.gpu) and "`device`" in msg:
-            msg += "\nhelp: to run %s on the CPU without editing it: singa-run -conf %s -cpu" % (conf, conf)
+            msg += "\nhelp: to run %s on the CPU without editing it: singa-run -conf %s -cpu" % (o.conf, o.conf)
         return _fail(msg)
     return 0
+
+
+def _set_field(job, setting):
+    """-set FIELD=VALUE: one JobProto field for this run, the file unchanged (``train_steps=200``,
+    ``updater.learning_rate.base_lr=0.01``): merged as the job.conf text ``FIELD: VALUE`` would be
+    (a string needs no quotes)."""
+    from google.protobuf import text_encoding, text_format
+    from google.protobuf.descriptor import FieldDescriptor
+    from singa.errors import ConfigError, invalid
+    path, eq, value = setting.partition("=")
+    names, value = path.strip().split("."), value.strip()
+    if not eq or not all(n.isidentifier() for n in names) or not value:
+        raise invalid("-set", "FIELD=VALUE with a JobProto field path, e.g. -set train_steps=200", setting)
+    desc = job.DESCRIPTOR
+    for k, n in enumerate(names):
+        field = desc.fields_by_name.get(n)
+        if field is None or (k < len(names) - 1 and field.message_type is None):
+            raise invalid("-set %s" % setting, "a field path of JobProto", path,
+                          hint="`%s` has no field %r (its fields: %s)" % (
+                              desc.name, n, ", ".join(sorted(desc.fields_by_name))))
+        desc = field.message_type
+    if field.type == FieldDescriptor.TYPE_STRING and not value.startswith(('"', "'")):
+        value = '"%s"' % text_encoding.CEscape(value, as_utf8=True)
+    text = "".join("%s { " % n for n in names[:-1]) + "%s: %s" % (names[-1], value) + " }" * (len(names) - 1)
+    try:
+        text_format.Merge(text, job)
+    except text_format.ParseError as e:
+        raise ConfigError("Invalid value for `-set %s`. Expected a value of the field's type, as a job.conf "
+                          "writes `%s`. Received: %s\nhelp: e.g. -set train_steps=200, -set disp_freq=10, -set "
+                          "updater.learning_rate.base_lr=0.01" % (setting, text, e)) from None
 
 
 def _run_on_cpu(job, conf):

@@ -138,3 +138,26 @@ def test_cpu_flag_runs_a_gpu_conf_on_the_cpu_without_editing_it(in_tmp):
             r = singa_run("-conf", str(conf), cwd=in_tmp)
             assert r.returncode == 2 and "CuPy is not installed" in r.stderr
             assert "singa-run -conf %s -cpu" % conf in r.stderr                # the error says how
+
+
+def test_set_overrides_job_fields_for_one_run_without_editing_the_file(in_tmp):
+    from tests.test_driver import NET, write_blobs
+    write_blobs(in_tmp / "train.bin", 200, 1)
+    write_blobs(in_tmp / "test.bin", 100, 2)
+    conf = in_tmp / "job.conf"
+    conf.write_text(NET % dict(steps=1000, disp=100, test_freq=0))
+    before = conf.read_text()
+    r = singa_run("-conf", str(conf), "-set", "train_steps=12", "-set", "checkpoint_freq=6",
+                  "-set", "cluster.workspace=ws2", "-set", "disp_freq=4", cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert conf.read_text() == before
+    assert len(re.findall(r"Train @ step \d+", r.stdout)) == 4                 # steps 0, 4, 8 and the last, 11
+    assert {"step12-worker0", "step6-worker0"} <= set(os.listdir(in_tmp / "ws2" / "checkpoint"))
+    for bad, words in (("nosuch=1", ["`-set nosuch=1`", "field path of JobProto", "no field 'nosuch'"]),
+                       ("updater.nosuch=1", ["`UpdaterProto` has no field 'nosuch'"]),
+                       ("train_steps=many", ["`-set train_steps=many`"]),
+                       ("train_steps", ["`-set`", "FIELD=VALUE"])):
+        r = singa_run("-conf", str(conf), "-set", bad, cwd=in_tmp)
+        assert r.returncode == 2 and all(w in r.stderr for w in words), r.stderr
+    r = singa_run("-set", "train_steps=1", "-exec", "x.py", cwd=in_tmp)
+    assert r.returncode == 2 and "-set applies to a job.conf run" in r.stderr
