@@ -110,10 +110,28 @@ def _copy(lp, i, n, lengths):
     return c
 
 
+def _check_sequence_sources(layer_protos, lengths):
+    """A kCharRNN data layer gives ``char_rnn_conf.unroll_len`` + 1 blobs, copy i of a reader
+    taking blob i (kOneHot) or i + 1 (kRNNLabel): its readers must have that many copies."""
+    by_name = {lp.name: lp for lp in layer_protos}
+    for lp in layer_protos:
+        for src in lp.srclayers:
+            s = by_name.get(src)
+            if s is None or s.type != job_pb2.kCharRNN:
+                continue
+            want = s.char_rnn_conf.unroll_len
+            if lengths[lp.name] != want:
+                raise ConfigError(
+                    "Invalid value for `unroll_len` of layer '%s'. Expected %d, the char_rnn_conf.unroll_len of its "
+                    "source '%s' (the time steps each record holds). Received: %d.\nhelp: give the net and "
+                    "char_rnn_conf the same unroll_len" % (lp.name, want, src, lengths[lp.name]))
+
+
 def unroll(layer_protos, net_len):
     """The unrolled LayerProtos of ``layer_protos`` (one phase's), copies of a layer together
     in conf order; the net orders them topologically afterwards."""
     lengths = _lengths(layer_protos, net_len)
+    _check_sequence_sources(layer_protos, lengths)
     out = []
     for lp in layer_protos:
         n = lengths[lp.name]

@@ -245,3 +245,30 @@ def test_test_rounds_of_a_bptt_job_report_per_step_means(tmp_path):
     job = parse_job_conf(text + 'checkpoint_path: "%s"' % (tmp_path / "ws/checkpoint/step20-worker0"))
     again = Driver(verbose=False).test(job)
     assert again.test[20]["loss"] == pytest.approx(res.test[20]["loss"], rel=1e-6)
+
+
+MPI_SCRIPT = """
+import sys
+import tests.test_unroll  # noqa: F401  (registers the kTestStep stand-in)
+from singa.driver import Driver
+from singa.proto import parse_job_conf
+Driver(sys.argv).train(parse_job_conf(open(sys.argv[1]).read()))
+"""
+
+
+def test_two_synchronous_mpi_processes_equal_one(in_tmp):
+    from tests.test_mpi import MPIEXEC, mpirun
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec (pip install 'singa[mpi]')")
+    for ws in ("one", "two"):
+        (in_tmp / (ws + ".conf")).write_text(job_text(in_tmp, steps=12, ws=ws))
+    (in_tmp / "job.py").write_text(MPI_SCRIPT)
+    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
+    r, _ = mpirun(2, ["job.py", "two.conf"], in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "2 processes x 1 worker(s) (MPI, synchronous: AllReduce)" in r.stdout
+    read = lambda ws: {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / ws / "checkpoint/step12-worker0"))}
+    a, b = read("one"), read("two")
+    assert a.keys() == b.keys() == {"w", "b", "v", "c"}
+    for k in a:      # the gradient sum's order differs: equal to float32 rounding
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)

@@ -138,7 +138,7 @@ def test_a_layer_unroll_len_overrides_the_nets():
 
 def test_a_gru_copy_reads_the_previous_copy_last():
     conf = """neuralnet { unroll_len: 3
-      layer { name: "data" type: kCharRNN unroll_len: 1 }
+      layer { name: "data" type: kCharRNN unroll_len: 1 char_rnn_conf { unroll_len: 3 } }
       layer { name: "x" type: kOneHot srclayers: "data" unroll_conn_type: kUnrollOneToAll }
       layer { name: "g" type: kGRU srclayers: "x" } }"""
     ps = protos(conf)
@@ -157,6 +157,16 @@ def test_bad_unrolling_is_a_clear_error(edit, match):
     with pytest.raises(ConfigError, match=match) as e:
         protos(rnn_conf(T=3).replace(*edit))
     assert "help:" in str(e.value)
+
+
+def test_a_char_rnn_data_layer_whose_unroll_len_differs_from_its_readers_is_a_clear_error():
+    conf = """neuralnet { unroll_len: 3
+      layer { name: "data" type: kCharRNN unroll_len: 1 char_rnn_conf { unroll_len: 5 } }
+      layer { name: "x" type: kOneHot srclayers: "data" unroll_conn_type: kUnrollOneToAll } }"""
+    with pytest.raises(ConfigError, match=r"(?s)`unroll_len` of layer 'x'. Expected 5, the "
+                                          r"char_rnn_conf.unroll_len of its source 'data'.*Received: 3.*help:"):
+        protos(conf)
+    protos(conf.replace("unroll_len: 5", "unroll_len: 3"))
 
 
 def test_char_rnn_job_conf_unrolls_to_251_layers():
@@ -235,3 +245,16 @@ def test_an_unrolled_test_net_reads_the_train_nets_values(tmp_path):
     net, job = build(tmp_path, T=3)
     test = NeuralNet(job.neuralnet, job_pb2.kTest, Backend(None), RandomStreams(1), shared_params=net.owners)
     assert test.by_name["2#ip"].params[0].data is net.owners["w"].data
+
+
+def test_a_user_share_from_in_an_unrolled_net_shares_values_and_averages_as_before(tmp_path):
+    """Copy 0's param with share_from is a share of the owner (values tied, own gradient, the
+    update averages the two: SINGA's ShareDataFrom); its copies i > 0 write into that gradient."""
+    conf = rnn_conf(T=3, V=4, H=4).replace('param { name: "v"', 'param { name: "v" share_from: "w"')
+    net, _ = build(tmp_path, T=3, V=4, conf=conf)
+    w, v0, v2 = net.owners["w"], net.by_name["0#out"].params[0], net.by_name["2#out"].params[0]
+    assert "v" not in net.owners and v0.owner is w and v0 in w.shares
+    assert v2.data is w.data and v2.grad is v0.grad and v2.grad is not w.grad
+    w2 = np.random.default_rng(0).normal(size=w.shape).astype(np.float32)
+    net.rebind(w, w2)                    # a replica's or another group's values reach every copy
+    assert v2.data is w2 and net.by_name["1#ip"].params[0].data is w2
