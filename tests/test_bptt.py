@@ -111,15 +111,15 @@ def test_an_unrolled_net_resumes_bit_identically(tmp_path):
     assert full.keys() == again.keys() and all(np.array_equal(full[n], again[n]) for n in full)
 
 
-def trained(tmp_path, steps=4, **kw):
-    net, job = build(tmp_path, T=3, dtype=np.float32)
+def trained(tmp_path, steps=4, backend=None, **kw):
+    net, job = build(tmp_path, T=3, dtype=np.float32, backend=backend)
     updater = parse_job_conf(JOB % dict(steps=1, alg="kBPTT", ws="w", extra="", cluster="")).updater
     worker = BPTTWorker(net, create_updater(updater), **kw)
     metrics = []
     for step in range(steps):
         worker.train_one_batch(step)
         metrics.append(worker.train_metrics.pop())
-    return {k: p.data.copy() for k, p in net.owners.items()}, metrics, worker
+    return {k: net.backend.to_host(p.data).copy() for k, p in net.owners.items()}, metrics, worker
 
 
 def test_bptt_through_the_gradient_exchanges(tmp_path):
@@ -136,6 +136,17 @@ def test_bptt_through_the_gradient_exchanges(tmp_path):
         np.testing.assert_array_equal(got[k], local[k], err_msg=k)
     for m, r in zip(got_m, ref_m):
         assert m.keys() == r.keys() == {"loss", "acc"} and m["loss"] == pytest.approx(r["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("cuda_aware", [True, False], ids=["cuda-aware", "staged"])
+def test_bptt_through_the_device_allreduce(tmp_path, monkeypatch, cuda_aware):
+    monkeypatch.setenv("SINGA_GPU_STANDIN", "1")
+    kw = dict(slices=[(0, 2), (2, 5)], slice_ids=[0, 1], batch=5)
+    local, _, _ = trained(tmp_path, backend=Backend(0), **kw)
+    got, _, w = trained(tmp_path, backend=Backend(0), comm=OneRank(cuda_aware=cuda_aware), **kw)
+    assert isinstance(w.grad_exchange, exchange.DeviceAllreduce)
+    for k in local:
+        np.testing.assert_array_equal(got[k], local[k], err_msg=k)
 
 
 def test_bptt_with_parameter_servers(tmp_path):

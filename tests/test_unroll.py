@@ -169,6 +169,13 @@ def test_a_char_rnn_data_layer_whose_unroll_len_differs_from_its_readers_is_a_cl
     protos(conf.replace("unroll_len: 5", "unroll_len: 3"))
 
 
+def test_unnamed_params_of_an_unrolled_net_are_refused(tmp_path):
+    """SINGA named both `0#` and crashed on "Repeated param"; here the missing name is the error."""
+    conf = rnn_conf(T=2).replace('param { name: "w" init', "param { init")
+    with pytest.raises(ConfigError, match=r"a param of layer '0#ip' has no name.*\n.*help:"):
+        build(tmp_path, T=2, conf=conf)
+
+
 def test_char_rnn_job_conf_unrolls_to_251_layers():
     if not os.path.exists(CHAR_RNN):
         pytest.skip("the SINGA v0.3 files are not here")
