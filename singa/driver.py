@@ -32,7 +32,7 @@ from singa.results import Results
 from singa.training_setup import (TrainingSetup, WorkerGroup, check_train_net, evaluation_plan, link_group_params,
                                   worker_slices)
 from singa.updaters import create_updater
-from singa.worker import BPWorker, CDWorker
+from singa.worker import BPTTWorker, BPWorker, CDWorker
 
 
 def every(step, freq, after):
@@ -104,11 +104,12 @@ class Driver:
         self.ps = not topo.synchronous or topo.separate
         if training:
             alg = job.train_one_batch.alg
-            if alg not in (job_pb2.kBP, job_pb2.kCD):
+            if alg not in (job_pb2.kBP, job_pb2.kCD, job_pb2.kBPTT):
                 name = enum_name(job_pb2.AlgType, alg)
-                raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation) or kCD "
-                                  "(contrastive divergence, for RBMs). Received: %s.\nhelp: kBPTT is not implemented "
-                                  "yet; set `train_one_batch { alg: kBP }` or fit(alg='bp')" % name)
+                raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation), kCD "
+                                  "(contrastive divergence, for RBMs) or kBPTT (back-propagation through time, for "
+                                  "unrolled nets). Received: %s.\nhelp: set `train_one_batch { alg: kBP }` or "
+                                  "fit(alg='bp')" % name)
             if job.train_steps <= 0:
                 raise ConfigError("Invalid value for `train_steps`. Expected a positive number of steps. "
                                   "Received: %d.\nhelp: fit(nb_epoch=N) or `train_steps: N`" % job.train_steps)
@@ -283,9 +284,10 @@ class Driver:
                 worker = CDWorker(net, s.updater, s.test_net, s.val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
                                   comm=self.comm, slices=slices, slice_ids=slice_ids, batch=B)
             else:
-                worker = BPWorker(net, s.updater, s.test_net if k == 0 else None, s.val_net if k == 0 else None,
-                                  comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
-                                  batch=B, ps=wstub)
+                cls = BPTTWorker if job.train_one_batch.alg == job_pb2.kBPTT else BPWorker
+                worker = cls(net, s.updater, s.test_net if k == 0 else None, s.val_net if k == 0 else None,
+                             comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
+                             batch=B, ps=wstub)
             if part is not None:
                 stride = B * (topo.nworker_groups if self.ps else 1)
                 for layer in net.data_layers:
@@ -399,8 +401,9 @@ class Driver:
             if every(step, job.disp_freq, job.disp_after):
                 run.results.train[step] = m = worker.train_metrics.pop()
                 rate = (step + 1 - n0) * B / max(train_time, 1e-9)
-                self.log("Train @ step %d: %s (%.0f samples/s%s, ETA %s)" % (
-                    step, fmt(m), rate, " in group 0" if self.topology.nworker_groups > 1 else "", progress.eta()))
+                self.log("Train @ step %d: %s (%.0f samples/s%s, ETA %s)%s" % (
+                    step, fmt(m), rate, " in group 0" if self.topology.nworker_groups > 1 else "", progress.eta(),
+                    worker.display_suffix(m, fmt)))
                 progress.displayed()
                 cbs.on_display(run, step, m)
                 train_time, n0 = 0.0, step + 1
@@ -451,7 +454,7 @@ class Driver:
         last, worker, results = step - 1, s.worker, run.results
         if worker is not None and worker.train_metrics.n:  # metrics since the last display (all if disp_freq is 0)
             results.train[last] = m = worker.train_metrics.pop()
-            self.log("Train @ step %d: %s" % (last, fmt(m)))
+            self.log("Train @ step %d: %s%s" % (last, fmt(m), worker.display_suffix(m, fmt)))
             cbs.on_display(run, last, m)
         cluster = None
         if s.stub is not None:
@@ -505,7 +508,9 @@ class Driver:
             raise DataError("the checkpoint(s) %s hold no values for param(s) %s of the test net.\nhelp: pass the "
                             "checkpoint written by training this net" % (list(job.checkpoint_path), missing))
         nsteps = job.test_steps if job.test_steps > 0 else 10
-        if CDWorker._pairs(net):        # an RBM: positive pass and one reconstruction
+        if job.train_one_batch.alg == job_pb2.kBPTT:     # per-step means; dynamic_srclayer rewiring
+            m = BPTTWorker.test(net, nsteps, job_pb2.kTest)
+        elif CDWorker._pairs(net):        # an RBM: positive pass and one reconstruction
             m = CDWorker.test(net, nsteps, job_pb2.kTest)
         else:
             m = BPWorker.test(net, nsteps, job_pb2.kTest)

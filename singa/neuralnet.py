@@ -3,7 +3,9 @@
 Building filters layers by phase (include/exclude), checks names and sources, orders the
 layers topologically, creates the runtime layers from the registry, sets them up with
 their sources' shapes, wires param sharing (share_from, and the same param name across
-the train/test/validation nets) and hands every layer a named random stream.
+the train/test/validation nets) and hands every layer a named random stream. A net that sets
+``unroll_len`` is unrolled first (singa.unroll: the copies ``{i}#name``, their params sharing
+values and gradient with copy 0's).
 """
 import numpy
 
@@ -12,6 +14,7 @@ from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name, wants_gradient
 from singa.proto import enum_name, job_pb2
+from singa.unroll import is_unroll_copy, unroll, wants_unrolling
 from singa.updaters.fused import installed
 
 PHASE_NAMES = {job_pb2.kTrain: "train", job_pb2.kVal: "validation", job_pb2.kTest: "test"}
@@ -113,7 +116,11 @@ class NeuralNet:
         self.phase = phase
         self.backend = backend
         self.net_proto, self.streams, self.dtype = net_proto, streams, dtype
-        protos = topological_order(layers_in_phase(net_proto, phase))
+        protos = layers_in_phase(net_proto, phase)
+        self.unrolled = wants_unrolling(net_proto)
+        if self.unrolled:
+            protos = unroll(protos, net_proto.unroll_len)
+        protos = topological_order(protos)
         if not protos:
             raise ConfigError("the net has no layer in phase %s" % enum_name(job_pb2.Phase, phase))
         self.layers = []
@@ -187,10 +194,13 @@ class NeuralNet:
     def _wire_params(self, shared):
         owners = {}
         self.params = []
-        pending = []
+        pending, copies = [], []
         for layer in self.layers:
             for p in layer.params:
                 self.params.append(p)
+                if is_unroll_copy(layer.conf, p.proto):
+                    copies.append(p)
+                    continue
                 if p.proto.share_from:
                     pending.append(p)
                     continue
@@ -215,8 +225,34 @@ class NeuralNet:
                                   "of an owner param (%s). Received: %r" % (
                                       p.name, p.layer_name, ", ".join(sorted(owners)), p.proto.share_from))
             p.share_from(owner)
+        self._wire_unroll_copies(copies)
         self.owners = owners  # name (without 0#) -> owner Param
         self.owner_params = [p for p in owners.values() if p.aliased is None]
+
+    def _wire_unroll_copies(self, copies):
+        """Copy i > 0 of an unrolled param reads copy 0's values and writes into its gradient buffer
+        (SINGA's ShareFrom: one buffer, so the copies' gradients sum when the worker installs
+        Accumulate sinks). It is neither an owner nor a share: owner_grad's mean over the shares
+        (explicit share_from) counts copy 0 once, as SINGA's server did."""
+        by_name = {p.name: p for p in self.params}
+        for q in copies:
+            first = by_name.get(q.proto.share_from)
+            if first is None or first.shape != q.shape:
+                raise ConfigError("param '%s' (layer '%s') is an unrolled copy of '%s', which %s.\nhelp: every "
+                                  "copy of a layer must have the same params" % (
+                                      q.name, q.layer_name, q.proto.share_from, "does not exist" if first is None
+                                      else "has shape %s, not %s" % (first.shape, q.shape)))
+            q.data, q.grad, q.unrolled_from = first.data, first.grad, first
+            first.__dict__.setdefault("unroll_copies", []).append(q)
+
+    @staticmethod
+    def rebind(p, data):
+        """Make ``data`` the values of owner ``p``, its shares and their unrolled copies."""
+        p.data = data
+        for s in p.shares:
+            s.data = data
+            for c in getattr(s, "unroll_copies", ()):
+                c.data = data
 
     def forward(self, flag):
         for layer in self.layers:
@@ -261,6 +297,16 @@ class NeuralNet:
         for layer in self.metric_layers:
             out.update(layer.metrics())
         return out
+
+    def metric_means(self):
+        """This batch's metrics averaged over the layers reporting each (an unrolled net's loss
+        copies: the per-step mean), and {name: how many layers reported it}."""
+        sums, counts = {}, {}
+        for layer in self.metric_layers:
+            for k, v in layer.metrics().items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
+        return {k: v / counts[k] for k, v in sums.items()}, counts
 
     def replica(self, lo, hi, index):
         """A copy of this net that trains on rows [lo, hi) of each batch, for data-parallel threads

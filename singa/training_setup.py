@@ -47,7 +47,8 @@ class TrainingSetup:
 
 
 def check_train_net(job, net):
-    """The train net can train with the job's algorithm: it reads data, and has a loss (kBP) or RBMs (kCD)."""
+    """The train net can train with the job's algorithm: it reads data, and has a loss (kBP, kBPTT) or RBMs
+    (kCD); an unrolled net trains with kBPTT."""
     if not net.data_layers:
         raise ConfigError("the training net has no data layer.\nhelp: fit(X_train, ...) with the Data layer "
                           "from load_data(), or a kRecordInput layer with `include: kTrain`")
@@ -56,6 +57,11 @@ def check_train_net(job, net):
         raise ConfigError("layers %s are RBM layers, which train with contrastive divergence, but the job's alg "
                           "is %s.\nhelp: `train_one_batch { alg: kCD }` (fit(alg='cd'))"
                           % (rbms, enum_name(job_pb2.AlgType, job.train_one_batch.alg)))
+    if net.unrolled and job.train_one_batch.alg != job_pb2.kBPTT:
+        # kBP would overwrite the shared gradient buffer copy by copy (SINGA's kBP broke its stub too)
+        raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBPTT for a net that sets `unroll_len` "
+                          "(its copies share their params' gradients). Received: %s.\nhelp: `train_one_batch { alg: "
+                          "kBPTT }` (fit(alg='bptt'))" % enum_name(job_pb2.AlgType, job.train_one_batch.alg))
     if job.train_one_batch.alg != job_pb2.kCD and not any(l.is_loss for l in net.layers):
         raise ConfigError("the training net has no loss layer.\nhelp: compile(loss='categorical_crossentropy'"
                           " or 'mean_squared_error'), or add a kSoftmaxLoss/kEuclideanLoss layer")
@@ -67,9 +73,7 @@ def link_group_params(net, first, share_memory):
     for name, p in net.owners.items():
         src = first.owners[name]
         if share_memory:
-            p.data = src.data
-            for s in p.shares:
-                s.data = src.data
+            net.rebind(p, src.data)
         else:
             p.set_values(src.host_values())
 

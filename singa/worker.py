@@ -8,8 +8,10 @@ import numpy
 from singa import exchange, switches
 from singa.backends import blas
 from singa.errors import ConfigError, invalid
+from singa.neuralnet import strip_unroll
 from singa.proto import job_pb2
-from singa.updaters.fused import gemm_plans, installed
+from singa.unroll import dynamic_sources
+from singa.updaters.fused import accumulating, gemm_plans, installed
 
 # Automatic replicas: at least this many samples per thread.
 MIN_REPLICA_BATCH = 8
@@ -132,16 +134,14 @@ class BPWorker:
             layer.forward(job_pb2.kTrain, net.srcs[layer.name])
         for rnet, _ in self.replicas:          # values may have been replaced (restore)
             for name, p in rnet.owners.items():
-                p.data = net.owners[name].data
-                for s in p.shares:
-                    s.data = p.data
+                rnet.rebind(p, net.owners[name].data)
 
         def run(k, n):
             self._replica_step(self.replicas[k][0])
         blas.parallel(run, len(self.replicas))
         metrics = {}
         for rnet, w in self.replicas:
-            for key, v in rnet.metrics().items():
+            for key, v in self._metrics(rnet).items():
                 metrics[key] = metrics.get(key, 0.0) + w * v
         plist = self.update_params or net.owner_params
         xp = net.backend.xp
@@ -165,12 +165,17 @@ class BPWorker:
         """views[k] = the replicas' gradients of plist[k], each weighted by its share of the batch."""
         for p, g in zip(plist, views):
             for k, (rnet, w) in enumerate(self.replicas):
-                rg = rnet.owners[p.name].owner_grad()
+                rg = rnet.owners[strip_unroll(p.name)].owner_grad()
                 if k == 0:
                     xp.multiply(rg, p.dtype.type(w), out=g)
                 else:
                     rg *= p.dtype.type(w)       # the replica's own gradient: rewritten next step
                     g += rg
+
+    @staticmethod
+    def _metrics(net):
+        """The metrics of ``net``'s batch (a replica's) that the worker reports."""
+        return net.metrics()
 
     def _replica_step(self, rnet):
         """One replica's pass over its slice of the batch: its gradients, into its params."""
@@ -206,6 +211,11 @@ class BPWorker:
                 g = grads[p.name] if grads is not None else p.owner_grad()
                 self.updater.apply(step, p.data, g, self.state[p.name], lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1
+
+    def display_suffix(self, metrics, fmt):
+        """What the train display line adds after ``metrics`` (BPTTWorker: SINGA's sums), with
+        the Driver's formatter ``fmt``."""
+        return ""
 
     @staticmethod
     def test(net, nsteps, flag):
@@ -313,4 +323,82 @@ class CDWorker(BPWorker):
             for vis in pairs:
                 vis.negative(job_pb2.kNegative | job_pb2.kTest)
             avg.add(net.metrics())
+        return avg.pop()
+
+
+class BPTTWorker(BPWorker):
+    """alg kBPTT: back-propagation through time over an unrolled net (SINGA's BPTTWorker,
+    SINGA-V0-REST.md 1.5).
+
+    A step zeroes the gradient buffers (the unrolled copies of a param share copy 0's), runs
+    the forward pass over every copy, the backward pass in reverse order with ``Accumulate``
+    sinks (each copy adds its gradient into the one buffer: the net gradient is the sum over
+    the time steps of each step's loss gradient, each normalised by the batch only), then one
+    update per owner param. Replicas, MPI groups and parameter servers take the same passes
+    (singa.exchange). The hidden state is not carried across batches (SINGA's full_state is
+    off). Updates never fuse into the products: a product writes one copy's share of the sum.
+
+    Metrics: each is the mean over the layers reporting it (the loss copies: a per-step mean,
+    what Results and History hold); the display line adds SINGA's sums over the copies."""
+
+    def __init__(self, train_net, updater, test_net=None, val_net=None, **kw):
+        kw["fuse_updates"] = False
+        super().__init__(train_net, updater, test_net, val_net, **kw)
+        self.metric_counts = {}
+
+    @staticmethod
+    def _zero_grads(net):
+        for p in net.params:
+            if getattr(p, "unrolled_from", None) is None:
+                p.grad[...] = 0
+
+    def _passes(self, net):
+        """One BPTT pass of ``net`` (the train net or a replica): gradients summed over the copies."""
+        self._zero_grads(net)
+        net.forward(job_pb2.kTrain)
+        if self.between_passes is not None:
+            self.between_passes()
+        net.backward(job_pb2.kTrain, accumulating(net.params))
+
+    def train_one_batch(self, step):
+        if self.grad_exchange is not None:
+            self._train_replicated(step)
+            return
+        net = self.train_net
+        self._passes(net)
+        self.train_metrics.add(self._metrics(net))
+        self.update(step)
+
+    def _metrics(self, net):
+        means, self.metric_counts = net.metric_means()
+        return means
+
+    def _replica_step(self, rnet):
+        self._passes(rnet)
+
+    def display_suffix(self, metrics, fmt):
+        """SINGA's Display: each metric summed over the unrolled copies reporting it."""
+        n = max(self.metric_counts.values(), default=1)
+        if n <= 1:
+            return ""
+        sums = {k: v * self.metric_counts.get(k, 1) for k, v in metrics.items()}
+        return "; summed over the %d unrolled copies (SINGA's log): %s" % (n, fmt(sums))
+
+    @staticmethod
+    def test(net, nsteps, flag):
+        """Average (per-step mean) metrics of ``nsteps`` forward passes of ``net``. In a kTest net,
+        a layer with ``rnn_dummy_conf.dynamic_srclayer`` reads its own input at step 0 and, from
+        step 1 on, the output its dynamic source layer had at the previous step."""
+        avg = MetricAverager()
+        dynamic = dynamic_sources(net) if flag & job_pb2.kTest else {}
+        own = {name: net.srcs[name] for name in dynamic}
+        try:
+            for step in range(nsteps):
+                if step == 1:
+                    for name, src in dynamic.items():
+                        net.srcs[name] = [src]
+                net.forward(flag)
+                avg.add(net.metric_means()[0])
+        finally:
+            net.srcs.update(own)
         return avg.pop()
