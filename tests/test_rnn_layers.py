@@ -133,6 +133,29 @@ def test_gru_float32_runs_on_numpy_and_the_device_standin():
             numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_gru_stacked_param_blocks_and_separate_arrays_agree():
+    """On NumPy each param triple is made of row blocks of one array (one GEMM per triple); params whose
+    arrays were replaced by separate ones (as sharing may) take three GEMMs, with the same numbers."""
+    from singa.layers.gru import _stacked
+    rng = numpy.random.default_rng(11)
+    x, h, g = rng.standard_normal((3, 5)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    results = []
+    for stacked in (True, False):
+        layer = build_layer(gru_conf(4), [(3, 5), (3, 4)])
+        set_params(layer, numpy.random.default_rng(12))
+        assert all(_stacked([p.data for p in layer.params[k:k + 3]]) is not None for k in (0, 3, 6))
+        if not stacked:
+            for p in layer.params:
+                p.data, p.grad = p.data.copy(), p.grad.copy()
+            assert _stacked([p.data for p in layer.params[0:3]]) is None
+        srcs = [Source("x", x), Source("h", h)]
+        y = layer.forward(job_pb2.kTrain, srcs).copy()
+        dx, dh = layer.backward(job_pb2.kTrain, srcs, g.copy())
+        results.append([y, dx.copy(), dh.copy()] + [p.grad.copy() for p in layer.params])
+    for a, b in zip(*results):
+        numpy.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
 def test_gru_gives_no_input_gradient_to_a_grad_free_source():
     layer = build_layer(gru_conf(3), [(2, 4)])
     set_params(layer, numpy.random.default_rng(5))
