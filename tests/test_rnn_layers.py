@@ -451,3 +451,52 @@ def test_char_rnn_output_writes_and_flushes_the_decoded_chars(tmp_path, capsys):
     with pytest.raises(DataError, match=r"layer 'out' \(kCharRNNOutput\).*\[0, 5\)"):
         layer.forward(job_pb2.kTest, [Source("argsort", numpy.array([[5.0]]))])
     assert sys.stdout is not None
+
+
+def test_two_hand_unrolled_steps_of_char_rnn_feed_softmax_loss(tmp_path):
+    """kCharRNN -> kOneHot/kRNNLabel copies i -> kGRU copies -> kInnerProduct -> kSoftmaxLoss, wired by hand
+    as the unroller wires them: the loss reads kRNNLabel's aux, the GRU gives the one-hot no gradient."""
+    text = b"hello world, hello char-rnn. " * 4
+    vocab = bytes(sorted(set(text)))
+    data = char_rnn(tmp_path, text, vocab, B=2, U=2)
+    V = data.vocab_size
+    data.forward(job_pb2.kTrain, [])
+    params = 'param { name: "w" } param { name: "b" }'
+    total = 0.0
+    prev = None
+    for i in range(2):
+        oh = build_layer(onehot_conf(V, unroll_index=i), [(2,)])
+        lab = build_layer('name: "label" type: kRNNLabel unroll_index: %d' % i, [(2,)])
+        gru = build_layer(gru_conf(3, unroll_index=i), [(2, V)] + ([(2, 3)] if prev else []))
+        set_params(gru, numpy.random.default_rng(13))
+        ip = build_layer('name: "ip" type: kInnerProduct innerproduct_conf { num_output: %d } %s' % (V, params),
+                         [(2, 3)])
+        loss = build_layer('name: "loss" type: kSoftmaxLoss', [(2, V), (2,)])
+        oh.forward(job_pb2.kTrain, [data])
+        lab.forward(job_pb2.kTrain, [data])
+        gru.forward(job_pb2.kTrain, [oh] + ([prev] if prev else []))
+        ip.forward(job_pb2.kTrain, [gru])
+        loss.forward(job_pb2.kTrain, [ip, lab])
+        numpy.testing.assert_array_equal(lab.aux, [vocab.index(text[i + 1]), vocab.index(text[len(text) // 2 + i + 1])])
+        total += loss.metrics()["loss"]
+        assert gru.backward(job_pb2.kTrain, [oh] + ([prev] if prev else []), numpy.ones((2, 3)))[0] is None
+        prev = gru
+    assert numpy.isclose(total, 2 * numpy.log(V))       # zero ip weights: uniform predictions
+
+
+def test_char_rnn_label_and_dummy_give_device_arrays_on_the_standin(tmp_path):
+    (tmp_path / "text.txt").write_bytes(b"abcabcabcabcabcabc")
+    (tmp_path / "vocab.txt").write_bytes(b"cba")
+    conf = ('name: "data" type: kCharRNN char_rnn_conf { path: "%s" vocab_path: "%s" batchsize: 2 unroll_len: 2 }'
+            % (tmp_path / "text.txt", tmp_path / "vocab.txt"))
+    for dev in device_backends():
+        data = build_layer(conf, [], dev)
+        data.forward(job_pb2.kTrain, [])
+        assert all(type(b) is type(dev.asarray(numpy.zeros(1))) for b in data.datavec)
+        lab = build_layer('name: "label" type: kRNNLabel unroll_index: 1', [(2,)], dev)
+        lab.forward(job_pb2.kTrain, [data])
+        numpy.testing.assert_array_equal(dev.to_host(lab.aux), [0, 0])      # blob 2: "c" at 2 and at 11
+        dummy = build_layer(dummy_conf("shape: 1 integer: true low: 0 high: 3"), [], dev)
+        dummy.rng = numpy.random.default_rng(14)
+        y = dummy.forward(job_pb2.kTest, [])
+        assert type(y) is type(data.data) and 0 <= float(y[0]) < 3
