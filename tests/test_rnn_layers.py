@@ -319,6 +319,21 @@ def test_char_rnn_blobs_are_positions_in_the_vocab_and_wrap_in_the_segment(tmp_p
             numpy.testing.assert_array_equal(layer.datavec[l], [idx[text[offset + l]], idx[text[10 + offset + l]]])
 
 
+def test_char_rnn_position_saves_and_restores_the_stream(tmp_path):
+    text = bytes(range(65, 65 + 40))
+    layer = char_rnn(tmp_path, text, text, B=2, U=3)      # segments of 20: offsets 0, 3, ..., 15, 0
+    for _ in range(4):
+        layer.forward(job_pb2.kTrain, [])
+    saved = layer.pos
+    after = [layer.forward(job_pb2.kTrain, []).copy() for _ in range(3)]
+    other = char_rnn(tmp_path, text, text, B=2, U=3)
+    other.pos = saved
+    for a in after:
+        numpy.testing.assert_array_equal(other.forward(job_pb2.kTrain, []), a)
+    with pytest.raises(DataError, match=r"position 17 for layer 'data' \(kCharRNN\).*\[0, 16\]"):
+        other.pos = 17
+
+
 def test_char_rnn_read_part_reads_its_rows_and_strides(tmp_path):
     layer = char_rnn(tmp_path, bytes(range(65, 65 + 40)), bytes(range(65, 65 + 40)), B=4, U=2)    # segments of 10
     layer.read_part(1, 3, 8)         # rows 1 and 2, two batches per call

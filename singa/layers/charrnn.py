@@ -125,6 +125,21 @@ class CharRNNLayer(Layer):
         """The number of characters in vocab.txt: kOneHot's vocab_size must equal it."""
         return len(self.vocab)
 
+    @property
+    def pos(self):
+        """The offset of the next read in every row's segment: what a checkpoint's state saves and
+        a resume restores (singa.train_state), as a RecordInputLayer's record position."""
+        return self.offset
+
+    @pos.setter
+    def pos(self, value):
+        value = int(value)
+        if not 0 <= value <= self.segment - 1 - self.unroll_len:
+            raise DataError("Invalid position %d for %s. Expected an offset in [0, %d] (its rows' segments hold %d "
+                            "characters).\nhelp: resume with the same text and char_rnn_conf"
+                            % (value, _where(self), self.segment - 1 - self.unroll_len, self.segment))
+        self.offset = value
+
     def _read_text(self, path, lut):
         if not path or not os.path.isfile(path):
             raise DataError("Invalid value for `char_rnn_conf.path` of %s. Expected an existing text file "

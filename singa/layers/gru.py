@@ -34,6 +34,7 @@ from singa.param import check_alloc
 from singa.proto import job_pb2
 from singa.updaters.fused import sum_into
 
+
 def _sigmoid(xp, a):
     # 1/(1+exp(-a)) as 0.5*tanh(0.5a)+0.5: equal, and no overflow warning for very negative a
     xp.multiply(a, 0.5, out=a)
@@ -58,7 +59,7 @@ def _stacked(arrays):
     return base
 
 
-def _write_grads(xp, params, d, b):
+def _write_grads(params, d, b):
     """The three params' gradients d[:, block k]^T b into their sinks, one GEMM when the sinks are
     stacked blocks with one alpha and beta; b None means zero gradients."""
     sinks = [p.grad_sink() for p in params]
@@ -259,8 +260,8 @@ class GRULayer(Layer):
             xp.multiply(dr, t, out=dr)
         dh3[:, :2 * H] = d[:, :2 * H]
         p = self.params
-        _write_grads(xp, p[0:3], d, x)
-        _write_grads(xp, p[3:6], dh3, h)
+        _write_grads(p[0:3], d, x)
+        _write_grads(p[3:6], dh3, h)
         if self.has_bias:
             _sum_biases(xp, p[6:9], d)
         out = [None]
