@@ -7,6 +7,8 @@ formulas and against torch.nn.GRUCell (values and autograd gradients, so the FIX
 gradients summed over passes through ``Accumulate`` sinks (BPTT); a 3-step unrolled chain of
 GRU copies against finite differences; and the error cases."""
 import io
+import shutil
+import subprocess
 import sys
 
 import numpy
@@ -131,6 +133,30 @@ def test_gru_float32_runs_on_numpy_and_the_device_standin():
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gru_device_path_runs_one_kernel_each_way_on_the_standin():
+    from singa.testing import standin_kernels
+    dev = device_backends()[0]
+    layer = build_layer(gru_conf(4), [(3, 5), (3, 4)], dev)
+    srcs = [Source("x", dev.asarray(numpy.ones((3, 5)), dtype=F64)), Source("h", dev.asarray(numpy.ones((3, 4)),
+                                                                                            dtype=F64))]
+    before = standin_kernels.launches["elementwise"]
+    layer.forward(job_pb2.kTrain, srcs)
+    layer.backward(job_pb2.kTrain, srcs, dev.asarray(numpy.ones((3, 4)), dtype=F64))
+    assert standin_kernels.launches["elementwise"] - before == 2
+
+
+@pytest.mark.skipif(not shutil.which("nvcc"), reason="nvcc (the CUDA compiler) is not on this machine")
+def test_gru_kernels_compile_with_nvcc(tmp_path):
+    from singa.backends import device_kernels
+    for ctype in ("float", "double"):
+        for k in (device_kernels.GRU_FORWARD, device_kernels.GRU_BACKWARD):
+            cu = tmp_path / ("%s_%s.cu" % (k.name, ctype))
+            cu.write_text(k.cuda_source({"T": ctype}))
+            r = subprocess.run(["nvcc", "-arch=sm_80", "--ptx", "-o", str(cu) + ".ptx", str(cu)],
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, "%s\n%s" % (r.stderr, cu.read_text())
 
 
 def test_gru_stacked_param_blocks_and_separate_arrays_agree():

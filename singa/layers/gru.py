@@ -26,7 +26,7 @@ import math
 
 import numpy
 
-from singa.backends import blas
+from singa.backends import blas, device_kernels
 from singa.errors import ConfigError, invalid
 from singa.layers.base import Layer, register, scratch, wants_gradient
 from singa.layers.charrnn import check_indices, unrolled_blob
@@ -196,21 +196,35 @@ class GRULayer(Layer):
             else:
                 for k in range(3):
                     xp.add(gates[:, k * H:(k + 1) * H], w[6 + k], out=gates[:, k * H:(k + 1) * H])
-        zr, c = gates[:, :2 * H], gates[:, 2 * H:]
-        hc = None
+        hh = scratch(self, "hh", (B, 3 * H))          # [h W_zh^T | h W_rh^T | h W_ch^T]
         if h is not None:
-            hh = scratch(self, "hh", (B, 3 * H))      # [h W_zh^T | h W_rh^T | h W_ch^T]
             _project(h, w[3:6], hh, H)
+        y = scratch(self, "y", (B, H))
+        if self.on_device:       # one pass for every element-wise step (the NumPy code's operations)
+            device_kernels.GRU_FORWARD(xp, hh, self._zeros(B) if h is None else h, H, int(h is not None), gates, y)
+        else:
+            self._gates_cpu(gates, hh if h is not None else None, h, y)
+        self.data = y
+        return y
+
+    def _zeros(self, B):
+        z = scratch(self, "zeros", (B, self.hdim))
+        z[...] = 0
+        return z
+
+    def _gates_cpu(self, gates, hh, h, y):
+        """z, r, c in place in ``gates`` (the x products and biases on entry) and h' into y."""
+        xp, H = self.xp, self.hdim
+        zr, c = gates[:, :2 * H], gates[:, 2 * H:]
+        if hh is not None:
             xp.add(zr, hh[:, :2 * H], out=zr)
-            hc = hh[:, 2 * H:]
         _sigmoid(xp, zr)
         z, r = gates[:, :H], gates[:, H:2 * H]
-        if hc is not None:
-            t = scratch(self, "t", (B, H))
-            xp.multiply(r, hc, out=t)
+        if hh is not None:
+            t = scratch(self, "t", y.shape)
+            xp.multiply(r, hh[:, 2 * H:], out=t)
             xp.add(c, t, out=c)
         xp.tanh(c, out=c)
-        y = scratch(self, "y", (B, H))
         if h is None:
             xp.multiply(z, c, out=y)      # (0 - c) * z + c
             xp.subtract(c, y, out=y)
@@ -218,21 +232,13 @@ class GRULayer(Layer):
             xp.subtract(h, c, out=y)
             xp.multiply(y, z, out=y)
             xp.add(y, c, out=y)
-        self._hc = hc
-        self.data = y
-        return y
 
-    def backward(self, flag, srcs, grad):
+    def _grads_cpu(self, g, gates, hh, h, d, dh3, dh):
+        """[dz | dr | dc] into d, [dz | dr | dc r] into dh3 and g z into dh (with a context h)."""
         xp, H = self.xp, self.hdim
-        x = self._x2d(srcs[0])
-        B = x.shape[0]
-        h = srcs[1].data if len(srcs) > 1 else None
-        g = grad
-        gates = scratch(self, "gates", (B, 3 * H))
         z, r, c = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
-        d = scratch(self, "dgates", (B, 3 * H))     # [dz | dr | dc]
         dz, dr, dc = d[:, :H], d[:, H:2 * H], d[:, 2 * H:]
-        t = scratch(self, "t", (B, H))
+        t = scratch(self, "t", g.shape)
         # dz = g (h - c) z (1 - z)
         if h is None:
             xp.negative(c, out=dz)
@@ -247,18 +253,32 @@ class GRULayer(Layer):
         xp.multiply(c, c, out=t)
         xp.subtract(1, t, out=t)
         xp.multiply(dc, t, out=dc)
-        dh3 = scratch(self, "dh3", (B, 3 * H))     # [dz | dr | dc r]: the hh products' gradients
-        rdc = dh3[:, 2 * H:]
-        xp.multiply(dc, r, out=rdc)
+        xp.multiply(dc, r, out=dh3[:, 2 * H:])
         # dr = dc (h W_ch^T) r (1 - r); zero without a context
         if h is None:
             dr[...] = 0
         else:
             xp.subtract(1, r, out=t)
             xp.multiply(t, r, out=t)
-            xp.multiply(dc, self._hc, out=dr)
+            xp.multiply(dc, hh[:, 2 * H:], out=dr)
             xp.multiply(dr, t, out=dr)
+            xp.multiply(g, z, out=dh)             # FIX: SINGA added z itself here
         dh3[:, :2 * H] = d[:, :2 * H]
+
+    def backward(self, flag, srcs, grad):
+        xp, H = self.xp, self.hdim
+        x = self._x2d(srcs[0])
+        B = x.shape[0]
+        h = srcs[1].data if len(srcs) > 1 else None
+        gates, hh = scratch(self, "gates", (B, 3 * H)), scratch(self, "hh", (B, 3 * H))
+        d = scratch(self, "dgates", (B, 3 * H))     # [dz | dr | dc]
+        dh3 = scratch(self, "dh3", (B, 3 * H))      # [dz | dr | dc r]: the hh products' gradients
+        dh = scratch(self, "dh", (B, H))
+        if self.on_device:
+            device_kernels.GRU_BACKWARD(xp, grad, gates, hh, self._zeros(B) if h is None else h, H,
+                                        int(h is not None), d, dh3, dh)
+        else:
+            self._grads_cpu(grad, gates, hh, h, d, dh3, dh)
         p = self.params
         _write_grads(p[0:3], d, x)
         _write_grads(p[3:6], dh3, h)
@@ -270,8 +290,6 @@ class GRULayer(Layer):
             _back_project(d, [q.data for q in p[0:3]], dx, H, 0.0)
             out[0] = dx.reshape(srcs[0].data.shape)
         if h is not None:
-            dh = scratch(self, "dh", (B, H))
-            xp.multiply(g, z, out=dh)             # FIX: SINGA added z itself here
             _back_project(dh3, [q.data for q in p[3:6]], dh, H, 1.0)
             out.append(dh)
         return out
