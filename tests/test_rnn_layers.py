@@ -328,7 +328,9 @@ def char_rnn(tmp_path, text, vocab, B=2, U=3, name="data"):
     (tmp_path / "vocab.txt").write_bytes(vocab)
     conf = ('name: "%s" type: kCharRNN char_rnn_conf { path: "%s" vocab_path: "%s" batchsize: %d unroll_len: %d }'
             % (name, tmp_path / "text.txt", tmp_path / "vocab.txt", B, U))
-    return build_layer(conf, [])
+    layer = build_layer(conf, [])
+    layer.load()
+    return layer
 
 
 def test_char_rnn_blobs_are_positions_in_the_vocab_and_wrap_in_the_segment(tmp_path):
@@ -383,11 +385,15 @@ def test_char_rnn_errors(tmp_path):
         char_rnn(tmp_path, b"abcxabcabc", b"abc")
     conf = ('name: "data" type: kCharRNN char_rnn_conf { path: "%s" vocab_path: "%s" batchsize: 2 }'
             % (tmp_path / "none.txt", tmp_path / "vocab.txt"))
+    layer = build_layer(conf, [])      # as in SINGA the files are read at the first batch
+    assert layer.out_shape == (2,)
     with pytest.raises(DataError, match=r"char_rnn_conf.path.*none.txt"):
-        build_layer(conf, [])
+        layer.forward(job_pb2.kTrain, [])
     conf = 'name: "data" type: kCharRNN char_rnn_conf { path: "x" vocab_path: "%s" }' % (tmp_path / "no-vocab.txt")
     with pytest.raises(DataError, match=r"char_rnn_conf.vocab_path.*no-vocab.txt"):
-        build_layer(conf, [])
+        build_layer(conf, []).next_batch()
+    with pytest.raises(DataError, match=r"char_rnn_conf.vocab_path.*no-vocab.txt"):
+        build_layer(conf, []).vocab_size
 
 
 # -- kOneHot, kRNNLabel ------------------------------------------------------------------------------------
@@ -419,7 +425,11 @@ def test_onehot_of_a_single_blob_source_and_its_errors():
     with pytest.raises(ConfigError, match=r"(?s)onehot_conf.vocab_size.*'data' \(5\).*Received: 4"):
         oh.forward(job_pb2.kTrain, [Blobs([0, 1], vocab_size=5)])
     with pytest.raises(ConfigError, match="onehot_conf.vocab_size"):
-        build_layer(onehot_conf(0), [(2,)])
+        build_layer(onehot_conf(-1), [(2,)])
+    unset = build_layer('name: "onehot" type: kOneHot', [(2,)])      # SINGA's default 0: builds, then says so
+    assert unset.out_shape == (2, 0)
+    with pytest.raises(ConfigError, match=r"(?s)onehot_conf.vocab_size.*Received: 0 \(unset\).*help:"):
+        unset.forward(job_pb2.kTrain, [Source("d", numpy.array([1.0, 0.0]))])
 
 
 def test_onehot_on_the_device_standin():

@@ -20,7 +20,7 @@ import sys
 
 import numpy
 
-from singa.errors import ConfigError, DataError, invalid
+from singa.errors import ConfigError, DataError, Stated, invalid
 from singa.layers.base import Layer, flat2d, register, scratch, type_name
 from singa.proto import job_pb2
 
@@ -37,7 +37,7 @@ def unrolled_blob(layer, src, k):
     if not 0 <= k < len(vec):
         raise invalid("unroll_index of %s" % _where(layer),
                       "a blob of source '%s', which has %d (0..%d)" % (src.name, len(vec), len(vec) - 1),
-                      "blob %d" % k,
+                      Stated("blob %d" % k),
                       hint="the data layer's char_rnn_conf.unroll_len must equal the net's unroll_len")
     return vec[k]
 
@@ -87,7 +87,8 @@ class CharRNNLayer(Layer):
     """kCharRNN: batch row i reads its own segment of the text, [i*S, (i+1)*S) with S = len // B;
     each call gives blobs l = 0..U of ``text[start_i + offset + l]`` then advances offset by U
     (consecutive calls overlap by one character), wrapping to 0 when the next read would leave
-    the segment. There is no epoch end and no shuffling, as in SINGA."""
+    the segment. There is no epoch end and no shuffling, as in SINGA. The files are read at the
+first batch (``load``), as SINGA did."""
     is_data = True
     grad_free = True
 
@@ -97,7 +98,7 @@ class CharRNNLayer(Layer):
     def setup(self, src_shapes):
         if src_shapes:
             raise invalid("srclayers of %s" % _where(self), "none: a data layer reads its files",
-                          "%d source layer(s)" % len(src_shapes), hint="remove its `srclayers`")
+                          Stated("%d source layer(s)" % len(src_shapes)), hint="remove its `srclayers`")
         cc = self.conf.char_rnn_conf
         B, U = int(cc.batchsize), int(cc.unroll_len)
         if B <= 0:
@@ -105,20 +106,36 @@ class CharRNNLayer(Layer):
         if U <= 0:
             raise invalid(self._field("unroll_len"), "a positive number of time steps (the net's unroll_len)", U,
                           hint="e.g. `unroll_len: 50`, the same as the net's")
-        self.vocab = read_vocab(self, cc.vocab_path, "char_rnn_conf.vocab_path")
-        lut = numpy.full(256, -1, numpy.int32)
-        lut[numpy.frombuffer(self.vocab, numpy.uint8)] = numpy.arange(len(self.vocab), dtype=numpy.int32)
         self.batchsize, self.unroll_len = B, U
-        self.text = self._read_text(cc.path, lut)
-        self.segment = len(self.text) // B     # SINGA's max_offset
-        if self.segment <= U:
-            raise DataError("Invalid text %s for %s. Expected at least batchsize * (unroll_len + 1) = %d * %d = %d "
-                            "characters (one segment of unroll_len + 1 per batch row). Received: %d\nhelp: use a "
-                            "longer text, or a smaller char_rnn_conf.batchsize or unroll_len"
-                            % (cc.path, _where(self), B, U + 1, B * (U + 1), len(self.text)))
+        self._vocab = self.text = None
         self.offset = 0
         self.read_part(0, B, B)
         return self.out_shape
+
+    def load(self):
+        """Read vocab.txt and the text (once). As in SINGA this happens at the first batch, not in
+        setup, so a net can be built without its data; call it to check the files earlier."""
+        if self.text is not None:
+            return
+        cc = self.conf.char_rnn_conf
+        B, U = self.batchsize, self.unroll_len
+        vocab = read_vocab(self, cc.vocab_path, "char_rnn_conf.vocab_path")
+        lut = numpy.full(256, -1, numpy.int32)
+        lut[numpy.frombuffer(vocab, numpy.uint8)] = numpy.arange(len(vocab), dtype=numpy.int32)
+        text = self._read_text(cc.path, lut)
+        if len(text) // B <= U:
+            raise DataError("Invalid text %s for %s. Expected at least batchsize * (unroll_len + 1) = %d * %d = %d "
+                            "characters (one segment of unroll_len + 1 per batch row). Received: %d\nhelp: use a "
+                            "longer text, or a smaller char_rnn_conf.batchsize or unroll_len"
+                            % (cc.path, _where(self), B, U + 1, B * (U + 1), len(text)))
+        self._vocab, self.text = vocab, text
+        self.segment = len(text) // B     # SINGA's max_offset
+
+    @property
+    def vocab(self):
+        """vocab.txt's bytes; a character's index is its position here."""
+        self.load()
+        return self._vocab
 
     @property
     def vocab_size(self):
@@ -133,6 +150,7 @@ class CharRNNLayer(Layer):
 
     @pos.setter
     def pos(self, value):
+        self.load()
         value = int(value)
         if not 0 <= value <= self.segment - 1 - self.unroll_len:
             raise DataError("Invalid position %d for %s. Expected an offset in [0, %d] (its rows' segments hold %d "
@@ -163,7 +181,6 @@ class CharRNNLayer(Layer):
             raise ValueError("read_part(%r, %r, %r): expected 0 <= lo < hi <= batchsize (%d) and a stride that is "
                              "a multiple of it" % (lo, hi, stride, B))
         self.part, self.stride = (int(lo), int(hi)), int(stride)
-        self.starts = numpy.arange(lo, hi, dtype=numpy.int64) * self.segment
         self.out_shape = (hi - lo,)
 
     def _advance(self):
@@ -172,8 +189,10 @@ class CharRNNLayer(Layer):
             self.offset = 0
 
     def forward(self, flag, srcs):
+        self.load()
         U = self.unroll_len
-        pos = self.starts[None, :] + self.offset + numpy.arange(U + 1)[:, None]    # (U+1, rows)
+        starts = numpy.arange(*self.part, dtype=numpy.int64) * self.segment
+        pos = starts[None, :] + self.offset + numpy.arange(U + 1)[:, None]    # (U+1, rows)
         blobs = self.backend.asarray(self.text[pos], dtype=self.dtype)
         self.datavec = [blobs[l] for l in range(U + 1)]
         self.data = self.datavec[0]
@@ -194,19 +213,25 @@ class CharRNNLayer(Layer):
 class OneHotLayer(Layer):
     """kOneHot: (B, vocab_size) rows with a 1 at each index of the source's blob ``unroll_index``."""
     grad_free = True
+    HINT = "e.g. `onehot_conf { vocab_size: 101 }`: the number of characters in vocab.txt"
 
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         D = int(self.conf.onehot_conf.vocab_size)
-        if D <= 0:
+        if D < 0:
             raise invalid("onehot_conf.vocab_size of %s" % _where(self), "the vocabulary size (> 0)", D,
-                          hint="e.g. `onehot_conf { vocab_size: 101 }`: the number of characters in vocab.txt")
+                          hint=self.HINT)
+        # 0 is SINGA's unchecked default (char-rnn's sample.conf leaves it unset): the net still
+        # builds, as it did in SINGA, and the first forward says what is missing
         self.vocab_size = D
         self.out_shape = (int(src_shapes[0][0]), D)
         return self.out_shape
 
     def forward(self, flag, srcs):
         src = srcs[0]
+        if self.vocab_size == 0:
+            raise invalid("onehot_conf.vocab_size of %s" % _where(self), "the vocabulary size (> 0)",
+                          Stated("0 (unset)"), hint=self.HINT)
         vs = getattr(src, "vocab_size", None)
         if vs is not None and vs != self.vocab_size:
             raise invalid("onehot_conf.vocab_size of %s" % _where(self),
@@ -280,7 +305,7 @@ class RNNDummyLayer(Layer):
             n = math.prod(self.out_shape)
             if x.size != n:
                 raise invalid("source of %s" % _where(self), "%d values (set up with shape %s)" % (n, self.out_shape),
-                              "%d values from '%s'" % (x.size, srcs[0].name),
+                              Stated("%d values from '%s'" % (x.size, srcs[0].name)),
                               hint="the dynamic source must give as many values as rnn_dummy_conf.shape")
             self.data = x.reshape(self.out_shape)
             return self.data
@@ -346,7 +371,7 @@ class CharRNNOutputLayer(Layer):
 
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
-        self.vocab = read_vocab(self, self.conf.char_rnn_conf.vocab_path, "char_rnn_conf.vocab_path")
+        self.vocab = None      # read at the first forward, as kCharRNN reads its files
         self.stream = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.out_shape = tuple(int(s) for s in src_shapes[0])
@@ -355,6 +380,8 @@ class CharRNNOutputLayer(Layer):
     def forward(self, flag, srcs):
         x = numpy.asarray(self.backend.to_host(srcs[0].data))
         col = x.reshape(x.shape[0], -1)[:, 0] if x.ndim else x.reshape(1)
+        if self.vocab is None:
+            self.vocab = read_vocab(self, self.conf.char_rnn_conf.vocab_path, "char_rnn_conf.vocab_path")
         n = len(self.vocab)
         if col.size and (col.min() < 0 or col.max() >= n or (numpy.floor(col) != col).any()):
             raise DataError("Invalid index for %s. Expected integer indices in [0, %d) (the characters of %s). "

@@ -27,7 +27,7 @@ import math
 import numpy
 
 from singa.backends import blas, device_kernels
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.layers.base import Layer, register, scratch, wants_gradient
 from singa.layers.charrnn import check_indices, unrolled_blob
 from singa.param import check_alloc
@@ -133,7 +133,7 @@ class GRULayer(Layer):
         if nparam not in (6, 9):
             # SINGA read a missing param (undefined behaviour) for 7 or 8
             raise invalid("param of %s" % self._where(), "6 params (W_zx, W_rx, W_cx, W_zh, W_rh, W_ch) or 9 "
-                          "(the same, then the biases b_z, b_r, b_c)", "%d param entries" % nparam,
+                          "(the same, then the biases b_z, b_r, b_c)", Stated("%d param entries" % nparam),
                           hint="list the params in SINGA's order: z_hx, r_hx, c_hx, z_hh, r_hh, c_hh[, z_b, r_b, c_b]")
         B, V = shape[0], math.prod(shape[1:])
         if len(src_shapes) == 2:
@@ -158,7 +158,7 @@ class GRULayer(Layer):
         if len(shape) != 2 or shape[1] != H or shape[0] != B:
             raise invalid("srclayers[1] (the context) of %s" % self._where(),
                           "the previous step's hidden state, shape (%d, %d): gru_conf.dim_hidden %d" % (B, H, H),
-                          "a source %s shape %s" % (how, shape),
+                          Stated("a source %s shape %s" % (how, shape)),
                           hint="the second source is the previous time step's copy of this GRU (the unroller adds "
                                "it); give both the same dim_hidden")
 
