@@ -11,6 +11,7 @@ tests/test_fused_kernels.py compiles every one with nvcc where it is installed.
 * ``DROPOUT_FORWARD``/``DROPOUT_BACKWARD``: kDropout, the mask drawn from the element's hash.
 * ``POOL_MAX_FORWARD``/``POOL_MAX_BACKWARD``: MAX pooling (``singa.layers.pooling``).
 * ``LRN_FORWARD``/``LRN_BACKWARD_T``/``LRN_BACKWARD``: kLRN (``singa.layers.lrn``).
+* ``GRU_FORWARD``/``GRU_BACKWARD``: kGRU's gates and their gradients (``singa.layers.gru``).
 
 (singa.random's UNIFORM and NORMAL stay beside the draws they mirror: they are the random
 streams' definition, not a layer's.)
@@ -122,3 +123,35 @@ LRN_BACKWARD_T = Kernel("T g, T y, T norm", "T t", "t = g * y / norm;", "singa_l
 LRN_BACKWARD = Kernel("raw T t, T x, T scale, " + _SHAPE + ", T c2", "T g",
                       _window("t[base + {k} * S]") + "g = g * scale - acc * x * c2;\n",
                       "singa_lrn_backward", scalars={"C", "S", "half", "c2"})
+
+
+# -- kGRU ----------------------------------------------------------------------------------------
+# One thread per (row, unit) of the (B, H) state; the gate buffers are (B, 3H) = [z | r | c]. On
+# entry ``gates`` holds x W^T + b and ``hh`` the h W_h^T products (read only when has_h); the
+# operations are GRULayer._gates_cpu's, in its order.
+GRU_FORWARD = Kernel("raw T hh, T h, int32 H, int32 has_h", "raw T gates, T y", """
+const long long o = (i / H) * 3 * H + i % H;
+T z = gates[o], r = gates[o + H], c = gates[o + 2 * H];
+if (has_h) { z = z + hh[o]; r = r + hh[o + H]; }
+z = tanh(z * (T)0.5) * (T)0.5 + (T)0.5;
+r = tanh(r * (T)0.5) * (T)0.5 + (T)0.5;
+if (has_h) c = c + r * hh[o + 2 * H];
+c = tanh(c);
+gates[o] = z; gates[o + H] = r; gates[o + 2 * H] = c;
+y = has_h ? (h - c) * z + c : c - z * c;
+""", "singa_gru_forward", scalars={"H", "has_h"})
+# GRULayer._grads_cpu: d = [dz | dr | dc], d3 = [dz | dr | dc r], dh = g z (SINGA's dh bug fixed).
+GRU_BACKWARD = Kernel("T g, raw T gates, raw T hh, T h, int32 H, int32 has_h", "raw T d, raw T d3, T dh", """
+const long long o = (i / H) * 3 * H + i % H;
+const T z = gates[o], r = gates[o + H], c = gates[o + 2 * H];
+const T t = (T)1 - z;
+T dz = has_h ? h - c : -c;
+dz = dz * g;
+dz = dz * (t * z);
+T dc = g * t;
+dc = dc * ((T)1 - c * c);
+T dr = (T)0;
+if (has_h) { dr = dc * hh[o + 2 * H]; dr = dr * (((T)1 - r) * r); dh = g * z; }
+d[o] = dz; d[o + H] = dr; d[o + 2 * H] = dc;
+d3[o] = dz; d3[o + H] = dr; d3[o + 2 * H] = dc * r;
+""", "singa_gru_backward", scalars={"H", "has_h"})
