@@ -162,3 +162,17 @@ def test_char_rnn_same_file_in_place_and_errors(tmp_path):
         with pytest.raises(DataError, match="-name"):
             convert_char_rnn(str(src), str(d), name=bad)
     assert main(["char-rnn", str(tmp_path / "one.txt"), str(d)]) == 1
+
+
+def test_char_rnn_vocab_padded_to_a_confs_size(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_text("hello world\n")
+    out = tmp_path / "o"
+    assert convert_char_rnn(str(src), str(out), vocab_size=12) == (12, 12)
+    vocab = (out / "vocab.txt").read_text()
+    assert vocab[:9] == "".join(sorted(set("hello world\n")))       # the text's own characters first, in order
+    assert len(vocab) == 12 and len(set(vocab)) == 12 and not set(vocab[9:]) & set("hello world\n")
+    assert all(len(c.encode()) == 1 and c not in "\t\n\r" for c in vocab[9:])    # one byte each, as kCharRNN reads
+    for bad in (8, 100):
+        with pytest.raises(DataError, match=r"`-vocab_size`.*Received: %d" % bad):
+            convert_char_rnn(str(src), str(out), vocab_size=bad)

@@ -3,7 +3,7 @@
     singa-create-data mnist IMAGES_IDX LABELS_IDX OUT.bin
     singa-create-data cifar10 INPUT_FOLDER OUTPUT_FOLDER
     singa-create-data fortunes OUTPUT_FOLDER [-vocab_size N]
-    singa-create-data char-rnn TEXT OUTPUT_FOLDER [-name linux_input.txt]
+    singa-create-data char-rnn TEXT OUTPUT_FOLDER [-name linux_input.txt] [-vocab_size N]
     singa-create-data rnnlm -train F -valid F -test F [-class_size 100] [-out OUTPUT_FOLDER]
 
 MNIST: one record per image, key ``"%08d" % i``, value RecordProto{shape: [rows, cols] (from
@@ -17,7 +17,8 @@ char-rnn (SINGA's examples/char-rnn/data.py): ``vocab.txt`` holds the text's dis
 concatenated, no separator and no trailing newline, in code point order (data.py used Python's
 set order, which is arbitrary; kCharRNN indexes a character by its position in vocab.txt); the
 text is written beside it, under the name char-rnn-job.conf reads (``linux_input.txt``) unless
-``-name`` says otherwise. Both are UTF-8; on ASCII text (the fortunes) characters and bytes agree,
+``-name`` says otherwise. ``-vocab_size N`` pads vocab.txt with control characters the text does
+not hold, so a conf sized for another alphabet (char-rnn-job.conf's 101) runs unchanged. Both are UTF-8; on ASCII text (the fortunes) characters and bytes agree,
 as SINGA's C++ layer, which read bytes, needs. rnnlm: see singa/io/rnnlm_data.py. fortunes: the
 texts of singa/datasets/fortunes.py (char parts and word parts) as files.
 """
@@ -114,9 +115,15 @@ def convert_cifar10(src, out):
     return {"train_data.bin": n, "test_data.bin": ntest, "image_mean.bin": 1}
 
 
-def convert_char_rnn(text_path, out_dir, name="linux_input.txt"):
+# Padding characters for -vocab_size: single-byte control characters no text here holds
+_PADDING = [chr(c) for c in range(1, 32) if chr(c) not in "\t\n\r"] + ["\x7f"]
+
+
+def convert_char_rnn(text_path, out_dir, name="linux_input.txt", vocab_size=None):
     """Write ``vocab.txt`` and the text (as ``name``) into ``out_dir``, as char-rnn's data.py did,
-    with the vocabulary in code point order; returns (number of characters, vocabulary size)."""
+    with the vocabulary in code point order; returns (number of characters, vocabulary size).
+    ``vocab_size``: pad the vocabulary to that many entries with characters the text does not hold
+    (so a conf's ``onehot_conf.vocab_size``, e.g. char-rnn-job.conf's 101, fits a smaller alphabet)."""
     try:
         with open(text_path, "rb") as f:
             data = f.read()
@@ -138,12 +145,25 @@ def convert_char_rnn(text_path, out_dir, name="linux_input.txt"):
         raise DataError("Invalid value for `-name` of singa-create-data char-rnn. Expected a plain file name other "
                         "than vocab.txt. Received: %r\nhelp: -name linux_input.txt (char-rnn-job.conf's)" % (name,))
     vocab = "".join(sorted(set(text)))
+    if vocab_size is not None:
+        vocab = _padded(vocab, vocab_size)
     os.makedirs(out_dir, exist_ok=True)
     write_text_atomic(os.path.join(out_dir, "vocab.txt"), vocab)
     dest = os.path.join(out_dir, name)
     if not (os.path.exists(dest) and os.path.samefile(dest, text_path)):
         write_text_atomic(dest, text)
     return len(text), len(vocab)
+
+
+def _padded(vocab, size):
+    """``vocab`` and then unused padding characters, ``size`` in all."""
+    pad = [c for c in _PADDING if c not in vocab]
+    if not len(vocab) <= size <= len(vocab) + len(pad):
+        raise DataError("Invalid value for `-vocab_size` of singa-create-data char-rnn. Expected at least the text's "
+                        "%d distinct characters and at most %d. Received: %d\nhelp: leave -vocab_size out to write "
+                        "the text's own alphabet, and set the conf's onehot_conf.vocab_size and ip1's num_output to "
+                        "%d" % (len(vocab), len(vocab) + len(pad), size, len(vocab)))
+    return vocab + "".join(pad[:size - len(vocab)])
 
 
 def build_parser():
@@ -186,6 +206,9 @@ def _text_parsers(sub):
     c.add_argument("out", metavar="OUTPUT_FOLDER", help="e.g. examples/char-rnn")
     c.add_argument("-name", "--name", default="linux_input.txt",
                    help="the text's file name there (default linux_input.txt, which char-rnn-job.conf reads)")
+    c.add_argument("-vocab_size", "--vocab-size", type=int, default=None,
+                   help="pad vocab.txt to this many characters with control characters the text does not hold "
+                        "(101 fits char-rnn-job.conf's onehot_conf.vocab_size unchanged)")
     r = sub.add_parser("rnnlm", help="train/valid/test texts -> WordRecord kvfiles (rnnlm's create_data)",
                        description="Write train_data.bin, valid_data.bin, test_data.bin: one WordRecord per "
                                    "in-vocabulary word, with rnnlmlib's frequency classes.")
@@ -202,7 +225,7 @@ def _run_text(args):
         for name, n in write_parts(args.out, args.data_dir, args.vocab_size).items():
             print("wrote %s (%d %s)" % (os.path.join(args.out, name), n, "lines" if "words" in name else "chars"))
     elif args.dataset == "char-rnn":
-        n, v = convert_char_rnn(args.text, args.out, args.name)
+        n, v = convert_char_rnn(args.text, args.out, args.name, args.vocab_size)
         print("data has %d characters, %d unique; wrote %s and %s" % (
             n, v, os.path.join(args.out, "vocab.txt"), os.path.join(args.out, args.name)))
     else:
