@@ -324,7 +324,7 @@ class NeuralNet:
 
 class DataSlice:
     """A replica's stand-in for a data layer of the master net: rows [lo, hi) of the batch the
-    master's layer read (``data`` and the labels ``aux``), as views."""
+    master's layer read (``data``, the labels ``aux`` and the blobs ``datavec``), as views."""
     is_data = True
     is_loss = False
     has_metrics = False
@@ -334,7 +334,7 @@ class DataSlice:
         self.master, self.lo, self.hi = layer, int(lo), int(hi)
         self.name = layer.name
         self.out_shape = (self.hi - self.lo,) + tuple(layer.out_shape[1:])
-        self.data = self.aux = None
+        self.data = self.aux = self.datavec = None
 
     def forward(self, flag, srcs):
         m = self.master
@@ -344,4 +344,7 @@ class DataSlice:
                                                                  None if m.data is None else m.data.shape[0]))
         self.data = m.data[self.lo:self.hi]
         self.aux = None if m.aux is None else m.aux[self.lo:self.hi]
+        # a source of several blobs (kCharRNN's unroll_len + 1, one per time step): each sliced alike
+        dv = getattr(m, "datavec", None)
+        self.datavec = None if dv is None else [v[self.lo:self.hi] for v in dv]
         return self.data

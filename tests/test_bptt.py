@@ -283,3 +283,55 @@ def test_two_synchronous_mpi_processes_equal_one(in_tmp):
     assert a.keys() == b.keys() == {"w", "b", "v", "c"}
     for k in a:      # the gradient sum's order differs: equal to float32 rounding
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
+
+
+CHAR_RNN = """name: "c" train_steps: 2 disp_freq: 1
+train_one_batch { alg: kBPTT }
+updater { type: kRMSProp rmsprop_conf { rho: 0.95 } learning_rate { type: kFixed base_lr: 0.01 }
+          clip_low: -5 clip_high: 5 }
+cluster { workspace: "ws" }
+neuralnet {
+  unroll_len: 3
+  layer { name: "data" type: kCharRNN unroll_len: 1
+          char_rnn_conf { path: "%(text)s" vocab_path: "%(vocab)s" batchsize: 4 unroll_len: 3 } }
+  layer { name: "onehot" type: kOneHot srclayers: "data" unroll_conn_type: kUnrollOneToAll
+          onehot_conf { vocab_size: %(V)d } }
+  layer { name: "label" type: kRNNLabel srclayers: "data" unroll_conn_type: kUnrollOneToAll }
+  layer { name: "gru1" type: kGRU srclayers: "onehot" gru_conf { dim_hidden: 5 }
+          %(gru_params)s }
+  layer { name: "ip1" type: kInnerProduct srclayers: "gru1" innerproduct_conf { num_output: %(V)d }
+          param { name: "w" init { type: kUniform low: -0.3 high: 0.3 } }
+          param { name: "b" init { type: kUniform low: -0.3 high: 0.3 } } }
+  layer { name: "loss" type: kSoftmaxLoss srclayers: "ip1" srclayers: "label" }
+}
+"""
+
+
+def char_rnn_trained(tmp_path, replicas):
+    text = "the quick brown fox jumps over the lazy dog\n" * 8
+    vocab = "".join(sorted(set(text)))
+    (tmp_path / "t.txt").write_text(text)
+    (tmp_path / "v.txt").write_text(vocab)
+    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
+                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh", "z_b", "r_b", "c_b"))
+    job = parse_job_conf(CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab),
+                                         gru_params=gru_params))
+    streams = RandomStreams(3)
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams, dtype=np.float64)
+    for p in net.owner_params:
+        p.init_values(streams.stream("init/" + p.name))
+    worker = BPTTWorker(net, create_updater(job.updater), replicas=replicas)
+    for step in range(3):
+        worker.train_one_batch(step)
+    return {k: p.data.copy() for k, p in net.owners.items()}, worker.train_metrics.pop()
+
+
+def test_char_rnn_replicas_slice_every_time_steps_blob(tmp_path):
+    # a replica's slice of kCharRNN carries all unroll_len + 1 blobs (DataSlice.datavec), so two
+    # threaded replicas of a char-rnn train as one pass over the batch does
+    one, m1 = char_rnn_trained(tmp_path, 1)
+    two, m2 = char_rnn_trained(tmp_path, 2)
+    assert sorted(one) == ["b", "c_b", "c_hh", "c_hx", "r_b", "r_hh", "r_hx", "w", "z_b", "z_hh", "z_hx"]
+    for k in one:
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    assert m2["loss"] == pytest.approx(m1["loss"], rel=1e-9)
