@@ -21,6 +21,7 @@ from singa.progress import Progress, resolve_verbose
 from singa.cluster import mpi, param_servers, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
+from singa.layers.base import type_name
 from singa.io import checkpoint as ckpt
 from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where users import it from)
 from singa.io.workspace import WorkspaceLock
@@ -339,6 +340,12 @@ class Driver:
             base = {l.name: l.pos for l in s.train_net.data_layers}
             for g in s.groups:
                 for layer in g.net.data_layers:
+                    if getattr(layer, "store", None) is None:
+                        raise ConfigError(
+                            "data layer '%s' (%s) cannot share its batches out between the worker groups of a "
+                            "parameter-server framework (it reads a text, not a store of records).\nhelp: train "
+                            "it with one worker group (AllReduce: cluster { nworker_groups: 1 }, any number of "
+                            "workers in it)" % (layer.name, type_name(layer.conf.type)))
                     layer.pos = (base[layer.name] + g.id * s.batch) % len(layer.store)
 
     def _where(self, s):

@@ -335,3 +335,18 @@ def test_char_rnn_replicas_slice_every_time_steps_blob(tmp_path):
     for k in one:
         np.testing.assert_allclose(two[k], one[k], rtol=1e-9, atol=1e-12, err_msg=k)
     assert m2["loss"] == pytest.approx(m1["loss"], rel=1e-9)
+
+
+def test_char_rnn_under_parameter_servers_is_a_clear_error(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog\n" * 8
+    vocab = "".join(sorted(set(text)))
+    (tmp_path / "t.txt").write_text(text)
+    (tmp_path / "v.txt").write_text(vocab)
+    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
+                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh"))
+    conf = CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab), gru_params=gru_params)
+    conf = conf.replace('cluster { workspace: "ws" }', 'cluster { workspace: "%s" nworker_groups: 2 '
+                        'nworkers_per_procs: 2 }' % (tmp_path / "ws"))
+    with pytest.raises(ConfigError, match=r"(?s)data layer '0#data' \(kCharRNN\) cannot share its batches.*"
+                                          r"help: train it with one worker group"):
+        Driver(verbose=False).train(parse_job_conf(conf))
