@@ -350,3 +350,33 @@ def test_char_rnn_under_parameter_servers_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)data layer '0#data' \(kCharRNN\) cannot share its batches.*"
                                           r"help: train it with one worker group"):
         Driver(verbose=False).train(parse_job_conf(conf))
+
+
+def char_rnn_conf(tmp_path, ws, steps):
+    text = "the quick brown fox jumps over the lazy dog\n" * 8
+    vocab = "".join(sorted(set(text)))
+    (tmp_path / "t.txt").write_text(text)
+    (tmp_path / "v.txt").write_text(vocab)
+    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
+                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh", "z_b", "r_b", "c_b"))
+    conf = CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab), gru_params=gru_params)
+    return conf.replace("train_steps: 2", "train_steps: %d" % steps).replace(
+        'cluster { workspace: "ws" }', 'cluster { workspace: "%s" }' % (tmp_path / ws))
+
+
+def test_char_rnn_on_two_synchronous_mpi_processes_equals_one(in_tmp):
+    from tests.test_mpi import MPIEXEC, mpirun
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec (pip install 'singa[mpi]')")
+    for ws in ("one", "two"):
+        (in_tmp / (ws + ".conf")).write_text(char_rnn_conf(in_tmp, ws, steps=8))
+    (in_tmp / "job.py").write_text(MPI_SCRIPT)
+    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
+    r, _ = mpirun(2, ["job.py", "two.conf"], in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "2 processes x 1 worker(s) (MPI, synchronous: AllReduce)" in r.stdout
+    read = lambda ws: {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / ws / "checkpoint/step8-worker0"))}
+    a, b = read("one"), read("two")
+    assert len(a) == 11 and a.keys() == b.keys()
+    for k in a:      # each process BPTTs half the batch's rows; the sums' order differs: float32 rounding
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
