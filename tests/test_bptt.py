@@ -380,3 +380,18 @@ def test_char_rnn_on_two_synchronous_mpi_processes_equals_one(in_tmp):
     assert len(a) == 11 and a.keys() == b.keys()
     for k in a:      # each process BPTTs half the batch's rows; the sums' order differs: float32 rounding
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
+
+
+def test_char_rnn_resumes_bit_identically(tmp_path):
+    # the params, RMSProp's history and kCharRNN's read position all come back from the checkpoint
+    text = char_rnn_conf(tmp_path, "ws", steps=12) + "checkpoint_freq: 6\n"
+    Driver(verbose=False).train(parse_job_conf(text))
+    last = tmp_path / "ws/checkpoint/step12-worker0"
+    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
+    os.remove(last)
+    os.remove(str(last) + ".state.npz")
+    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    assert min(res.train) >= 6
+    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
+    assert len(full) == 11 and full.keys() == again.keys()
+    assert all(np.array_equal(full[n], again[n]) for n in full)
