@@ -38,8 +38,8 @@ def rows(words):
 HIDDEN = 'name: "hidden" user_type: "kHidden" srclayers: "embedding" param { name: "w2" }'
 EMBED = ('name: "embedding" user_type: "kEmbedding" srclayers: "data" [embedding_conf] { word_dim: 4 vocab_size: 12 } '
          'param { name: "w1" }')
-LOSS = ('name: "loss" user_type: "kLoss" srclayers: "hidden" srclayers: "data" [loss_conf] { nclass: 3 vocab_size: 12 } '
-        'param { name: "w3" } param { name: "w4" }')
+LOSS = ('name: "loss" user_type: "kLoss" srclayers: "hidden" srclayers: "data" '
+        '[loss_conf] { nclass: 3 vocab_size: 12 } param { name: "w3" } param { name: "w4" }')
 
 
 def data_conf(path, max_window=3):
@@ -262,3 +262,65 @@ def test_rnnlm_job_conf_runs_unchanged_on_the_fortunes_words(tmp_path):
     from singa.io import checkpoint as ckpt
     shapes = {n: v.shape for n, v, _ in ckpt.read_checkpoint(str(ck))}
     assert shapes == {"w1": (3720, 15), "w2": (15, 15), "w3": (3720, 15), "w4": (100, 15)}
+
+
+def small_job(tmp, steps=20, disp=10, extra=""):
+    """A tiny rnnlm job (12 words, 3 classes) on a hand-made record file, in ``tmp``."""
+    path = tmp / "words.bin"
+    rng = np.random.default_rng(5)
+    write_records(path, [0] + [int(w) for w in rng.integers(0, 12, 200)])
+    init = 'init { type: kUniform low: -0.3 high: 0.3 }'
+    layers = [data_conf(path, 4) + " include: kTrain", data_conf(path, 4) + " include: kVal", EMBED, HIDDEN, LOSS]
+    net = " ".join("layer { %s }" % l.replace('param { name: "w', 'param { %s name: "w' % init) for l in layers)
+    return ('name: "tiny-rnnlm" train_steps: %d disp_freq: %d validate_steps: 3 validate_freq: 10 %s '
+            'train_one_batch { alg: kBP } updater { type: kSGD learning_rate { type: kFixed base_lr: 0.1 } } '
+            'neuralnet { %s } cluster { workspace: "%s" }' % (steps, disp, extra, net, tmp / "ws"))
+
+
+def test_a_resumed_run_continues_the_word_stream_bit_identically(tmp_path):
+    from singa.driver import Driver
+    from singa.io import checkpoint as ckpt
+    from singa.proto import parse_job_conf
+    text = small_job(tmp_path, steps=20, extra="checkpoint_freq: 10")
+    Driver(verbose=False).train(parse_job_conf(text))
+    last = tmp_path / "ws/checkpoint/step20-worker0"
+    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
+    os.remove(last)
+    os.remove(str(last) + ".state.npz")
+    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    assert min(res.train) >= 10            # it resumed from step 10, with kData's position
+    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
+    assert full.keys() == again.keys() and all(np.array_equal(full[n], again[n]) for n in full)
+
+
+@pytest.mark.slow
+def test_rnnlm_on_the_fortunes_words_beats_the_unigram_model(tmp_path):
+    """The measurement (minutes on 2 cores, not in CI): rnnlm-job.conf as shipped (81350 steps)
+    plus a kTest data layer on test_data.bin and one pass over it; the unigram model of the train
+    words' frequencies scored on the same targets (every test record after the first). The issue
+    wants rnnlm's test ppl at least 40% lower."""
+    import re
+    from singa.driver import Driver
+    from singa.io.rnnlm_data import read_word_records
+    from singa.proto import parse_job_conf
+    if not os.path.isfile(JOB_CONF):
+        pytest.skip("the SINGA v0.3 confs are not here")
+    fortunes_rnnlm(tmp_path)
+    os.chdir(tmp_path)
+    text = open(JOB_CONF).read().replace("layer{\n  name: \"embedding\"", 'layer { name: "data" user_type: "kData" '
+                                         '[data_conf] { path: "examples/rnnlm/test_data.bin" max_window: 10 } '
+                                         'include: kTest }\nlayer{\n  name: "embedding"', 1)
+    test = read_word_records("examples/rnnlm/test_data.bin")[0]
+    windows, pos = 0, 1                  # kData's windows in one pass over the test records
+    while pos < len(test):
+        end = min(pos + 10, len(test))
+        stop = next((i for i in range(pos, end) if test[i, 0] == 0), end - 1)
+        pos, windows = stop + 1, windows + 1
+    text = re.sub(r"validate_steps:\d+", "validate_steps:683\ntest_steps:%d" % windows, text)
+    res = Driver(verbose=False).train(parse_job_conf(text))
+    ppl = res.test[max(res.test)]["ppl"]
+    train = read_word_records("examples/rnnlm/train_data.bin")[0]
+    p = np.bincount(train[:, 0], minlength=3720) / len(train)
+    unigram = math.exp(-np.mean(np.log(np.maximum(p[test[1:, 0]], FLT_MIN))))
+    print("rnnlm test ppl %.2f, unigram %.2f: %.1f%% lower" % (ppl, unigram, 100 * (1 - ppl / unigram)))
+    assert ppl <= 0.6 * unigram
