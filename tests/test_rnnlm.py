@@ -294,7 +294,7 @@ def test_a_resumed_run_continues_the_word_stream_bit_identically(tmp_path):
 
 
 @pytest.mark.slow
-def test_rnnlm_on_the_fortunes_words_beats_the_unigram_model(tmp_path):
+def test_rnnlm_on_the_fortunes_words_beats_the_unigram_model(tmp_path, monkeypatch):
     """The measurement (minutes on 2 cores, not in CI): rnnlm-job.conf as shipped (81350 steps)
     plus a kTest data layer on test_data.bin and one pass over it; the unigram model of the train
     words' frequencies scored on the same targets (every test record after the first). The issue
@@ -306,7 +306,7 @@ def test_rnnlm_on_the_fortunes_words_beats_the_unigram_model(tmp_path):
     if not os.path.isfile(JOB_CONF):
         pytest.skip("the SINGA v0.3 confs are not here")
     fortunes_rnnlm(tmp_path)
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     text = open(JOB_CONF).read().replace("layer{\n  name: \"embedding\"", 'layer { name: "data" user_type: "kData" '
                                          '[data_conf] { path: "examples/rnnlm/test_data.bin" max_window: 10 } '
                                          'include: kTest }\nlayer{\n  name: "embedding"', 1)
