@@ -324,3 +324,24 @@ def test_rnnlm_on_the_fortunes_words_beats_the_unigram_model(tmp_path, monkeypat
     unigram = math.exp(-np.mean(np.log(np.maximum(p[test[1:, 0]], FLT_MIN))))
     print("rnnlm test ppl %.2f, unigram %.2f: %.1f%% lower" % (ppl, unigram, 100 * (1 - ppl / unigram)))
     assert ppl <= 0.6 * unigram
+
+
+def test_each_validation_continues_where_the_last_one_stopped(tmp_path):
+    """As in SINGA, the validation net's kData persists: round k reads the windows after round k-1's."""
+    from singa.callbacks import Callback
+    from singa.driver import Driver
+    from singa.proto import parse_job_conf
+    seen = []
+
+    class Pos(Callback):
+        def on_test_end(self, run, step, phase, metrics):
+            seen.append(run.val_net.data_layers[0].pos)
+
+    Driver(verbose=False).train(parse_job_conf(small_job(tmp_path)), callbacks=[Pos()])
+    fresh = build_layer(data_conf(tmp_path / "words.bin", 4), [])
+    want = []
+    for _ in range(3):                       # 3 rounds (steps 0, 10, 20) of validate_steps 3
+        for _ in range(3):
+            fresh.forward(0, [])
+        want.append(fresh.pos)
+    assert seen == want and len(set(seen)) == 3
