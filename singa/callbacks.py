@@ -12,9 +12,11 @@ the results so far) and may stop it (``run.stop_training = True``). Hooks, all o
 * ``on_test_end(run, step, phase, metrics)``: phase 'test' or 'validation' (rank 0 runs these)
 * ``on_checkpoint(run, step, path)``: a checkpoint was written
 
-Metrics are named as the engine names them ('loss', 'acc', 'se'); a ``monitor`` names a phase
-and a metric: 'val_loss' / 'val_acc' (validation), 'test_loss', or 'loss' / 'acc' (training, at
-display steps). ``TerminateOnNaN`` is on unless turned off (``fit(..., terminate_on_nan=False)``).
+Metrics are named as the engine's loss layers name them ('loss', 'acc', 'se', the rnnlm's 'ppl';
+any other name a layer reports passes through as it is); a ``monitor`` names a phase and a metric:
+'val_loss' / 'val_acc' / 'val_ppl' (validation), 'test_loss', or 'loss' / 'acc' (training, at
+display steps). ``mode='auto'`` maximises accuracy, precision and recall and minimises the rest.
+``TerminateOnNaN`` is on unless turned off (``fit(..., terminate_on_nan=False)``).
 
 Every rank runs the callbacks; those that write files do it on rank 0 only. In a synchronous
 multi-process job a stop on any rank stops all ranks at the same step; with parameter servers

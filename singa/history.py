@@ -130,8 +130,9 @@ class History(Callback):
 
     # -- pictures --------------------------------------------------------------------------
     def plot(self, path, title=None, smooth=None):
-        """Loss and (when recorded) accuracy against the step: every training batch (light,
-        smoothed over ``smooth`` batches, default about 1/50 of the run), the display averages,
+        """Every recorded metric (loss, accuracy, perplexity, ...) against the step, a panel each:
+        every training batch (light, smoothed over ``smooth`` batches, default about 1/50 of the
+        run), the display averages,
         validation and test. Writes a PNG (or any format matplotlib knows by the suffix)."""
         try:
             import matplotlib
@@ -140,11 +141,12 @@ class History(Callback):
         except ImportError:
             raise ConfigError("History.plot needs matplotlib.\nhelp: pip install 'singa[plot]' (or pip install "
                               "matplotlib); to_csv/to_jsonl work without it") from None
-        names = [k for k in ("loss", "acc", "se") if any(k in m for p in PHASES for m in getattr(self, p).values())]
+        # every metric recorded (a loss layer names its own: 'ppl' of the rnnlm), the loss first
+        names = sorted(self.metrics(), key=lambda k: (k != "loss", k))
         if not names:
             raise ConfigError("History.plot: nothing to draw, no metric was recorded.\nhelp: plot after fit()")
         fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
-        labels = {"loss": "loss", "acc": "accuracy", "se": "squared error"}
+        labels = {"loss": "loss", "acc": "accuracy", "se": "squared error", "ppl": "perplexity"}
         for ax, name in zip(axes[0], names):
             steps = sorted(s for s, m in self.step.items() if name in m)
             if steps:

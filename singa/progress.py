@@ -11,6 +11,8 @@ import shutil
 import sys
 import time
 
+from singa.results import MetricSums
+
 
 # Steps before an ETA is shown.
 MIN_STEPS_FOR_ETA = 5
@@ -48,7 +50,7 @@ class Progress:
         self.t0 = None
         self.train_time = 0.0       # seconds spent in training steps (tests excluded)
         self.done = 0               # steps done in this run
-        self.sums, self.n = {}, 0
+        self.running = MetricSums()     # since the last display, averaged as the display line's
         self._drawn = 0.0
         self._shown = False
         self.finished = False
@@ -74,15 +76,13 @@ class Progress:
         """A training step ended after ``seconds``, with ``metrics``."""
         self.train_time += seconds
         self.done = step + 1 - self.start
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n += 1
+        self.running.add(metrics)
         if self.bar:
             self._draw()
 
     def displayed(self):
         """The running metrics restart at a display step (as the "Train @ step" line's do)."""
-        self.sums, self.n = {}, 0
+        self.running = MetricSums()
 
     def eta(self):
         """The time left at the pace so far (wall time: tests and checkpoints included)."""
@@ -102,8 +102,8 @@ class Progress:
         cur = self.start + self.done
         width = shutil.get_terminal_size((100, 20)).columns
         frac = min(1.0, cur / self.total) if self.total else 1.0
-        metrics = "".join(" %s %.4f" % (k, v / self.n) for k, v in sorted(self.sums.items(),
-                                                                        key=lambda kv: kv[0] != "loss")) if self.n else ""
+        metrics = "".join(" %s %.4f" % kv for kv in sorted(self.running.means().items(),
+                                                             key=lambda kv: (kv[0] != "loss", kv[0])))
         text = " %d/%d %3d%% %.0f samples/s%s ETA %s" % (cur, self.total, 100 * frac, self.rate(), metrics, self.eta())
         room = max(10, min(40, width - len(text) - 3))
         fill = int(room * frac)

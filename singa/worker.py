@@ -10,6 +10,7 @@ from singa.backends import blas
 from singa.errors import ConfigError, invalid
 from singa.neuralnet import strip_unroll
 from singa.proto import job_pb2
+from singa.results import MetricSums
 from singa.unroll import dynamic_sources
 from singa.updaters.fused import accumulating, gemm_plans, installed
 
@@ -46,23 +47,30 @@ def auto_replicas(net):
 
 class MetricAverager:
     """Running sums of per-batch metrics; ``pop()`` gives the averages (to 15 significant digits)
-    and restarts."""
+    and restarts. A plain value counts once per batch; a ``singa.results.Weighted`` one by its
+    weight (words), geometrically for a perplexity (singa.results.MetricSums)."""
 
     def __init__(self):
-        self.sums, self.n = {}, 0
+        self._sums = MetricSums()
         self.last = {}          # the metrics of the latest batch
+
+    @property
+    def n(self):
+        return self._sums.n
+
+    @property
+    def sums(self):
+        return self._sums.sums
 
     def add(self, metrics):
         self.last = metrics
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n += 1
+        self._sums.add(metrics)
 
     def pop(self):
         # 15 significant digits: drops the float64 noise of the sum (0.8009999999999999 is 0.801,
         # an accuracy of 801 in 1000), far below what float32 training resolves
-        out = {k: float("%.15g" % (v / self.n)) for k, v in self.sums.items()} if self.n else {}
-        self.sums, self.n = {}, 0
+        out = {k: float("%.15g" % v) for k, v in self._sums.means().items()}
+        self._sums = MetricSums()
         return out
 
 

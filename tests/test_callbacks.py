@@ -167,3 +167,40 @@ def test_bad_callbacks_and_monitors_fail_clearly(job_dir):
         EarlyStopping(patience=-1)
     assert parse_monitor("val_acc") == ("validation", "acc") and parse_monitor("loss") == ("train", "loss")
     assert TerminateOnNaN() is not None
+
+
+def test_ppl_reaches_results_history_and_callbacks_averaged_over_the_words(tmp_path):
+    import math
+    from singa.proto import parse_job_conf
+    from tests.test_rnnlm import small_job
+    h, seen = History(), []
+
+    class Seen(Callback):
+        def on_display(self, run, step, metrics):
+            seen.append(("display", step, dict(metrics)))
+
+        def on_test_end(self, run, step, phase, metrics):
+            seen.append((phase, step, dict(metrics)))
+
+    stop = EarlyStopping(monitor="val_ppl", patience=10)
+    log = CSVLogger(str(tmp_path / "log.csv"))
+    res = Driver(verbose=False).train(parse_job_conf(small_job(tmp_path)), callbacks=[h, Seen(), stop, log])
+    assert sorted(res.train) == [0, 10, 19] and all(set(m) == {"loss", "ppl"} for m in res.train.values())
+    assert set(res.validation[20]) == {"loss", "ppl"} and stop.mode == "min" and stop.best is not None
+    assert [s for k, s, _ in seen if k == "display"] == [0, 10, 19] and ("validation", 20, res.validation[20]) in seen
+    # a display's ppl: exp of the per-word loss over all the words of its steps (not the mean of their ppl)
+    steps = [h.step[s] for s in range(1, 11)]
+    words = sum(m["ppl"].weight for m in steps)
+    want = math.exp(sum(m["loss"] * m["loss"].weight for m in steps) / words)
+    assert res.train[10]["ppl"] == pytest.approx(want, rel=1e-9)
+    assert res.train[10]["ppl"] == pytest.approx(math.exp(res.train[10]["loss"]), rel=1e-6)
+    assert res.train[10]["ppl"] != pytest.approx(sum(m["ppl"] for m in steps) / len(steps), rel=1e-6)
+    # the files keep it
+    back = History.from_csv(h.to_csv(str(tmp_path / "h.csv")))
+    assert back.metrics() == ["loss", "ppl"] and back.train[10]["ppl"] == pytest.approx(res.train[10]["ppl"])
+    back = History.from_jsonl(h.to_jsonl(str(tmp_path / "h.jsonl")))
+    assert back.validation[20] == pytest.approx(res.validation[20])
+    with open(tmp_path / "log.csv") as f:
+        assert next(csv.reader(f)) == ["step", "phase", "loss", "ppl"]
+    pytest.importorskip("matplotlib")
+    assert os.path.getsize(h.plot(str(tmp_path / "curves.png"))) > 0

@@ -1,4 +1,4 @@
-# covers: singa/progress.py
+# covers: singa/progress.py, singa/results.py
 """What a training run prints (singa.progress): a bar on terminals, lines in files, nothing at 0."""
 import io
 import re
@@ -74,3 +74,17 @@ def test_progress_unit():
     assert [resolve_verbose(v) for v in (True, False, None, 0, 1, 2)] == [1, 0, 0, 0, 1, 2]
     with pytest.raises(ConfigError, match="Invalid value for `verbose`.*Received: 3"):
         resolve_verbose(3)
+
+
+def test_the_bar_shows_any_metric_averaged_as_the_display_line():
+    import math
+    from singa.results import Weighted
+    p = Progress(verbose=1, stream=Terminal(), min_interval=0)
+    p.begin(0, 10, 11)
+    p.step(0, {"loss": Weighted(1.0, 1), "ppl": Weighted(math.e, 1, geometric=True)}, 0.1)
+    p.step(1, {"loss": Weighted(3.0, 9), "ppl": Weighted(math.e ** 3, 9, geometric=True)}, 0.1)
+    shown = p.stream.getvalue().split("\r\x1b[2K")[-1]
+    assert " loss 2.8000 ppl %.4f " % math.exp(2.8) in shown         # by words, as SINGA's display
+    p.displayed()
+    p.step(2, {"loss": 0.5, "se": 2.0}, 0.1)
+    assert " loss 0.5000 se 2.0000 " in p.stream.getvalue().split("\r\x1b[2K")[-1]
