@@ -123,7 +123,7 @@ class CharRNN(Layer):
         self.layer_type = job_pb2.kCharRNN
         self._auto_named = "name" not in layer_kw
         self._setup(layer_kw.pop("name", None) or generate_name("data"),
-                    dict(_conn_types(layer_kw), type=job_pb2.kCharRNN, unroll_len=layer_kw.get("unroll_len", 1)))
+                    dict(_conn_types(layer_kw), type=job_pb2.kCharRNN, unroll_len=1))
         if phase not in ("train", "val", "test"):
             raise invalid("phase", "one of 'train', 'val', 'test'", phase, where="CharRNN")
         self.layer.include.append({"train": job_pb2.kTrain, "val": job_pb2.kVal, "test": job_pb2.kTest}[phase])

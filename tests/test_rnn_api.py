@@ -155,8 +155,9 @@ def test_compile_user_loss_rnnlm_checks_its_arguments():
         s.compile(loss="user_loss_rnnlm", nclass=2, in_dim=3, **kw)
 
 
-def test_rnnlm_model_round_trips_through_a_jobproto():
-    m = rnnlm_model()
+@pytest.mark.parametrize("make", [rnnlm_model, char_rnn_model])
+def test_recurrent_models_round_trip_through_a_jobproto(make):
+    m = make()
     job = m.to_jobproto()
     back = type(m).from_jobproto(job)
     assert back.to_jobproto() == job
