@@ -1,21 +1,31 @@
 """What ``Model.compile()`` checks and does to the layers (after Keras' trainers/compile_utils): the
 optimizer and cluster arguments as protos, and the loss: a final softmax retyped in place (as SINGA
 did) or a Loss layer to append."""
-from singa.errors import ConfigError, invalid
+from singa.errors import ConfigError, Stated, invalid
 from singa.layer import Loss
 from singa.netbuild import LOSS_TYPES
 from singa.proto import enum_name, job_pb2
 
-LOSS_NAMES = ("categorical_crossentropy", "mean_squared_error")
+LOSS_NAMES = ("categorical_crossentropy", "mean_squared_error", "user_loss_rnnlm")
+RNNLM_KWARGS = ("nclass", "in_dim")     # compile(loss='user_loss_rnnlm', nclass=N, in_dim=V), as SINGA
 
 
 def compile_protos(optimizer, cluster, loss, updater, kwargs):
     """The (UpdaterProto, ClusterProto) of compile()'s arguments, each checked (``updater`` is another
     name for ``optimizer``; ``kwargs`` must be empty)."""
-    if kwargs:
-        key = next(iter(kwargs))
+    extra = [k for k in kwargs if loss != "user_loss_rnnlm" or k not in RNNLM_KWARGS]
+    if extra:
+        key = extra[0]
+        also = " (nclass and in_dim with loss='user_loss_rnnlm')" if key in RNNLM_KWARGS else ""
         raise ConfigError("Invalid value for `%s` (a keyword argument of compile()). Expected optimizer, "
-                          "updater, cluster, loss or topk. Received: %s=%r" % (key, key, kwargs[key]))
+                          "updater, cluster, loss or topk%s. Received: %s=%r" % (key, also, key, kwargs[key]))
+    if loss == "user_loss_rnnlm":
+        missing = [k for k in RNNLM_KWARGS if k not in kwargs]
+        if missing:
+            raise invalid(missing[0], "the number of word classes (nclass) and the vocabulary size (in_dim)",
+                          None, where="compile(loss='user_loss_rnnlm')",
+                          hint="m.compile(loss='user_loss_rnnlm', nclass=100, in_dim=3720, optimizer=..., "
+                               "cluster=...)")
     if optimizer is not None and updater is not None and optimizer is not updater:
         raise ConfigError("Invalid value for `updater`. Expected it only as another name for `optimizer`. "
                           "Received both optimizer=%r and updater=%r\nhelp: pass one of them" % (optimizer, updater))
@@ -44,7 +54,7 @@ def _last_proto(layer):
     return layer.mask if layer.mask is not None else layer.layer
 
 
-def apply_loss(layers, loss, topk):
+def apply_loss(layers, loss, topk, nclass=None, in_dim=None):
     """compile(loss=...): retype the final softmax (or an earlier compile's loss) of ``layers`` in place;
     returns the Loss layer to append when the net ends elsewhere, else None."""
     last = [l for l in layers if not l.is_datalayer]
@@ -52,6 +62,8 @@ def apply_loss(layers, loss, topk):
         raise ConfigError("compile(loss=%r) needs the model's layers first.\nhelp: m.add(Dense(...)) "
                           "before m.compile(...)" % (loss,))
     ly = _last_proto(last[-1])
+    if loss == "user_loss_rnnlm":
+        return _rnnlm_loss(ly, nclass, in_dim)
     if ly.type == job_pb2.kSoftmax or ly.type in LOSS_TYPES:
         if loss == "categorical_crossentropy":
             ly.type = job_pb2.kSoftmaxLoss
@@ -87,3 +99,17 @@ def default_loss(layers, topk):
     ly.type = job_pb2.kSoftmaxLoss
     ly.softmaxloss_conf.topk = topk
     return ly.name
+
+
+def _rnnlm_loss(ly, nclass, in_dim):
+    """SINGA appended UserLossRNNLM unless the net ended in a kSoftmax, and then silently trained without
+    a loss; here that case is refused (FIX), and a second compile() keeps the loss the first appended."""
+    if ly.user_type == "kLoss":
+        return None
+    if ly.type == job_pb2.kSoftmax or ly.type in LOSS_TYPES:
+        raise invalid("loss", "a net that ends before its loss: the rnnlm loss layer does its own class-factored "
+                      "softmax", Stated("'user_loss_rnnlm' after layer %r (%s)" % (
+                          ly.name, enum_name(job_pb2.LayerType, ly.type))), where="compile()",
+                      hint="end the model with RNNLM(...), as rnnlm-job.conf: Data('kData'), Embedding, RNNLM")
+    from singa.recurrent import UserLossRNNLM
+    return UserLossRNNLM(nclass=nclass, vocab_size=in_dim)

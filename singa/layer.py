@@ -29,7 +29,7 @@ from singa.initialization import get_init_values
 from singa.interactive import (Input, _InputLike, compute_feature, compute_gradient, get_params, runtime,
                                set_params, to_string)
 from singa.parameter import Parameter, layer_param, set_param_field  # noqa: F401
-from singa.proto import enum_name, is_input_layer, job_pb2
+from singa.proto import enum_name, is_input_layer, job_pb2, rnnlm_pb2
 from singa.utils import message
 from singa.utils.arguments import positive_int
 from singa.utils.message import *  # noqa: F401,F403  (SINGA's layer.py exposed every pb2 symbol)
@@ -38,6 +38,7 @@ from singa.utils.utility import generate_name, name_epoch
 
 _LAYER_FIELDS = tuple(field_names(job_pb2.LayerProto))
 _STORE_FIELDS = tuple(field_names(job_pb2.StoreProto))
+_DATA_FIELDS = tuple(field_names(rnnlm_pb2.DataProto))      # Data(load='kData')'s [data_conf]
 _ACTIVATIONS = {
     "stanh": (job_pb2.kSTanh, None),
     "softmax": (job_pb2.kSoftmax, None),
@@ -149,7 +150,8 @@ class Data(Layer):
     """An input layer: ``Data(load='recordinput', phase='train', conf=Store(...))``.
 
     ``load`` names the input layer type ('recordinput' -> kRecordInput, 'csvinput', ...; 'kData'
-    sets user_type 'kData'); ``phase`` is 'train', 'val' or 'test' (LayerProto.include);
+    sets user_type 'kData', rnnlm's, whose keywords ``path``, ``max_window``, ``backend`` fill
+    ``[data_conf]``); ``phase`` is 'train', 'val' or 'test' (LayerProto.include);
     ``conf`` a Store (or StoreProto) for ``store_conf``; ``checkpoint`` a path or list of paths
     that ``fit()`` appends to the job's checkpoint_path (e.g. pre-trained RBMs). Keyword
     arguments are LayerProto fields or StoreProto fields (``batch_size`` = ``batchsize``); store
@@ -163,7 +165,8 @@ class Data(Layer):
                           hint="Data(load='recordinput', phase='train', conf=Store(path=..., batchsize=64, shape=784))")
         if "batch_size" in kwargs:
             kwargs["batchsize"] = kwargs.pop("batch_size")
-        layer_kw, store_kw = _split_kwargs("Data", kwargs, extra=_STORE_FIELDS)
+        rnnlm = load == "kData"     # rnnlm's data layer: its kwargs fill [data_conf], there is no store
+        layer_kw, store_kw = _split_kwargs("Data", kwargs, extra=_DATA_FIELDS if rnnlm else _STORE_FIELDS)
         if phase not in _PHASES:
             raise invalid("phase", "one of 'train', 'val', 'test'", phase, where="Data")
         self._auto_named = "name" not in layer_kw
@@ -181,7 +184,14 @@ class Data(Layer):
         self.layer_type = layer_kw.get("type", job_pb2.kUserLayer)
         self._setup(name, layer_kw)
         self.layer.include.append(enumPhase(phase))
-        if conf is not None:
+        if rnnlm:
+            if conf is not None:
+                raise invalid("conf", "no Store for load='kData' (its path, max_window and backend are keywords)",
+                              conf, where="Data", hint="Data(load='kData', phase='train', path='train_data.bin', "
+                              "max_window=10, backend='kvfile')")
+            setval(self.layer.Extensions[rnnlm_pb2.data_conf], **store_kw)
+            store_kw = {}
+        elif conf is not None:
             proto = conf.proto if hasattr(conf, "proto") else conf
             if not isinstance(proto, job_pb2.StoreProto):
                 raise invalid("conf", "a Store", conf, where="Data", hint="conf=Store(path='train.bin', batchsize=64)")
@@ -522,6 +532,9 @@ def from_proto(lp):
     return layer
 
 
+from singa.recurrent import *  # noqa: E402,F401,F403  (the recurrent layers, which build on Layer)
+from singa.recurrent import __all__ as _recurrent_all  # noqa: E402
+
 __all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy",
            "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
-           "Parameter", "set_param_field"] + message.__all__
+           "Parameter", "set_param_field"] + _recurrent_all + message.__all__

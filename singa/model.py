@@ -169,13 +169,14 @@ class Model:
 
         ``loss='categorical_crossentropy'`` turns a final softmax into kSoftmaxLoss (``topk``)
         or appends a ``Loss('softmaxloss')``; ``'mean_squared_error'`` likewise gives
-        kEuclideanLoss; ``None`` adds no loss (RBM models).
+        kEuclideanLoss; ``'user_loss_rnnlm'`` with ``nclass=N, in_dim=V`` appends rnnlm's
+        ``UserLossRNNLM(nclass=N, vocab_size=V)``; ``None`` adds no loss (RBM models).
         """
         upd, clu = compile_protos(optimizer, cluster, loss, updater, kwargs)
         self.jobconf.updater.CopyFrom(upd)
         self.jobconf.cluster.CopyFrom(clu)
         if loss is not None:
-            extra = apply_loss(self.layers, loss, topk)
+            extra = apply_loss(self.layers, loss, topk, **kwargs)
             if extra is not None:
                 self.add(extra)
         elif not isinstance(self, Energy):       # an RBM stack trains without a loss layer

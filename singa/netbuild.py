@@ -3,7 +3,9 @@
 ``build_net(layers, label, accuracy, template)`` is a pure function of the layer objects (singa.layer):
 each layer that names no sources reads the previous non-data layer's output (the first one reads the
 first data layer), an activation ``mask`` follows its layer, an RBM's ``bidirect`` RBMHid reads its
-RBMVis, and the last layer (a loss) also reads the data layer's labels. A layer whose LayerProto
+RBMVis, and the last layer (a loss) also reads the data layer's labels; with an RNNLabel (char-rnn) the
+label layer reads the data layer and the loss reads it instead, and a CharRNN data layer's unroll_len
+becomes the net's. A layer whose LayerProto
 already names its ``srclayers`` is wired: it is copied as it is. ``check_names`` refuses the names the
 engine would refuse, in the user's terms. ``layers_of(net)`` is the way back (``Model.from_jobproto``):
 layer objects of the classes that make such LayerProtos, as Keras' ``Sequential.from_config``.
@@ -28,8 +30,13 @@ def build_net(layers, label=False, accuracy=False, template=None):
         net.CopyFrom(template)
     data = [l for l in layers if l.is_datalayer]
     first_data = data[0].layer.name if data else None
+    _set_unroll_len(net, layers, template)
     lastly, last_owner = _chain(net, layers, first_data)
-    if label:
+    rnn_label = next((l.layer.name for l in layers if getattr(l, "is_labellayer", False) and not l.layer.srclayers),
+                     None)
+    if rnn_label is not None and lastly is not None:
+        lastly.srclayers.append(rnn_label)      # char-rnn's loss reads [prediction, label]
+    elif label:
         lab = net.layer.add(name="label", type=job_pb2.kLabel)
         if first_data is not None:
             lab.srclayers.append(first_data)
@@ -58,6 +65,10 @@ def _chain(net, layers, first_data):
         if l.layer.srclayers:       # wired already: the chain goes on after it
             lastly, slyname = None, ly.name
             continue
+        if getattr(l, "is_labellayer", False):     # RNNLabel: reads the data, the chain passes it by
+            if first_data is not None:
+                ly.srclayers.append(first_data)
+            continue
         lastly, last_owner = ly, l
         if slyname is not None:
             ly.srclayers.append(slyname)
@@ -72,6 +83,18 @@ def _chain(net, layers, first_data):
             bly.CopyFrom(l.bidirect)
             bly.srclayers.append(ly.name)
     return lastly, last_owner
+
+
+def _set_unroll_len(net, layers, template):
+    """NetProto.unroll_len from a CharRNN data layer (one number, said once) unless the template has one."""
+    if template is not None and template.HasField("unroll_len"):
+        return
+    lens = {l.net_unroll_len for l in layers if getattr(l, "net_unroll_len", None)}
+    if len(lens) > 1:
+        raise invalid("unroll_len", "one unroll length for the whole net", Stated("CharRNN layers with %s"
+                      % sorted(lens)), where="the model's data layers")
+    if lens:
+        net.unroll_len = lens.pop()
 
 
 def _add_accuracy(net, lastly, last_name, first_data):

@@ -7,6 +7,8 @@ import sys
 
 from tests.conftest import ROOT
 from tests.test_datasets import needs_fashion
+from tests.test_rnn_api import needs_rnnlm_runtime
+from tests.test_text_data import needs_fortunes
 
 
 @needs_fashion
@@ -51,3 +53,32 @@ def test_interactive_train_cifar10_example(in_tmp):
     assert r.returncode == 0, r.stderr + r.stdout
     assert re.search(r"Step  10: Loss = [\d.]+, accuracy = [\d.]+", r.stdout)
     assert re.search(r"Test accuracy: [\d.]+ \(100 test images\)", r.stdout)
+
+
+@needs_fortunes
+def test_char_rnn_example_trains_and_samples(in_tmp):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "char_rnn.py"), "--steps", "12", "--hidden",
+                        "32", "--lr", "0.01", "--length", "60"], cwd=in_tmp, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "data has" in r.stdout and "101 unique" in r.stdout        # made the fortunes text on the first run
+    assert re.search(r"Train @ step 11: loss = [\d.]+", r.stdout)
+    sample = r.stdout.split("Sample (temperature 1, from examples/char-rnn/checkpoint/step12-worker0):\n")[1]
+    assert sample.startswith("T") and len(sample) >= 50
+    g = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "char_rnn.py"), "--steps", "2", "--hidden",
+                        "32", "--greedy", "--length", "20"], cwd=in_tmp, capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert g.returncode == 0, g.stderr + g.stdout
+    assert "data has" not in g.stdout and "Sample (greedy (argmax)" in g.stdout    # the text is reused
+
+
+@needs_fortunes
+@needs_rnnlm_runtime
+def test_rnnlm_example_prints_loss_and_ppl(in_tmp):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "rnnlm.py"), "--steps", "20",
+                        "--validate-steps", "3"], cwd=in_tmp, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert re.search(r"rnnlm: \d+ words in 100 classes", r.stdout)
+    assert re.search(r"Final training metrics: .*loss = [\d.]+.*ppl = [\d.]+", r.stdout)
+    assert re.search(r"Final validation metrics: .*ppl = [\d.]+", r.stdout)
