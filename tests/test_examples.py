@@ -7,7 +7,6 @@ import sys
 
 from tests.conftest import ROOT
 from tests.test_datasets import needs_fashion
-from tests.test_rnn_api import needs_rnnlm_runtime
 from tests.test_text_data import needs_fortunes
 
 
@@ -73,7 +72,6 @@ def test_char_rnn_example_trains_and_samples(in_tmp):
 
 
 @needs_fortunes
-@needs_rnnlm_runtime
 def test_rnnlm_example_prints_loss_and_ppl(in_tmp):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "rnnlm.py"), "--steps", "20",
                         "--validate-steps", "3"], cwd=in_tmp, capture_output=True, text=True, timeout=300,

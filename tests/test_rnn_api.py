@@ -7,7 +7,6 @@ import os
 import numpy
 import pytest
 
-import singa.layers
 from singa.errors import ConfigError
 from singa.model import (CharRNN, Cluster, Data, Dense, Embedding, GRU, OneHot, Parameter, RMSProp, RNNLM, RNNLabel,
                          SGD, Sequential, Store, UserLossRNNLM)
@@ -16,9 +15,6 @@ from singa.proto import job_pb2, read_job_conf, rnnlm_pb2
 SHARED = "/work/shared/compat/singa-v0"
 RNNLM_CONF = os.path.join(SHARED, "rnnlm-job.conf")
 CHAR_RNN_CONF = os.path.join(SHARED, "char-rnn-job.conf")
-needs_rnnlm_runtime = pytest.mark.skipif("kHidden" not in singa.layers.USER_LAYERS,
-                                         reason="rnnlm's runtime layers (kData, kEmbedding, kHidden, kLoss) are not "
-                                                "registered yet (singa/layers/rnnlm.py)")
 
 
 def rnnlm_model(train="examples/rnnlm/train_data.bin", valid="examples/rnnlm/valid_data.bin", vocab=3720, nclass=100,
@@ -163,7 +159,6 @@ def test_recurrent_models_round_trip_through_a_jobproto(make):
     assert back.to_jobproto() == job
 
 
-@needs_rnnlm_runtime
 def test_rnnlm_trains_through_the_api(in_tmp):
     from singa.io.rnnlm_data import create_rnnlm_data
     words = ["the cat sat on the mat", "a dog ate the cat", "the mat is red", "a cat is on a dog"] * 20
