@@ -1,4 +1,4 @@
-# covers: singa/heldout.py, examples/singa-v0/char-rnn-sample-1gru.conf, benchmarks/compare_charrnn.py
+# covers: singa/heldout.py, examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf, benchmarks/compare_charrnn.py
 """char-rnn runs end to end: the held-out loss of a trained checkpoint (singa.heldout, through
 Driver.test), sampling with the one-GRU sample conf, and (slow) the comparison with PyTorch."""
 import io
@@ -19,7 +19,7 @@ from singa.io.create_data import convert_char_rnn
 from singa.proto import job_pb2, parse_job_conf, read_job_conf
 from tests.conftest import CONF_DIR, ROOT
 
-SAMPLE_1GRU = os.path.join(CONF_DIR, "char-rnn-sample-1gru.conf")
+SAMPLE_1GRU = os.path.join(CONF_DIR, "char-rnn", "char-rnn-sample-1gru.conf")
 JOB = "/work/shared/compat/singa-v0/char-rnn-job.conf"
 needs_job = pytest.mark.skipif(not os.path.isfile(JOB), reason="SINGA's char-rnn-job.conf is not here")
 
@@ -123,7 +123,7 @@ def test_heldout_command_line_prints_nats_and_bits(small_run, capsys):
 
 @needs_job
 def test_sample_conf_with_one_gru_prints_text_from_a_job_conf_checkpoint(in_tmp):
-    """examples/singa-v0/char-rnn-sample-1gru.conf tests a char-rnn-job.conf checkpoint (one step
+    """examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf tests a char-rnn-job.conf checkpoint (one step
     of training on a short text here) and prints test_steps characters of the vocabulary."""
     from singa.__main__ import main as singa_run
     chars = numpy.array(list(string.printable[:95] + "\n"))     # 96 characters, padded to 101
