@@ -1,0 +1,179 @@
+"""Training throughput of char-rnn (SINGA's char-rnn-job.conf) on singa's NumPy engine and on
+PyTorch CPU nn.GRU, side by side in one run.
+
+    python benchmarks/bench_rnn.py [--layers 1 2] [--threads 2] [--repeats 5] [--profile]
+
+The conf's sizes: unroll 50, batch 50, vocab 101, GRU(s) of 512, float32, RMSProp (singa's rule on
+both sides, torch_charrnn.SingaRMSProp for torch). ``--layers 1`` is job.conf as it is; ``2`` adds
+gru2 on top of gru1 as sample.conf builds it (6 params, no biases; torch's second layer keeps
+nn.GRU's input-side biases). singa runs the conf's unrolled net (251 layers for one GRU) with
+BPTTWorker on a kCharRNN over a seeded random text; torch runs torch_charrnn's nn.GRU model on the
+same kind of windows. Alternating A B A B, medians of ``--repeats`` steady-rate measurements,
+characters/s (= 2500 per step), the ratio to PyTorch, and the achieved GFLOP/s (training = 3 x
+forward; forward per char 2 * (sum over GRUs of 3 (in * 512 + 512 * 512) + 512 * 101)) as a
+fraction of the machine's float32 GEMM rate. ``--profile`` prints singa's top functions (cProfile).
+"""
+import argparse
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
+
+CONF = "/work/shared/compat/singa-v0/char-rnn-job.conf"
+U, B, V, H = 50, 50, 101, 512
+
+
+def train_flop_per_char(layers):
+    fwd = 2 * (3 * (V * H + H * H) + 3 * (layers - 1) * (H * H + H * H) + H * V)
+    return 3 * fwd
+
+
+def write_text(workdir, n=200000, seed=0):
+    """A seeded random text over 101 byte values and its vocab.txt: kCharRNN's files."""
+    import numpy as np
+    vocab = bytes(range(27, 27 + V))
+    rng = np.random.default_rng(seed)
+    text = np.frombuffer(vocab, np.uint8)[rng.integers(0, V, n)].tobytes()
+    paths = os.path.join(workdir, "bench_rnn.txt"), os.path.join(workdir, "bench_rnn_vocab.txt")
+    for path, data in zip(paths, (text, vocab)):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
+
+
+def char_rnn_job(conf, layers, text, vocab):
+    """job.conf with the bench's text; for 2 layers, gru2 (sample.conf's: no biases) under ip1."""
+    from singa.proto import job_pb2, read_job_conf
+    job = read_job_conf(conf)
+    job.ClearField("gpu")
+    byname = {ly.name: ly for ly in job.neuralnet.layer}
+    byname["data"].char_rnn_conf.path, byname["data"].char_rnn_conf.vocab_path = text, vocab
+    if layers == 2:
+        g2 = job.neuralnet.layer.add()
+        g2.CopyFrom(byname["gru1"])
+        g2.name = "gru2"
+        del g2.srclayers[:]
+        g2.srclayers.append("gru1")
+        keep = [p for p in g2.param if not p.name.endswith("_b")]
+        del g2.param[:]
+        for p in keep:
+            g2.param.add().CopyFrom(p)
+            g2.param[-1].name = p.name + "2"
+        ip = byname["ip1"]
+        ip.srclayers[:] = ["gru2" if s == "gru1" else s for s in ip.srclayers]
+    elif layers != 1:
+        raise SystemExit("--layers: 1 or 2")
+    return job_pb2, job
+
+
+def singa_step_fn(layers, workdir):
+    from singa.backends import Backend
+    from singa.neuralnet import NeuralNet
+    from singa.random import RandomStreams
+    from singa.updaters import create_updater
+    from singa.worker import BPTTWorker
+    job_pb2, job = char_rnn_job(CONF, layers, *write_text(workdir))
+    streams = RandomStreams(0)
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
+    for p in net.owner_params:
+        p.init_values(streams.stream("init/" + p.name))
+    worker = BPTTWorker(net, create_updater(job.updater))
+    state = {"step": 0}
+
+    def step():
+        worker.train_one_batch(state["step"])
+        state["step"] += 1
+    return step, len(net.layers)
+
+
+def torch_step_fn(layers, seed=0):
+    import numpy as np
+    import torch
+    from benchmarks import torch_charrnn as tc
+    g = torch.Generator().manual_seed(seed)
+    gru = torch.nn.GRU(V, H, num_layers=layers)
+    out = torch.nn.Linear(H, V)
+    with torch.no_grad():
+        for name, p in list(gru.named_parameters()) + list(out.named_parameters()):
+            if name.startswith("bias_hh"):          # SINGA's GRU: no hidden-side bias
+                p.zero_()
+                p.requires_grad_(False)
+            else:
+                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * tc.INIT)
+    params = [p for p in gru.parameters() if p.requires_grad] + list(out.parameters())
+    opt = tc.SingaRMSProp(params)
+    ids = np.random.default_rng(seed).integers(0, V, 200000)
+    batches = tc.Batches(ids, B, U)
+    eye = torch.eye(V)
+    state = {"step": 0}
+
+    def step():
+        w = torch.from_numpy(next(batches))
+        logits = out(gru(eye[w[:-1]])[0])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), w[1:].reshape(-1)) * U
+        loss.backward()
+        opt.step(state["step"])
+        state["step"] += 1
+    return step
+
+
+def profile(step, n=5, top=25):
+    import cProfile
+    import pstats
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        step()
+    pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(top)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--workdir", default="/tmp/singa-bench")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="cProfile 5 singa steps first (top 25 by own time)")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("PyTorch not installed (pip install torch==2.13.0): singa only")
+    set_threads(args.threads)
+    print("threads: %d; BLAS: %s; torch: %s" % (args.threads, "; ".join(blas_info()),
+                                                 torch.__version__ if torch else "-"))
+    gemm = gemm_rate()
+    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
+    for layers in args.layers:
+        sstep, nlayers = singa_step_fn(layers, args.workdir)
+        if args.profile:
+            profile(sstep)
+        runs = [("singa", sstep)] + ([("PyTorch", torch_step_fn(layers))] if torch else [])
+        for _, step in runs:             # warm-up: the first steps are slower (allocation, RMSProp history)
+            for _ in range(args.warmup):
+                step()
+        rates = {name: [] for name, _ in runs}
+        for _ in range(args.repeats):
+            for name, step in runs:          # alternating A B A B
+                rates[name].append(steady_rate(step, U * B, n0=2, n1=6))
+        flop = train_flop_per_char(layers)
+        t = statistics.median(rates["PyTorch"]) if torch else None
+        print("%d GRU(s) of %d (singa's unrolled net: %d layers), %.2f MFLOP per char trained:"
+              % (layers, H, nlayers, flop / 1e6))
+        for name, _ in runs:
+            r = statistics.median(rates[name])
+            line = "  %-8s %7.0f chars/s (%5.3f s/step, %3.0f%% of GEMM rate)" % (
+                name, r, U * B / r, 100 * r * flop / 1e9 / gemm)
+            if t and name != "PyTorch":
+                line += " | ratio to PyTorch %.2fx" % (r / t)
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
