@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
 
-CONF = "/work/shared/compat/singa-v0/char-rnn-job.conf"
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "singa-v0", "char-rnn-job.conf")
 U, B, V, H = 50, 50, 101, 512
 
 

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.common import set_threads  # noqa: E402
 
-CONF = "/work/shared/compat/singa-v0/char-rnn-job.conf"
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "singa-v0", "char-rnn-job.conf")
 
 
 def prepare(workdir, vocab_size=101):

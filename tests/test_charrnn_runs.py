@@ -20,8 +20,7 @@ from singa.proto import job_pb2, parse_job_conf, read_job_conf
 from tests.conftest import CONF_DIR, ROOT
 
 SAMPLE_1GRU = os.path.join(CONF_DIR, "char-rnn", "char-rnn-sample-1gru.conf")
-JOB = "/work/shared/compat/singa-v0/char-rnn-job.conf"
-needs_job = pytest.mark.skipif(not os.path.isfile(JOB), reason="SINGA's char-rnn-job.conf is not here")
+JOB = os.path.join(CONF_DIR, "char-rnn-job.conf")
 
 # a small char-rnn: kCharRNN -> kOneHot / kRNNLabel -> kGRU -> kInnerProduct -> kSoftmaxLoss, BPTT
 SMALL = """name: "small-charrnn" train_steps: %(steps)d disp_freq: 100
@@ -121,7 +120,6 @@ def test_heldout_command_line_prints_nats_and_bits(small_run, capsys):
     assert "singa.heldout: error:" in capsys.readouterr().err
 
 
-@needs_job
 def test_sample_conf_with_one_gru_prints_text_from_a_job_conf_checkpoint(in_tmp):
     """examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf tests a char-rnn-job.conf checkpoint (one step
     of training on a short text here) and prints test_steps characters of the vocabulary."""
@@ -150,7 +148,6 @@ def test_sample_conf_with_one_gru_prints_text_from_a_job_conf_checkpoint(in_tmp)
 
 
 @pytest.mark.slow
-@needs_job
 def test_compare_charrnn_runs_both_sides_from_ln_101(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     sys.path.insert(0, ROOT)

@@ -25,7 +25,26 @@ def template_of(net):
     return t
 
 
+# SINGA's recurrent confs: rnnlm's and char-rnn-sample's are chains of recurrent layer types, and
+# char-rnn-job's names its sources (its label layer branches off the data)
+RECURRENT = {"char-rnn-job.conf", "char-rnn-sample.conf", "rnnlm-job.conf"}
+FEED_FORWARD = [c for c in CONFS if os.path.basename(c) not in RECURRENT]
+
+
 @pytest.mark.parametrize("path", CONFS, ids=[os.path.basename(c) for c in CONFS])
+def test_example_confs_round_trip_through_layer_objects(path):
+    net = read_job_conf(path).neuralnet
+    assert build_net(layers_of(net), template=template_of(net)) == net
+
+
+def test_char_rnn_job_conf_keeps_its_wiring():
+    layers = layers_of(read_job_conf(os.path.join(CONF_DIR, "char-rnn-job.conf")).neuralnet)
+    assert [(l.layer.name, list(l.layer.srclayers)) for l in layers] == [
+        ("data", []), ("onehot", ["data"]), ("label", ["data"]), ("gru1", ["onehot"]), ("ip1", ["gru1"]),
+        ("loss", ["ip1", "label"])]
+
+
+@pytest.mark.parametrize("path", FEED_FORWARD, ids=[os.path.basename(c) for c in FEED_FORWARD])
 def test_example_confs_are_chains_of_real_layers(path):
     net = read_job_conf(path).neuralnet
     layers = layers_of(net)

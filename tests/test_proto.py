@@ -108,7 +108,7 @@ def test_bad_enum_and_missing_required(tmp_path):
         read_job_conf(str(tmp_path / "missing.conf"))
 
 
-RNNLM_JOB_CONF = "/work/shared/compat/singa-v0/rnnlm-job.conf"      # SINGA's examples/rnnlm/job.conf
+RNNLM_JOB_CONF = os.path.join(CONF_DIR, "rnnlm-job.conf")      # SINGA's examples/rnnlm/job.conf
 
 
 def test_rnnlm_proto_is_singas_global_namespace_schema():
@@ -151,7 +151,6 @@ def test_rnnlm_extension_missing_required_path_and_unknown_extension():
     assert "help:" in str(e.value)
 
 
-@pytest.mark.skipif(not os.path.isfile(RNNLM_JOB_CONF), reason="SINGA's original rnnlm-job.conf is not on this machine")
 def test_original_rnnlm_job_conf_parses_with_its_extension_values():
     from singa.proto import rnnlm_pb2
     job = read_job_conf(RNNLM_JOB_CONF)

@@ -7,14 +7,15 @@ import os
 import numpy
 import pytest
 
+from tests.conftest import CONF_DIR
 from singa.errors import ConfigError
 from singa.model import (CharRNN, Cluster, Data, Dense, Embedding, GRU, OneHot, Parameter, RMSProp, RNNLM, RNNLabel,
                          SGD, Sequential, Store, UserLossRNNLM)
 from singa.proto import job_pb2, read_job_conf, rnnlm_pb2
 
-SHARED = "/work/shared/compat/singa-v0"
-RNNLM_CONF = os.path.join(SHARED, "rnnlm-job.conf")
-CHAR_RNN_CONF = os.path.join(SHARED, "char-rnn-job.conf")
+
+RNNLM_CONF = os.path.join(CONF_DIR, "rnnlm-job.conf")
+CHAR_RNN_CONF = os.path.join(CONF_DIR, "char-rnn-job.conf")
 
 
 def rnnlm_model(train="examples/rnnlm/train_data.bin", valid="examples/rnnlm/valid_data.bin", vocab=3720, nclass=100,
@@ -78,7 +79,6 @@ def test_rnnlm_layer_names_and_params_are_singas():
                                                               pytest.approx(0.3))
 
 
-@pytest.mark.skipif(not os.path.isfile(RNNLM_CONF), reason="SINGA's original rnnlm-job.conf is not on this machine")
 def test_rnnlm_net_equals_rnnlm_job_conf_but_for_singas_names():
     conf = read_job_conf(RNNLM_CONF).neuralnet
     built = rnnlm_model().jobconf.neuralnet
@@ -183,7 +183,6 @@ def test_char_rnn_net_is_wired_as_char_rnn_job_conf():
                                                     "r_b1", "c_b1"]
 
 
-@pytest.mark.skipif(not os.path.isfile(CHAR_RNN_CONF), reason="SINGA's original char-rnn-job.conf is not here")
 def test_char_rnn_net_equals_char_rnn_job_conf_but_for_names():
     conf = read_job_conf(CHAR_RNN_CONF)
     job = char_rnn_model().jobconf

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import CONF_DIR
 from singa.backends import Backend
 from singa.errors import ConfigError, DataError
 from singa.io.kvfile import KVFileWriter
@@ -19,7 +20,7 @@ from singa.testing.gradcheck import Source, build_layer, check_layer_gradients
 from singa.worker import MetricAverager
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOB_CONF = "/work/shared/compat/singa-v0/rnnlm-job.conf"
+JOB_CONF = os.path.join(CONF_DIR, "rnnlm-job.conf")
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
 # 12 words in 3 classes: [0, 3), [3, 7), [7, 12)

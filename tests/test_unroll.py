@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.conftest import CONF_DIR
 from singa.backends import Backend
 from singa.errors import ConfigError
 from singa.layers import LAYERS, USER_LAYERS, Layer, register
@@ -17,7 +18,7 @@ from singa.proto import job_pb2, parse_job_conf
 from singa.random import RandomStreams
 from singa.unroll import is_unroll_copy, unroll
 
-CHAR_RNN = "/work/shared/compat/singa-v0/char-rnn-job.conf"
+CHAR_RNN = os.path.join(CONF_DIR, "char-rnn-job.conf")
 
 
 class StepLayer(Layer):
@@ -192,9 +193,7 @@ def test_char_rnn_job_conf_unrolls_to_251_layers():
     assert [p.share_from for p in ps["7#ip1"].param] == ["0#w", "0#b"]
 
 
-@pytest.mark.skipif(job_pb2.kGRU not in LAYERS or job_pb2.kCharRNN not in LAYERS,
-                    reason="the recurrent layers (kGRU, kCharRNN, ...) are not registered yet")
-def test_char_rnn_job_conf_builds_its_251_layers_and_sixteen_owner_params(tmp_path):  # pragma: no cover
+def test_char_rnn_job_conf_builds_its_251_layers_and_sixteen_owner_params(tmp_path):
     job = parse_job_conf(open(CHAR_RNN).read())
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), RandomStreams(0))
     assert len(net.layers) == 251
