@@ -138,6 +138,7 @@ class NeuralNet:
             layer = create_layer(lp, backend, dtype)
             layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
             srcs = [self.by_name[s] for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
+            layer.src_layers = srcs     # for a setup that reads more than its sources' shapes (kOneHot)
             try:
                 layer.setup([s.out_shape for s in srcs])
             except ConfigError:

@@ -221,8 +221,13 @@ class OneHotLayer(Layer):
         if D < 0:
             raise invalid("onehot_conf.vocab_size of %s" % _where(self), "the vocabulary size (> 0)", D,
                           hint=self.HINT)
-        # 0 is SINGA's unchecked default (char-rnn's sample.conf leaves it unset): the net still
-        # builds, as it did in SINGA, and the first forward says what is missing
+        if D == 0:
+            # SINGA's unchecked default (char-rnn's sample.conf leaves it unset) built a zero-width
+            # one-hot, so sample.conf could not load job.conf's checkpoint. FIX: take the number of
+            # indices the source draws (kRNNDummy's integer [0, high)); without one the net still
+            # builds, and the first forward says what is missing
+            srcs = getattr(self, "src_layers", None) or [None]
+            D = int(getattr(srcs[0], "index_count", 0) or 0)
         self.vocab_size = D
         self.out_shape = (int(src_shapes[0][0]), D)
         return self.out_shape
@@ -298,6 +303,15 @@ class RNNDummyLayer(Layer):
                           (rc.low, rc.high), hint="e.g. `low: 0 high: 101` for a random character of 101")
         self.out_shape = shape
         return shape
+
+    @property
+    def index_count(self):
+        """How many indices it draws, [0, ceil(high)), when it draws integers from low >= 0 without a
+        source (what a kOneHot above it needs as vocab_size); else None."""
+        rc = self.conf.rnn_dummy_conf
+        if self.conf.srclayers or not rc.integer or not 0 <= rc.low < rc.high or not math.isfinite(rc.high):
+            return None
+        return int(math.ceil(rc.high))
 
     def forward(self, flag, srcs):
         if srcs:
