@@ -1,4 +1,4 @@
-# covers: singa/heldout.py, examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf, benchmarks/compare_charrnn.py
+# covers: singa/heldout.py, examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf, examples/singa-v0/char-rnn/char-rnn-job-2gru.conf, benchmarks/compare_charrnn.py
 """char-rnn runs end to end: the held-out loss of a trained checkpoint (singa.heldout, through
 Driver.test), sampling with the one-GRU sample conf, and (slow) the comparison with PyTorch."""
 import io
@@ -21,6 +21,8 @@ from tests.conftest import CONF_DIR, ROOT
 
 SAMPLE_1GRU = os.path.join(CONF_DIR, "char-rnn", "char-rnn-sample-1gru.conf")
 JOB = os.path.join(CONF_DIR, "char-rnn-job.conf")
+JOB_2GRU = os.path.join(CONF_DIR, "char-rnn", "char-rnn-job-2gru.conf")
+SAMPLE = os.path.join(CONF_DIR, "char-rnn-sample.conf")      # SINGA's, verbatim
 
 # a small char-rnn: kCharRNN -> kOneHot / kRNNLabel -> kGRU -> kInnerProduct -> kSoftmaxLoss, BPTT
 SMALL = """name: "small-charrnn" train_steps: %(steps)d disp_freq: 100
@@ -145,6 +147,63 @@ def test_sample_conf_with_one_gru_prints_text_from_a_job_conf_checkpoint(in_tmp)
     assert "gru2" not in names and not conf.checkpoint_path and conf.test_steps == 100
     onehot = [ly for ly in conf.neuralnet.layer if ly.name == "onehot"][0]
     assert onehot.onehot_conf.vocab_size == 101
+
+
+def _printable_text(in_tmp):
+    chars = numpy.array(list(string.printable[:95] + "\n"))     # 96 characters, padded to 101
+    (in_tmp / "raw.txt").write_text("".join(numpy.random.default_rng(2).choice(chars, 3000)))
+    convert_char_rnn(str(in_tmp / "raw.txt"), str(in_tmp / "examples" / "char-rnn"), vocab_size=101)
+
+
+def _train_as_step2000(conf):
+    """conf trained one step, its checkpoint put where sample.conf's checkpoint_path points."""
+    job = read_job_conf(conf)
+    job.ClearField("gpu")
+    job.train_steps = 1
+    Driver(seed=0, verbose=False).train(job)
+    os.replace("examples/char-rnn/checkpoint/step1-worker0", "examples/char-rnn/checkpoint/step2000-worker0")
+
+
+def test_singas_sample_conf_runs_unchanged_on_a_2gru_job_checkpoint(in_tmp):
+    """SINGA's sample.conf, verbatim (vocab_size unset, two GRUs), tests the checkpoint of
+    char-rnn-job-2gru.conf: kOneHot takes 101 from kRNNDummy's [0, 101) and gru2 is loaded."""
+    from singa.__main__ import main as singa_run
+    _printable_text(in_tmp)
+    job2 = read_job_conf(JOB_2GRU)
+    assert [ly.name for ly in job2.neuralnet.layer] == ["data", "onehot", "label", "gru1", "gru2", "ip1", "loss"]
+    _train_as_step2000(JOB_2GRU)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = singa_run(["-conf", SAMPLE, "-cpu", "-test", "-set", "test_steps=30"])
+    out = buf.getvalue()
+    assert rc == 0, out
+    vocab = set(open("examples/char-rnn/vocab.txt", "rb").read().decode("latin-1"))
+    sampled = out.split("Test @ step 1:")[0]
+    assert len(sampled) >= 29 and set(sampled) <= vocab | {"\ufffd"}, repr(out)
+
+
+def test_singas_sample_conf_on_a_1gru_job_checkpoint_names_gru2s_missing_params(in_tmp, capsys):
+    from singa.__main__ import main as singa_run
+    _printable_text(in_tmp)
+    _train_as_step2000(JOB)
+    assert singa_run(["-conf", SAMPLE, "-cpu", "-test", "-set", "test_steps=3"]) != 0
+    err = capsys.readouterr().err
+    assert "hold no values for param(s) ['z_hx2', 'r_hx2', 'c_hx2', 'z_hh2', 'r_hh2', 'c_hh2']" in err, err
+
+
+def test_onehot_vocab_size_comes_from_a_dummy_source_only_when_unset():
+    from singa.backends import Backend
+    from singa.neuralnet import NeuralNet
+    from singa.random import RandomStreams
+    net_text = """neuralnet {
+      layer { name: "data" type: kRNNDummy rnn_dummy_conf { shape: 4 integer: true low: 0 high: %s } }
+      layer { name: "onehot" type: kOneHot srclayers: "data" %s } }"""
+    def width(high, conf=""):
+        job = parse_job_conf(net_text % (high, conf), check_required=False)
+        return NeuralNet(job.neuralnet, job_pb2.kTest, Backend(None), RandomStreams(0)).by_name["onehot"].out_shape
+    assert width(101) == (4, 101)
+    assert width(7.5) == (4, 8)                     # floor of [0, 7.5): 0..7
+    assert width(101, "onehot_conf { vocab_size: 50 }") == (4, 50)     # a set size wins
 
 
 @pytest.mark.slow
