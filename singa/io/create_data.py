@@ -30,7 +30,7 @@ import numpy
 
 from singa.errors import DataError, SingaError
 from singa.io.idx import read_mnist
-from singa.io.atomic import write_text_atomic
+from singa.io.atomic import write_bytes_atomic
 from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_pixel_records, encode_record
 
@@ -116,14 +116,16 @@ def convert_cifar10(src, out):
 
 
 # Padding characters for -vocab_size: single-byte control characters no text here holds
-_PADDING = [chr(c) for c in range(1, 32) if chr(c) not in "\t\n\r"] + ["\x7f"]
+_PADDING = bytes(c for c in range(1, 32) if c not in b"\t\n\r") + b"\x7f"
 
 
 def convert_char_rnn(text_path, out_dir, name="linux_input.txt", vocab_size=None):
-    """Write ``vocab.txt`` and the text (as ``name``) into ``out_dir``, as char-rnn's data.py did,
-    with the vocabulary in code point order; returns (number of characters, vocabulary size).
-    ``vocab_size``: pad the vocabulary to that many entries with characters the text does not hold
-    (so a conf's ``onehot_conf.vocab_size``, e.g. char-rnn-job.conf's 101, fits a smaller alphabet)."""
+    """Write ``vocab.txt`` and the text (as ``name``) into ``out_dir``, as char-rnn's data.py did;
+    returns (number of characters, vocabulary size). A character is a byte, as data.py (Python 2
+    strings) and kCharRNN (std::string) had it, so a UTF-8 letter outside ASCII is two or more
+    characters; the vocabulary is the text's distinct bytes in increasing order. ``vocab_size``: pad
+    it to that many entries with bytes the text does not hold (so a conf's
+    ``onehot_conf.vocab_size``, e.g. char-rnn-job.conf's 101, fits a smaller alphabet)."""
     try:
         with open(text_path, "rb") as f:
             data = f.read()
@@ -131,39 +133,33 @@ def convert_char_rnn(text_path, out_dir, name="linux_input.txt", vocab_size=None
         raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected a readable text file. "
                         "Received: %r (%s)\nhelp: e.g. singa-create-data fortunes OUT, then OUT/fortunes-train.txt"
                         % (text_path, e.strerror or e)) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected UTF-8 text. Received: "
-                        "%r, whose byte %d (0x%02x) is not UTF-8\nhelp: convert it, e.g. iconv -f latin1 -t utf-8"
-                        % (text_path, e.start, data[e.start])) from None
-    if len(text) < 2:
+    if len(data) < 2:
         raise DataError("Invalid value for `TEXT` of singa-create-data char-rnn. Expected a text of at least 2 "
-                        "characters (a character and the next one to predict). Received: %r, %d character(s)"
-                        "\nhelp: pass a longer text" % (text_path, len(text)))
+                        "characters (a character and the next one to predict). Received: %r, %d byte(s)"
+                        "\nhelp: pass a longer text" % (text_path, len(data)))
     if os.path.basename(name) != name or name in ("", ".", "..", "vocab.txt"):
         raise DataError("Invalid value for `-name` of singa-create-data char-rnn. Expected a plain file name other "
                         "than vocab.txt. Received: %r\nhelp: -name linux_input.txt (char-rnn-job.conf's)" % (name,))
-    vocab = "".join(sorted(set(text)))
+    vocab = bytes(sorted(set(data)))
     if vocab_size is not None:
         vocab = _padded(vocab, vocab_size)
     os.makedirs(out_dir, exist_ok=True)
-    write_text_atomic(os.path.join(out_dir, "vocab.txt"), vocab)
+    write_bytes_atomic(os.path.join(out_dir, "vocab.txt"), vocab)
     dest = os.path.join(out_dir, name)
     if not (os.path.exists(dest) and os.path.samefile(dest, text_path)):
-        write_text_atomic(dest, text)
-    return len(text), len(vocab)
+        write_bytes_atomic(dest, data)
+    return len(data), len(vocab)
 
 
 def _padded(vocab, size):
-    """``vocab`` and then unused padding characters, ``size`` in all."""
-    pad = [c for c in _PADDING if c not in vocab]
+    """``vocab`` (bytes) and then unused padding bytes, ``size`` in all."""
+    pad = bytes(c for c in _PADDING if c not in vocab)
     if not len(vocab) <= size <= len(vocab) + len(pad):
         raise DataError("Invalid value for `-vocab_size` of singa-create-data char-rnn. Expected at least the text's "
                         "%d distinct characters and at most %d. Received: %d\nhelp: leave -vocab_size out to write "
                         "the text's own alphabet, and set the conf's onehot_conf.vocab_size and ip1's num_output to "
                         "%d" % (len(vocab), len(vocab) + len(pad), size, len(vocab)))
-    return vocab + "".join(pad[:size - len(vocab)])
+    return vocab + pad[:size - len(vocab)]
 
 
 def build_parser():
@@ -226,7 +222,7 @@ def _run_text(args):
             print("wrote %s (%d %s)" % (os.path.join(args.out, name), n, "lines" if "words" in name else "chars"))
     elif args.dataset == "char-rnn":
         n, v = convert_char_rnn(args.text, args.out, args.name, args.vocab_size)
-        print("data has %d characters, %d unique; wrote %s and %s" % (
+        print("data has %d characters (bytes), %d in vocab.txt; wrote %s and %s" % (
             n, v, os.path.join(args.out, "vocab.txt"), os.path.join(args.out, args.name)))
     else:
         from singa.io.rnnlm_data import create_rnnlm_data
