@@ -1,7 +1,8 @@
 """Training throughput of char-rnn (SINGA's char-rnn-job.conf) on singa's NumPy engine and on
 PyTorch CPU nn.GRU, side by side in one run.
 
-    python benchmarks/bench_rnn.py [--layers 1 2] [--threads 2] [--repeats 5] [--profile]
+    python benchmarks/bench_rnn.py [--nets charrnn1 charrnn2 rnnlm] [--threads 2] [--repeats 5] [--profile]
+    python benchmarks/bench_rnn.py --rnnlm          # the same as --nets rnnlm
 
 The conf's sizes: unroll 50, batch 50, vocab 101, GRU(s) of 512, float32, RMSProp (singa's rule on
 both sides, torch_charrnn.SingaRMSProp for torch). ``--layers 1`` is job.conf as it is; ``2`` adds
@@ -12,6 +13,18 @@ same kind of windows. Alternating A B A B, medians of ``--repeats`` steady-rate 
 characters/s (= 2500 per step), the ratio to PyTorch, and the achieved GFLOP/s (training = 3 x
 forward; forward per char 2 * (sum over GRUs of 3 (in * 512 + 512 * 512) + 512 * 101)) as a
 fraction of the machine's float32 GEMM rate. ``--profile`` prints singa's top functions (cProfile).
+
+``--nets rnnlm`` (or ``--rnnlm``): the training step of SINGA's rnnlm-job.conf (user layers kData,
+kEmbedding word_dim 15 / vocab 3720, kHidden, kLoss nclass 100; alg kBP, so BPWorker as the Driver
+picks it; kSGD at the conf's lr 0.1) on a seeded WordRecord kvfile that torch_rnnlm.write_word_records
+makes with singa.io.rnnlm_data's vocabulary, classes and writer (Zipf(1) words, a </s> every ~12
+tokens: 100 classes from 1 word to a few hundred), against torch_rnnlm's PyTorch model of the same
+maths on the same windows (one kData window a step, max_window 10), singa's initial params copied in.
+Before timing, ``--check`` steps (default 5) must give the same per-word loss on both to 1e-4
+relative. Words/s = target words trained (a window's w) per second over ``--rnnlm-steps`` steps, both
+sides stepping through the same windows; FLOP per word trained = 3 x forward, forward per word
+2 D^2 (h W) + 2 D (nclass + size of the target word's class) with D = 15 (embedding lookups and the
+element-wise work not counted), the class size averaged over the file's records.
 """
 import argparse
 import os
@@ -22,6 +35,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "singa-v0", "char-rnn-job.conf")
+RNNLM_CONF = os.path.join(os.path.dirname(CONF), "rnnlm-job.conf")
+RNNLM_STEPS = 100                  # steps per rnnlm measurement (--rnnlm-steps; ~ 570 words)
 U, B, V, H = 50, 50, 101, 512
 
 
@@ -119,6 +134,102 @@ def torch_step_fn(layers, seed=0):
     return step
 
 
+def rnnlm_flop_per_word(rows, d=15, nclass=100):
+    """Training FLOP per word: 3 x (2 d^2 + 2 d (nclass + mean class size of the records))."""
+    return 3 * (2 * d * d + 2 * d * (nclass + float((rows[:, 3] - rows[:, 2]).mean())))
+
+
+def rnnlm_singa(path, conf=RNNLM_CONF, seed=0):
+    """(step, net): rnnlm-job.conf's train net on the kvfile ``path``, trained by BPWorker (alg kBP)
+    with the conf's updater; step() trains one window and returns (summed loss, words)."""
+    from singa.backends import Backend
+    from singa.neuralnet import NeuralNet
+    from singa.proto import job_pb2, read_job_conf, rnnlm_pb2
+    from singa.random import RandomStreams
+    from singa.updaters import create_updater
+    from singa.worker import BPWorker
+    job = read_job_conf(conf)
+    if job.train_one_batch.alg != job_pb2.kBP:
+        raise SystemExit("%s: expected alg kBP" % conf)
+    for ly in job.neuralnet.layer:
+        if ly.user_type == "kData":
+            ly.Extensions[rnnlm_pb2.data_conf].path = path
+    streams = RandomStreams(seed)
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
+    for p in net.owner_params:
+        p.init_values(streams.stream("init/" + p.name))
+    worker = BPWorker(net, create_updater(job.updater))
+    state = {"step": 0}
+
+    def step():
+        worker.train_one_batch(state["step"])
+        state["step"] += 1
+        m = worker.train_metrics.last["loss"]
+        return float(m) * m.weight, int(m.weight)
+    return step, net
+
+
+def rnnlm_steps(workdir, check=5, seed=0):
+    """(rows, singa step, torch step or None, the check's largest relative loss difference)."""
+    from singa.io.rnnlm_data import read_word_records
+    from benchmarks import torch_rnnlm as tr
+    path = os.path.join(workdir, "bench_rnnlm.bin")
+    tr.write_word_records(path, seed=seed)
+    rows, _ = read_word_records(path)
+    sstep, net = rnnlm_singa(path, seed=seed)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return rows, sstep, None, None
+    import numpy as np
+    tstep, _ = tr.train_step_fn(rows, [np.array(p.data) for p in net.owner_params])
+    worst = 0.0
+    for k in range(check):             # same params, same windows: the same loss, step after step
+        (a, na), (b, nb) = sstep(), tstep()
+        if na != nb:
+            raise SystemExit("rnnlm check: step %d trained %d words on singa, %d on torch" % (k, na, nb))
+        worst = max(worst, abs(a - b) / abs(a))
+    if worst > 1e-4:
+        raise SystemExit("rnnlm check: singa and torch losses differ by %.2e relative (> 1e-4)" % worst)
+    return rows, sstep, tstep, worst
+
+
+def words_rate(step, n=RNNLM_STEPS):
+    import time
+    t, words = time.perf_counter(), 0
+    for _ in range(n):
+        words += step()[1]
+    return words / (time.perf_counter() - t)
+
+
+def bench_rnnlm(args, gemm):
+    rows, sstep, tstep, worst = rnnlm_steps(args.workdir, args.check)
+    if args.profile:
+        profile(sstep, n=200)
+    runs = [("singa", sstep)] + ([("PyTorch", tstep)] if tstep else [])
+    for _, step in runs:
+        for _ in range(20 * args.warmup):
+            step()
+    rates = {name: [] for name, _ in runs}
+    for _ in range(args.repeats):
+        for name, step in runs:          # alternating A B A B, the same windows on both
+            rates[name].append(words_rate(step, args.rnnlm_steps))
+    flop = rnnlm_flop_per_word(rows)
+    sizes = rows[:, 3] - rows[:, 2]
+    print("rnnlm (rnnlm-job.conf: vocab 3720, word_dim 15, nclass 100, max_window 10; %d records, class sizes "
+          "%d..%d, mean %.1f over the records), %.1f kFLOP per word trained%s:"
+          % (len(rows), sizes.min(), sizes.max(), sizes.mean(), flop / 1e3,
+             "" if worst is None else "; check: losses agree to %.1e relative" % worst))
+    t = statistics.median(rates["PyTorch"]) if tstep else None
+    for name, _ in runs:
+        r = statistics.median(rates[name])
+        line = "  %-8s %7.0f words/s (%6.1f us/word, %5.2f%% of GEMM rate)" % (
+            name, r, 1e6 / r, 100 * r * flop / 1e9 / gemm)
+        if t and name != "PyTorch":
+            line += " | ratio to PyTorch %.2fx" % (r / t)
+        print(line, flush=True)
+
+
 def profile(step, n=5, top=25):
     import cProfile
     import pstats
@@ -132,12 +243,17 @@ def profile(step, n=5, top=25):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--nets", nargs="+", choices=["charrnn1", "charrnn2", "rnnlm"], default=None,
+                    help="what to measure (default: charrnn1 charrnn2, or --layers's)")
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2], help="char-rnn GRUs: --nets charrnnN")
+    ap.add_argument("--rnnlm", action="store_true", help="the same as --nets rnnlm")
+    ap.add_argument("--rnnlm-steps", type=int, default=RNNLM_STEPS, help="rnnlm: steps (windows) per measurement")
+    ap.add_argument("--check", type=int, default=5, help="rnnlm: steps whose losses singa and torch must agree on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workdir", default="/tmp/singa-bench")
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--profile", action="store_true", help="cProfile 5 singa steps first (top 25 by own time)")
+    ap.add_argument("--profile", action="store_true", help="cProfile 5 singa steps first (rnnlm: 200; top 25 by own time)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     try:
@@ -150,7 +266,12 @@ def main():
                                                  torch.__version__ if torch else "-"))
     gemm = gemm_rate()
     print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
-    for layers in args.layers:
+    nets = args.nets or (["rnnlm"] if args.rnnlm else ["charrnn%d" % n for n in args.layers])
+    for net in nets:
+        if net == "rnnlm":
+            bench_rnnlm(args, gemm)
+            continue
+        layers = int(net[len("charrnn"):])
         sstep, nlayers = singa_step_fn(layers, args.workdir)
         if args.profile:
             profile(sstep)

@@ -1,6 +1,7 @@
-# covers: benchmarks/torch_charrnn.py (the PyTorch side of the char-rnn comparisons)
+# covers: benchmarks/torch_charrnn.py, benchmarks/torch_rnnlm.py (the PyTorch sides of bench_rnn.py)
 """The PyTorch char-rnn reference cuts batches as kCharRNN does, and its two cells (SINGA's formulas
-written out, and torch.nn.GRU with zero hidden-side biases) are the same function."""
+written out, and torch.nn.GRU with zero hidden-side biases) are the same function; the PyTorch
+rnnlm cuts kData's windows and trains to the same losses as rnnlm-job.conf's net on singa."""
 import os
 import sys
 
@@ -42,3 +43,27 @@ def test_nn_gru_with_zero_hidden_biases_is_singas_gru():
             dst.copy_(torch.cat(parts))
     a, b = singa_loss(window), torch_loss(window)
     assert abs(a.item() - b.item()) < 1e-5 * abs(a.item())
+
+
+def test_torch_rnnlm_trains_as_rnnlm_job_conf_does_on_singa(tmp_path):
+    """rnnlm-job.conf's net (BPWorker, kSGD lr 0.1) and torch_rnnlm from singa's initial params, on
+    the same generated WordRecord file: the same windows and the same loss, step after step."""
+    pytest.importorskip("torch")
+    import torch_rnnlm as tr
+    from benchmarks.bench_rnn import rnnlm_singa
+    from singa.io.rnnlm_data import read_word_records
+    path = str(tmp_path / "words.bin")
+    vocab, n = tr.write_word_records(path, n=20000, seed=3)
+    rows, _ = read_word_records(path)
+    assert vocab == 3720 and n == len(rows) and len(set(rows[:, 1].tolist())) == 100
+    sizes = rows[:, 3] - rows[:, 2]
+    assert sizes.min() == 1 and sizes.max() > 100          # Zipf classes: single words up to hundreds
+    sstep, net = rnnlm_singa(path)
+    tstep, _ = tr.train_step_fn(rows, [numpy.array(p.data) for p in net.owner_params])
+    windows = tr.windows(rows)
+    data = net.data_layers[0]
+    for _ in range(8):
+        (a, na), (b, nb) = sstep(), tstep()
+        numpy.testing.assert_array_equal(next(windows), data.rows[:data.window + 1])
+        assert na == nb and 1 <= na <= 10
+        assert abs(a - b) <= 1e-4 * abs(a)
