@@ -82,6 +82,14 @@ def test_non_utf8_file_is_a_data_error(tmp_path):
     assert "help:" in str(e.value)
 
 
+def test_fortune_file_cut_inside_a_utf8_character_is_a_data_error(tmp_path):
+    d = fortune_dir(tmp_path)
+    with open(os.path.join(d, "c"), "wb") as f:
+        f.write("caf\u00e9\n%\nna\u00efve".encode("utf-8")[:-3])       # the last 2-byte character cut in half
+    with pytest.raises(DataError, match=r"c is not UTF-8 text \(byte 0xc3 at offset 10\)"):
+        F.fortunes(d)
+
+
 def test_sentences_and_unk():
     assert F.sentences("Don't PANIC!  It's 42... 'quoted' e.g. x.y\n\t\t-- Douglas Adams") == [
         "don't panic", "it's 42", "quoted e g", "x y douglas adams"]      # "e.g" does not end one: no space
@@ -90,6 +98,17 @@ def test_sentences_and_unk():
     assert tr == ["a b a <unk>", "b a <unk>"] and te == ["a <unk>", "<unk>"]   # kept: a (3), b (2)
     with pytest.raises(DataError, match="vocab_size"):
         F.unk_rare(["a"], 2)
+
+
+def test_sentence_ends_take_linear_time_in_a_run_of_punctuation():
+    # found while fuzzing (a timing probe beside fuzz_fortunes.py: libFuzzer's inputs of a few KiB are too
+    # short to cross the 10 s bound): a run of . ! ? not followed by white space was tried again from each
+    # of its characters, quadratic: 40000 dots before a letter took 15 s
+    import time
+    t0 = time.monotonic()
+    assert F.sentences("." * 30000 + "x") == ["x"] and F.sentences("a" + "?!." * 3000 + "b c.") == ["a b c"]
+    assert time.monotonic() - t0 < 1         # a few ms; 9 s before the fix
+    assert F.sentences("Hi... there!? a.b. c ?!x ok. ") == ["hi", "there", "a b", "c x ok"]
 
 
 @needs_fortunes
