@@ -396,6 +396,31 @@ def test_char_rnn_errors(tmp_path):
         build_layer(conf, []).vocab_size
 
 
+def test_char_rnn_files_are_bytes_and_corrupt_ones_are_data_errors(tmp_path):
+    # a character is a byte: vocab.txt and the text need not be UTF-8
+    text, vocab = b"\xff\xfe\x00a\xc3" * 4, b"a\xc3\x00\xfe\xff"
+    layer = char_rnn(tmp_path, text, vocab, B=2, U=3)
+    assert layer.vocab_size == 5
+    layer.next_batch()
+    numpy.testing.assert_array_equal(layer.datavec[0], [4, 4])         # rows start at bytes 0 and 10: 0xff
+    out = build_layer('name: "out" type: kCharRNNOutput char_rnn_conf { vocab_path: "%s" }' % (tmp_path / "vocab.txt"),
+                      [(2,)])
+    out.stream = io.StringIO()
+    out.forward(job_pb2.kTest, [layer])
+    assert out.stream.getvalue() == "\ufffd\ufffd"                    # 0xff is no UTF-8: printed as U+FFFD
+    with pytest.raises(DataError, match=r"(?s)char_rnn_conf.vocab_path` of layer 'data' \(kCharRNN\).*"
+                                        r"each character once. Received: .*vocab.txt, an empty file"):
+        char_rnn(tmp_path, b"abcabcabc", b"")
+    with pytest.raises(DataError, match=r"(?s)Invalid text .*text.txt .*= 8 characters.*Received: 0"):
+        char_rnn(tmp_path, b"", b"abc")
+    # a UTF-8 text cut inside a character still reads (its bytes are in the vocabulary); the same text in
+    # Latin-1 against the UTF-8 text's vocab.txt is an error at its first foreign byte
+    utf8 = "caf\u00e9 ".encode() * 3
+    assert char_rnn(tmp_path, utf8 + b"\xc3", bytes(sorted(set(utf8))), B=2, U=3).segment == 9
+    with pytest.raises(DataError, match=r"only characters of the vocabulary .*vocab.txt. Received: b'\\xe9' at byte 3"):
+        char_rnn(tmp_path, "caf\u00e9 ".encode("latin-1") * 3, bytes(sorted(set(utf8))))
+
+
 # -- kOneHot, kRNNLabel ------------------------------------------------------------------------------------
 def onehot_conf(D=4, unroll_index=0):
     return 'name: "onehot" type: kOneHot unroll_index: %d onehot_conf { vocab_size: %d }' % (unroll_index, D)

@@ -82,6 +82,14 @@ def test_non_utf8_file_is_a_data_error(tmp_path):
     assert "help:" in str(e.value)
 
 
+def test_fortune_file_cut_inside_a_utf8_character_is_a_data_error(tmp_path):
+    d = fortune_dir(tmp_path)
+    with open(os.path.join(d, "c"), "wb") as f:
+        f.write("caf\u00e9\n%\nna\u00efve".encode("utf-8")[:-3])       # the last 2-byte character cut in half
+    with pytest.raises(DataError, match=r"c is not UTF-8 text \(byte 0xc3 at offset 10\)"):
+        F.fortunes(d)
+
+
 def test_sentences_and_unk():
     assert F.sentences("Don't PANIC!  It's 42... 'quoted' e.g. x.y\n\t\t-- Douglas Adams") == [
         "don't panic", "it's 42", "quoted e g", "x y douglas adams"]      # "e.g" does not end one: no space
@@ -90,6 +98,17 @@ def test_sentences_and_unk():
     assert tr == ["a b a <unk>", "b a <unk>"] and te == ["a <unk>", "<unk>"]   # kept: a (3), b (2)
     with pytest.raises(DataError, match="vocab_size"):
         F.unk_rare(["a"], 2)
+
+
+def test_sentence_ends_take_linear_time_in_a_run_of_punctuation():
+    # found while fuzzing (a timing probe beside fuzz_fortunes.py: libFuzzer's inputs of a few KiB are too
+    # short to cross the 10 s bound): a run of . ! ? not followed by white space was tried again from each
+    # of its characters, quadratic: 40000 dots before a letter took 15 s
+    import time
+    t0 = time.monotonic()
+    assert F.sentences("." * 30000 + "x") == ["x"] and F.sentences("a" + "?!." * 3000 + "b c.") == ["a b c"]
+    assert time.monotonic() - t0 < 1         # a few ms; 9 s before the fix
+    assert F.sentences("Hi... there!? a.b. c ?!x ok. ") == ["hi", "there", "a b", "c x ok"]
 
 
 @needs_fortunes
@@ -112,6 +131,7 @@ def test_read_words_is_rnnlmlibs_readword():
     assert R.read_words(b"a b\n\nc\td \r\n  e") == [b"a", b"b", b"</s>", b"</s>", b"c", b"d", b"</s>"]
     assert R.read_words(b"x" * 150 + b" y\n") == [b"x" * 99, b"y", b"</s>"]
     assert R.read_words(b"") == [] and R.read_words(b"last") == []
+    assert R.read_words(b"\xff\x00a \xc3\n") == [b"\xff\x00a", b"\xc3", b"</s>"]    # bytes, not text: no decoding
 
 
 def _selection_sort(words, counts):
@@ -236,6 +256,48 @@ def test_corrupt_record_files_are_data_errors(tmp_path):
     with pytest.raises(DataError, match=r"word_index 5.*class range \[0, 3\)") as e:
         R.read_word_records(out_of_range)
     assert "help:" in str(e.value)
+
+
+def test_word_record_whose_word_is_not_utf8_is_a_data_error(tmp_path):
+    # found by the fuzz replay: protobuf hands a proto2 string field back as bytes when its bytes are not UTF-8,
+    # so read_word_records returned a bytes word among the str ones
+    p = tmp_path / "word.bin"
+    with KVFileWriter(str(p)) as w:
+        w.insert("00000", rnnlm_pb2.WordRecord(word="ok", word_index=0, class_index=0, class_start=0,
+                                               class_end=2).SerializeToString())
+        w.insert("00001", b"\x0a\x03ca\xff" + rnnlm_pb2.WordRecord(word_index=1, class_index=0, class_start=0,
+                                                                   class_end=2).SerializeToString())
+    with pytest.raises(DataError, match=r"(?s)word.bin: record #1 \(key b?'00001'\) has a word that is not UTF-8; "
+                                        r"expected a UTF-8 string. Received: b'ca\\xff' \(byte 0xff at offset 2\)"
+                                        r".*help: ") as e:
+        R.read_word_records(p)
+    assert "singa-create-data rnnlm" in str(e.value)
+    # what create_rnnlm_data writes for a byte that is not UTF-8 reads back: U+FFFD
+    R.write_records(str(p), [b"ca\xff"], {b"ca\xff": 0}, [0], [0], [1])
+    assert R.read_word_records(p)[1] == ["ca\ufffd"]
+
+
+def test_word_records_cut_anywhere_or_empty_are_the_records_before_the_cut_or_a_data_error(tmp_path):
+    p = _texts(tmp_path)
+    R.create_rnnlm_data(p["train"], p["valid"], p["test"], class_size=2, out_dir=str(tmp_path))
+    data = (tmp_path / "train_data.bin").read_bytes()
+    rows, words = R.read_word_records(tmp_path / "train_data.bin")
+    cut = tmp_path / "cut.bin"
+    whole = 0
+    for n in range(len(data)):
+        cut.write_bytes(data[:n])
+        try:
+            r, w = R.read_word_records(cut)
+        except DataError as e:
+            assert "cut.bin" in str(e) and "help:" in str(e)
+            continue
+        whole += 1          # cut at a record boundary: the records before it
+        numpy.testing.assert_array_equal(r, rows[:len(r)])
+        assert w == words[:len(w)] and 0 < len(r) < len(rows)
+    assert whole == len(rows) - 1
+    cut.write_bytes(b"")
+    with pytest.raises(DataError, match=r"cut.bin is empty"):
+        R.read_word_records(cut)
 
 
 def test_fortunes_subcommand_then_rnnlm_with_vocab_size(tmp_path, capsys):

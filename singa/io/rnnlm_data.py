@@ -152,7 +152,8 @@ def create_rnnlm_data(train, valid, test, class_size=100, out_dir="."):
 def read_word_records(path):
     """The WordRecords of a kvfile, checked: a numpy (N, 4) int array of rows [word_index, class_index,
     class_start, class_end] (kData's layout) and the words. A record that does not parse or breaks
-    class_start <= word_index < class_end is a DataError naming the file and the record."""
+    class_start <= word_index < class_end, or whose word is not UTF-8, is a DataError naming the file
+    and the record."""
     from google.protobuf.message import DecodeError
     from singa.proto import rnnlm_pb2
     rows, words = [], []
@@ -170,6 +171,17 @@ def read_word_records(path):
             raise DataError("kvfile %s: record #%d (key %r) has word_index %d, class_index %d, class range [%d, %d); "
                             "expected class_start <= word_index < class_end and class_index >= 0.\nhelp: write the "
                             "file again with singa-create-data rnnlm" % ((path, k, key) + row))
+        word = rec.word
+        if not isinstance(word, str):
+            # protobuf (upb, proto2) gives a string field back as bytes when its bytes are not UTF-8;
+            # create_rnnlm_data writes UTF-8 only (U+FFFD for a byte that is not), so this is corruption
+            try:
+                word = word.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError("kvfile %s: record #%d (key %r) has a word that is not UTF-8; expected a UTF-8 "
+                                "string. Received: %r (byte 0x%02x at offset %d)\nhelp: write the file again "
+                                "with singa-create-data rnnlm" % (path, k, key, word[:40], word[e.start], e.start)
+                                ) from None
         rows.append(row)
-        words.append(rec.word)
+        words.append(word)
     return numpy.asarray(rows, dtype=numpy.int64).reshape(-1, 4), words
