@@ -1,4 +1,4 @@
-# covers: singa/heldout.py, examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf, examples/singa-v0/char-rnn/char-rnn-job-2gru.conf, benchmarks/compare_charrnn.py
+# covers: singa/heldout.py, examples/singa-v0/char-rnn/char-rnn-sample-1gru.conf, examples/singa-v0/char-rnn/char-rnn-job-2gru.conf, benchmarks/compare_charrnn.py, benchmarks/rnn_layer_times.py
 """char-rnn runs end to end: the held-out loss of a trained checkpoint (singa.heldout, through
 Driver.test), sampling with the one-GRU sample conf, and (slow) the comparison with PyTorch."""
 import io
@@ -222,3 +222,15 @@ def test_compare_charrnn_runs_both_sides_from_ln_101(tmp_path, monkeypatch):
     m = re.search(r"step 0 loss per char: singa ([\d.]+) nats, torch ([\d.]+) nats", out)
     assert m and abs(float(m.group(1)) - math.log(101)) < 0.05 and abs(float(m.group(2)) - math.log(101)) < 0.05
     assert re.search(r"singa / torch = [\d.]+", out), out
+
+
+def test_rnn_layer_times_lists_every_layer_of_the_step(tmp_path):
+    import subprocess
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "rnn_layer_times.py"), "1"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = re.findall(r"^  (\w+)\s+(forward|backward)\s+([\d.]+) ms", r.stdout, re.M)
+    assert {(k, m) for k, m, _ in rows} >= {("gru1", "forward"), ("gru1", "backward"), ("ip1", "backward"),
+                                             ("loss", "forward")}, r.stdout
+    step = float(re.search(r"^step ([\d.]+) ms", r.stdout, re.M).group(1))
+    assert sum(float(t) for _, _, t in rows) <= step
