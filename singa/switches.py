@@ -35,6 +35,9 @@ TABLE = (
     Switch("SINGA_GPU_STANDIN", "int0", "off", "devices", "singa/backends/__init__.py, singa/testing/standin.py",
            "N >= 1: the strict CPU stand-in for CuPy plays N devices (tests and CPU-only checks of the device "
            "paths); 0 or unset: off"),
+    Switch("SINGA_NVRTC", "path", "the nvidia-cuda-nvrtc-cu12 wheel, else the library path", "devices",
+           "singa/testing/cuda_compile.py", "NVRTC's libnvrtc.so, to compile the device kernels to PTX without a GPU "
+           "(tests; nvcc on PATH is used first)"),
     Switch("SINGA_KERNEL_CACHE", "path", "~/.cache/singa/standin-kernels", "devices",
            "singa/testing/standin_kernels.py", "where the stand-in keeps its compiled elementwise kernels"),
     Switch("SINGA_CUDA_AWARE_MPI", "01", "ask the MPI library", "devices", "singa/cluster/mpi.py",
