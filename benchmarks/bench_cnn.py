@@ -33,7 +33,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate, torch_step  # noqa: E402
+from benchmarks.common import start, steady_rate, torch_step  # noqa: E402
 
 # (name, in channels, in size, filters) of the convolutions (all k5 p2 s1) and the dense layer.
 CONVS = [("conv1", 3, 32, 32), ("conv2", 32, 15, 32), ("conv3", 32, 7, 64)]
@@ -283,17 +283,8 @@ def main():
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     full = have_full_net() and not args.conv_only
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch not installed (pip install torch==2.13.0): singa only")
-    set_threads(args.threads)
-    print("threads: %d; BLAS: %s; torch: %s" % (args.threads, "; ".join(blas_info()),
-                                                 torch.__version__ if torch else "-"))
-    gemm = gemm_rate()
+    torch, gemm = start(args.threads)
     flop = TRAIN_FLOP if full else TRAIN_FLOP - 3 * 2 * DENSE_IN * CLASSES
-    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
     print("%s; training FLOP per sample: %.2f MFLOP (3 x forward)" % (
         "the seed CIFAR-10 CNN" if full else "the three convolutions alone (forward + backward, as in the net)",
         flop / 1e6))

@@ -22,7 +22,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate, torch_step  # noqa: E402
+from benchmarks.common import start, steady_rate, torch_step  # noqa: E402
 
 SIZES = [784, 2500, 2000, 1500, 1000, 500, 10]
 TRAIN_FLOP = 3 * 2 * sum(a * b for a, b in zip(SIZES, SIZES[1:]))
@@ -133,16 +133,7 @@ def main():
                     help="singa engine variants to measure side by side (default: the engine's defaults)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch not installed (pip install torch==2.13.0): singa only")
-    set_threads(args.threads)
-    print("threads: %d; BLAS: %s; torch: %s" % (args.threads, "; ".join(blas_info()),
-                                                 torch.__version__ if torch else "-"))
-    gemm = gemm_rate()
-    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
+    torch, gemm = start(args.threads)
     print("training FLOP per sample: %.2f MFLOP" % (TRAIN_FLOP / 1e6))
     mom = 0.9 if args.momentum else 0.0
     print("optimizer: SGD lr 0.001%s" % (", momentum 0.9" if mom else ""))

@@ -19,7 +19,7 @@ import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
+from benchmarks.common import start, steady_rate  # noqa: E402
 
 JOB = """
 name: "bench-rbm"
@@ -113,16 +113,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch not installed (pip install torch==2.13.0): singa only")
-    set_threads(args.threads)
-    print("threads: %d; BLAS: %s; torch: %s" % (args.threads, "; ".join(blas_info()), torch.__version__ if torch else "-"))
-    gemm = gemm_rate()
+    torch, gemm = start(args.threads)
     flop = 5 * 2 * 784 * args.hidden
-    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
     print("RBM 784 -> %d, CD-1, batch %d: %.2f MFLOP per training sample" % (args.hidden, args.batch, flop / 1e6))
     with tempfile.TemporaryDirectory() as workdir:
         runs = [("singa", singa_step(args.batch, args.hidden, workdir))]

@@ -32,7 +32,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import blas_info, gemm_rate, set_threads, steady_rate  # noqa: E402
+from benchmarks.common import start, steady_rate  # noqa: E402
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "singa-v0", "char-rnn-job.conf")
 RNNLM_CONF = os.path.join(os.path.dirname(CONF), "rnnlm-job.conf")
@@ -256,16 +256,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="cProfile 5 singa steps first (rnnlm: 200; top 25 by own time)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch not installed (pip install torch==2.13.0): singa only")
-    set_threads(args.threads)
-    print("threads: %d; BLAS: %s; torch: %s" % (args.threads, "; ".join(blas_info()),
-                                                 torch.__version__ if torch else "-"))
-    gemm = gemm_rate()
-    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (args.threads, gemm))
+    torch, gemm = start(args.threads)
     nets = args.nets or (["rnnlm"] if args.rnnlm else ["charrnn%d" % n for n in args.layers])
     for net in nets:
         if net == "rnnlm":

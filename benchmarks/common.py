@@ -45,6 +45,21 @@ def gemm_rate(n=2048, repeats=7):
     return statistics.median(rates)
 
 
+def start(threads):
+    """A side-by-side run's opening: torch if installed (else None, said), ``threads`` pinned, the
+    BLAS and torch versions and the machine's GEMM rate printed; returns (torch, GEMM GFLOP/s)."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("PyTorch not installed (pip install torch==2.13.0): singa only")
+    set_threads(threads)
+    print("threads: %d; BLAS: %s; torch: %s" % (threads, "; ".join(blas_info()), torch.__version__ if torch else "-"))
+    gemm = gemm_rate()
+    print("float32 GEMM rate (numpy 2048^3, %d threads): %.1f GFLOP/s" % (threads, gemm))
+    return torch, gemm
+
+
 def steady_rate(step, batch, n0=3, n1=13):
     """Samples/s in steady state: time n0 and n1 steps, use (n1 - n0) * batch / (t1 - t0)."""
     t = time.perf_counter()
