@@ -23,3 +23,18 @@ def in_tmp(tmp_path, monkeypatch):
 
 # Device kinds the device tests run on: the strict CuPy stand-in always, real CuPy where a GPU is.
 DEVICE_KINDS = ["standin"] + (["cupy"] if gpu_count() > 0 else [])
+
+
+def retrain_last_checkpoint(text, last):
+    """Train job conf ``text``, remove its last checkpoint ``last`` (and its state file), train again
+    with ``resume``: (the first run's params in ``last``, the resumed run's Results, the params the
+    resumed run wrote to ``last``). A bit-identical resume gives equal params."""
+    from singa.driver import Driver
+    from singa.io.checkpoint import read_checkpoint
+    from singa.proto import parse_job_conf
+    Driver(verbose=False).train(parse_job_conf(text))
+    full = {n: v for n, v, _ in read_checkpoint(str(last))}
+    os.remove(last)
+    os.remove(str(last) + ".state.npz")
+    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    return full, res, {n: v for n, v, _ in read_checkpoint(str(last))}

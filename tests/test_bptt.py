@@ -3,7 +3,6 @@
 steps, against float64 finite differences (NumPy and the device stand-in); training that
 learns a task only recurrence solves; the gradient exchanges; bit-identical resume; the
 test-mode rewiring of ``dynamic_srclayer``; fit(alg='bptt'); the errors."""
-import os
 import re
 
 import numpy as np
@@ -21,6 +20,7 @@ from singa.random import RandomStreams
 from singa.testing.gradcheck import device_backends
 from singa.updaters import create_updater
 from singa.worker import BPTTWorker
+from tests.conftest import retrain_last_checkpoint
 from tests.test_exchange import OneRank
 from tests.test_unroll import build, rnn_conf, write_sequences
 
@@ -100,14 +100,8 @@ def test_bptt_training_learns_a_task_that_needs_the_recurrence(tmp_path, capsys)
 
 def test_an_unrolled_net_resumes_bit_identically(tmp_path):
     text = job_text(tmp_path, steps=30, extra="checkpoint_freq: 15")
-    Driver(verbose=False).train(parse_job_conf(text))
-    last = tmp_path / "ws/checkpoint/step30-worker0"
-    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
-    os.remove(last)
-    os.remove(str(last) + ".state.npz")
-    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    full, res, again = retrain_last_checkpoint(text, tmp_path / "ws/checkpoint/step30-worker0")
     assert min(res.train) >= 15
-    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
     assert full.keys() == again.keys() and all(np.array_equal(full[n], again[n]) for n in full)
 
 
@@ -385,13 +379,7 @@ def test_char_rnn_on_two_synchronous_mpi_processes_equals_one(in_tmp):
 def test_char_rnn_resumes_bit_identically(tmp_path):
     # the params, RMSProp's history and kCharRNN's read position all come back from the checkpoint
     text = char_rnn_conf(tmp_path, "ws", steps=12) + "checkpoint_freq: 6\n"
-    Driver(verbose=False).train(parse_job_conf(text))
-    last = tmp_path / "ws/checkpoint/step12-worker0"
-    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
-    os.remove(last)
-    os.remove(str(last) + ".state.npz")
-    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    full, res, again = retrain_last_checkpoint(text, tmp_path / "ws/checkpoint/step12-worker0")
     assert min(res.train) >= 6
-    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
     assert len(full) == 11 and full.keys() == again.keys()
     assert all(np.array_equal(full[n], again[n]) for n in full)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, retrain_last_checkpoint
 from singa.backends import Backend
 from singa.errors import ConfigError, DataError
 from singa.io.kvfile import KVFileWriter
@@ -279,18 +279,9 @@ def small_job(tmp, steps=20, disp=10, extra=""):
 
 
 def test_a_resumed_run_continues_the_word_stream_bit_identically(tmp_path):
-    from singa.driver import Driver
-    from singa.io import checkpoint as ckpt
-    from singa.proto import parse_job_conf
     text = small_job(tmp_path, steps=20, extra="checkpoint_freq: 10")
-    Driver(verbose=False).train(parse_job_conf(text))
-    last = tmp_path / "ws/checkpoint/step20-worker0"
-    full = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
-    os.remove(last)
-    os.remove(str(last) + ".state.npz")
-    res = Driver(verbose=False).train(parse_job_conf(text), resume=True)
+    full, res, again = retrain_last_checkpoint(text, tmp_path / "ws/checkpoint/step20-worker0")
     assert min(res.train) >= 10            # it resumed from step 10, with kData's position
-    again = {n: v for n, v, _ in ckpt.read_checkpoint(str(last))}
     assert full.keys() == again.keys() and all(np.array_equal(full[n], again[n]) for n in full)
 
 
