@@ -3,7 +3,7 @@
 docs/user-layers.md); ``create_layer(conf, backend)`` builds one."""
 import importlib.util
 
-from singa.layers.base import LAYERS, USER_LAYERS, Layer, create_layer, register  # noqa: F401
+from singa.layers.base import LAYERS, USER_LAYERS, DataLayer, Layer, create_layer, register  # noqa: F401
 from singa.layers import neuron, dense, loss  # noqa: F401
 from singa.layers import pooling  # noqa: F401
 from singa.layers import lrn  # noqa: F401

@@ -199,3 +199,17 @@ class Layer:
 
     def __repr__(self):
         return "%s(%r, out=%s)" % (type(self).__name__, self.name, self.out_shape)
+
+
+class DataLayer(Layer):
+    """A layer that makes batches from a store or a file (kRecordInput, kCSVInput, kCharRNN, rnnlm's
+    kData): no sources and no gradient; ``next_batch`` loads the next one."""
+    is_data = True
+
+    def backward(self, flag, srcs, grad):
+        return []
+
+    def next_batch(self, flag=job_pb2.kTrain):
+        """Load the next batch; returns (data, labels) (labels None where another layer makes them)."""
+        self.forward(flag, [])
+        return self.data, self.aux

@@ -21,7 +21,7 @@ import sys
 import numpy
 
 from singa.errors import ConfigError, DataError, Stated, invalid
-from singa.layers.base import Layer, flat2d, register, scratch, type_name
+from singa.layers.base import DataLayer, Layer, flat2d, register, scratch, type_name
 from singa.proto import job_pb2
 
 
@@ -83,13 +83,12 @@ def read_vocab(layer, path, field):
 
 
 @register(job_pb2.kCharRNN)
-class CharRNNLayer(Layer):
+class CharRNNLayer(DataLayer):
     """kCharRNN: batch row i reads its own segment of the text, [i*S, (i+1)*S) with S = len // B;
     each call gives blobs l = 0..U of ``text[start_i + offset + l]`` then advances offset by U
     (consecutive calls overlap by one character), wrapping to 0 when the next read would leave
     the segment. There is no epoch end and no shuffling, as in SINGA. The files are read at the
 first batch (``load``), as SINGA did."""
-    is_data = True
     grad_free = True
 
     def _field(self, name):
@@ -199,14 +198,6 @@ first batch (``load``), as SINGA did."""
         for _ in range(self.stride // self.batchsize):
             self._advance()
         return self.data
-
-    def backward(self, flag, srcs, grad):
-        return []
-
-    def next_batch(self, flag=job_pb2.kTrain):
-        """Load the next batch; returns (data, labels): blob 0 and None (kRNNLabel makes the labels)."""
-        self.forward(flag, [])
-        return self.data, self.aux
 
 
 @register(job_pb2.kOneHot)

@@ -36,7 +36,7 @@ from singa.errors import ConfigError, DataError, invalid
 from singa.io import kvfile as kv
 from singa.io.record import first_record_values, load_record_file
 from singa.io.textfile import decode_text_store, parse_csv_records, read_csv_file
-from singa.layers.base import Layer, register, type_name
+from singa.layers.base import DataLayer, register, type_name
 from singa.param import check_alloc
 from singa.proto import job_pb2
 
@@ -159,9 +159,8 @@ def _load(path, backend, count, kind, separator, has_label):
 
 
 @register(job_pb2.kRecordInput)
-class RecordInputLayer(Layer):
+class RecordInputLayer(DataLayer):
     """kRecordInput: RecordProto records (``data`` floats, else ``pixel`` bytes) from a kvfile."""
-    is_data = True
     kind = "record"
     backends = ("kvfile",)
     device_limit = 1 << 30     # copy a store to the GPU once if it takes at most this many bytes
@@ -318,14 +317,6 @@ class RecordInputLayer(Layer):
                 pos = 0
         self.pos = (self.pos + self.stride) % n
         return self.data
-
-    def backward(self, flag, srcs, grad):
-        return []
-
-    def next_batch(self, flag=job_pb2.kTrain):
-        """Load the next batch; returns (data, labels)."""
-        self.forward(flag, [])
-        return self.data, self.aux
 
 
 @register(job_pb2.kCSVInput)

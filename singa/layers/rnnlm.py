@@ -21,7 +21,7 @@ import numpy
 
 from singa.backends import blas
 from singa.errors import ConfigError, DataError, Stated, invalid
-from singa.layers.base import Layer, register
+from singa.layers.base import DataLayer, Layer, register
 from singa.proto import job_pb2, rnnlm_pb2
 from singa.results import Weighted
 
@@ -76,13 +76,12 @@ def _to_sink(param, g):
 
 
 @register("kData")
-class RNNLMDataLayer(Layer):
+class RNNLMDataLayer(DataLayer):
     """kData: windows of a WordRecord kvfile (singa.io.rnnlm_data.read_word_records), read at the
     first batch. A window starts with the last row of the previous one (the first: record 0)
     and reads up to ``max_window`` more records, stopping after a ``</s>`` (word 0); at the end of
     the file it wraps to record 0. ``pos`` (checkpointed, restored by a resume) is the next record
     to read, 1..N; 0 before the first window."""
-    is_data = True
     grad_free = True
 
     def setup(self, src_shapes):
@@ -153,13 +152,6 @@ class RNNLMDataLayer(Layer):
         self._pos, self.window = pos, window
         self.data = self.backend.asarray(rows, dtype=self.dtype)
         return self.data
-
-    def backward(self, flag, srcs, grad):
-        return []
-
-    def next_batch(self, flag=job_pb2.kTrain):
-        self.forward(flag, [])
-        return self.data, self.aux
 
     def read_part(self, lo, hi, stride):
         if (lo, hi, stride) != (0, self.out_shape[0], self.out_shape[0]):
