@@ -33,7 +33,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import start, steady_rate, torch_step  # noqa: E402
+from benchmarks.common import start, steady_rate, stepper, torch_step, train_net  # noqa: E402
 
 # (name, in channels, in size, filters) of the convolutions (all k5 p2 s1) and the dense layer.
 CONVS = [("conv1", 3, 32, 32), ("conv2", 32, 15, 32), ("conv3", 32, 7, 64)]
@@ -75,10 +75,6 @@ def singa_full_net(batch, workdir, replicas=None, backend=None):
     BPWorker (None: the engine's automatic choice, one per thread for a conv net)."""
     from singa.model import (Activation, AvgPooling2D, Cluster, Convolution2D, Data, Dense, LRN2D, MaxPooling2D,
                              SGD, Sequential, Store)
-    from singa.backends import Backend
-    from singa.neuralnet import NeuralNet
-    from singa.proto import job_pb2
-    from singa.random import RandomStreams
     from singa.updaters import create_updater
     from singa.worker import BPWorker
     path, mean_path = write_store(workdir)
@@ -100,21 +96,12 @@ def singa_full_net(batch, workdir, replicas=None, backend=None):
     store = Store(path=path, mean_file=mean_path, backend="kvfile", batchsize=batch, shape=(3, 32, 32))
     m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
     job = m.to_jobproto()
-    streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend or Backend(None), streams)
-    for p in net.owner_params:
-        p.init_values(streams.stream("init/" + p.name))
+    net = train_net(job, backend)
     return BPWorker(net, create_updater(job.updater), replicas=replicas), net
 
 
 def singa_full_step(batch, workdir, replicas=None):
-    worker, net = singa_full_net(batch, workdir, replicas)
-    state = {"step": 0}
-
-    def step():
-        worker.train_one_batch(state["step"])
-        state["step"] += 1
-    return step
+    return stepper(singa_full_net(batch, workdir, replicas)[0])
 
 
 def singa_conv_layers(batch, dtype="float32"):
@@ -320,11 +307,7 @@ def main():
         breakdowns = []
         for replicas in (1, None):
             worker, net = singa_full_net(batch, args.workdir, replicas)
-            state = {"step": 0}
-
-            def step(worker=worker):
-                worker.train_one_batch(state["step"])
-                state["step"] += 1
+            step = stepper(worker)
             step(), step()
             if worker.replicas:
                 rnet = worker.replicas[0][0]

@@ -22,7 +22,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import start, steady_rate, torch_step  # noqa: E402
+from benchmarks.common import start, steady_rate, torch_step, train_net  # noqa: E402
 
 SIZES = [784, 2500, 2000, 1500, 1000, 500, 10]
 TRAIN_FLOP = 3 * 2 * sum(a * b for a, b in zip(SIZES, SIZES[1:]))
@@ -68,10 +68,6 @@ def singa_mlp_net(batch, workdir, momentum=0.0, backend=None):
     from singa.io.kvfile import KVFileWriter
     from singa.io.record import encode_record
     from singa.model import Cluster, Data, Dense, SGD, Sequential, Store
-    from singa.neuralnet import NeuralNet
-    from singa.backends import Backend
-    from singa.random import RandomStreams
-    from singa.proto import job_pb2
 
     x, y = make_data()
     path = os.path.join(workdir, "bench_train.bin")
@@ -86,11 +82,7 @@ def singa_mlp_net(batch, workdir, momentum=0.0, backend=None):
     store = Store(path=path, backend="kvfile", batchsize=batch, shape=784, mean_value=127.5, std_value=127.5)
     m._configure_fit(Data(load="recordinput", phase="train", conf=store), nb_epoch=1000)
     job = m.to_jobproto()
-    streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend or Backend(None), streams)
-    for p in net.owner_params:
-        p.init_values(streams.stream("init/" + p.name))
-    return net, job
+    return train_net(job, backend), job
 
 
 def torch_mlp():

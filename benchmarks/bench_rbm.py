@@ -19,7 +19,7 @@ import tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import start, steady_rate  # noqa: E402
+from benchmarks.common import start, steady_rate, stepper, train_net  # noqa: E402
 
 JOB = """
 name: "bench-rbm"
@@ -48,12 +48,9 @@ def images(n=2000, seed=0):
 
 def singa_step(batch, hid, workdir):
     import numpy as np
-    from singa.backends import Backend
     from singa.io.kvfile import KVFileWriter
     from singa.io.record import encode_record
-    from singa.neuralnet import NeuralNet
-    from singa.proto import job_pb2, parse_job_conf
-    from singa.random import RandomStreams
+    from singa.proto import parse_job_conf
     from singa.updaters import create_updater
     from singa.worker import CDWorker
     path = os.path.join(workdir, "rbm_train.bin")
@@ -62,17 +59,8 @@ def singa_step(batch, hid, workdir):
         for i, img in enumerate(x):
             w.insert("%08d" % i, encode_record(label=0, pixel=img.tobytes(), shape=[784]))
     job = parse_job_conf(JOB % dict(ws=workdir, path=path, batch=batch, hid=hid))
-    streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams, dtype=np.float32)
-    for p in net.owner_params:
-        p.init_values(streams.stream("init/" + p.name))
-    worker = CDWorker(net, create_updater(job.updater))
-    state = {"step": 0}
-
-    def step():
-        worker.train_one_batch(state["step"])
-        state["step"] += 1
-    return step
+    net = train_net(job, dtype=np.float32)
+    return stepper(CDWorker(net, create_updater(job.updater)))
 
 
 def torch_step(batch, hid):

@@ -32,9 +32,10 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.common import start, steady_rate  # noqa: E402
+from benchmarks.common import start, steady_rate, stepper, train_net  # noqa: E402
 
 CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "singa-v0", "char-rnn-job.conf")
+CONF_2GRU = os.path.join(os.path.dirname(CONF), "char-rnn", "char-rnn-job-2gru.conf")
 RNNLM_CONF = os.path.join(os.path.dirname(CONF), "rnnlm-job.conf")
 RNNLM_STEPS = 100                  # steps per rnnlm measurement (--rnnlm-steps; ~ 570 words)
 U, B, V, H = 50, 50, 101, 512
@@ -58,49 +59,25 @@ def write_text(workdir, n=200000, seed=0):
     return paths
 
 
-def char_rnn_job(conf, layers, text, vocab):
-    """job.conf with the bench's text; for 2 layers, gru2 (sample.conf's: no biases) under ip1."""
-    from singa.proto import job_pb2, read_job_conf
-    job = read_job_conf(conf)
-    job.ClearField("gpu")
-    byname = {ly.name: ly for ly in job.neuralnet.layer}
-    byname["data"].char_rnn_conf.path, byname["data"].char_rnn_conf.vocab_path = text, vocab
-    if layers == 2:
-        g2 = job.neuralnet.layer.add()
-        g2.CopyFrom(byname["gru1"])
-        g2.name = "gru2"
-        del g2.srclayers[:]
-        g2.srclayers.append("gru1")
-        keep = [p for p in g2.param if not p.name.endswith("_b")]
-        del g2.param[:]
-        for p in keep:
-            g2.param.add().CopyFrom(p)
-            g2.param[-1].name = p.name + "2"
-        ip = byname["ip1"]
-        ip.srclayers[:] = ["gru2" if s == "gru1" else s for s in ip.srclayers]
-    elif layers != 1:
+def char_rnn_job(layers, text, vocab):
+    """char-rnn-job.conf (2 layers: char-rnn-job-2gru.conf, gru2 as sample.conf builds it) with the
+    bench's text."""
+    from singa.proto import read_job_conf
+    if layers not in (1, 2):
         raise SystemExit("--layers: 1 or 2")
-    return job_pb2, job
+    job = read_job_conf(CONF if layers == 1 else CONF_2GRU)
+    job.ClearField("gpu")
+    data = next(ly for ly in job.neuralnet.layer if ly.name == "data")
+    data.char_rnn_conf.path, data.char_rnn_conf.vocab_path = text, vocab
+    return job
 
 
 def singa_step_fn(layers, workdir):
-    from singa.backends import Backend
-    from singa.neuralnet import NeuralNet
-    from singa.random import RandomStreams
     from singa.updaters import create_updater
     from singa.worker import BPTTWorker
-    job_pb2, job = char_rnn_job(CONF, layers, *write_text(workdir))
-    streams = RandomStreams(0)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
-    for p in net.owner_params:
-        p.init_values(streams.stream("init/" + p.name))
-    worker = BPTTWorker(net, create_updater(job.updater))
-    state = {"step": 0}
-
-    def step():
-        worker.train_one_batch(state["step"])
-        state["step"] += 1
-    return step, len(net.layers)
+    job = char_rnn_job(layers, *write_text(workdir))
+    net = train_net(job)
+    return stepper(BPTTWorker(net, create_updater(job.updater))), len(net.layers)
 
 
 def torch_step_fn(layers, seed=0):
@@ -142,10 +119,7 @@ def rnnlm_flop_per_word(rows, d=15, nclass=100):
 def rnnlm_singa(path, conf=RNNLM_CONF, seed=0):
     """(step, net): rnnlm-job.conf's train net on the kvfile ``path``, trained by BPWorker (alg kBP)
     with the conf's updater; step() trains one window and returns (summed loss, words)."""
-    from singa.backends import Backend
-    from singa.neuralnet import NeuralNet
     from singa.proto import job_pb2, read_job_conf, rnnlm_pb2
-    from singa.random import RandomStreams
     from singa.updaters import create_updater
     from singa.worker import BPWorker
     job = read_job_conf(conf)
@@ -154,10 +128,7 @@ def rnnlm_singa(path, conf=RNNLM_CONF, seed=0):
     for ly in job.neuralnet.layer:
         if ly.user_type == "kData":
             ly.Extensions[rnnlm_pb2.data_conf].path = path
-    streams = RandomStreams(seed)
-    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams)
-    for p in net.owner_params:
-        p.init_values(streams.stream("init/" + p.name))
+    net = train_net(job, seed=seed)
     worker = BPWorker(net, create_updater(job.updater))
     state = {"step": 0}
 

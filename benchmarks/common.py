@@ -60,6 +60,31 @@ def start(threads):
     return torch, gemm
 
 
+def train_net(job, backend=None, seed=0, dtype=None):
+    """The kTrain NeuralNet of JobProto ``job``, its params initialised from the named streams of
+    ``seed`` (as the Driver does)."""
+    from singa.backends import Backend
+    from singa.neuralnet import NeuralNet
+    from singa.proto import job_pb2
+    from singa.random import RandomStreams
+    streams = RandomStreams(seed)
+    kw = {} if dtype is None else {"dtype": dtype}
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend or Backend(None), streams, **kw)
+    for p in net.owner_params:
+        p.init_values(streams.stream("init/" + p.name))
+    return net
+
+
+def stepper(worker):
+    """step(): ``worker`` trains one batch, the step number counting from 0."""
+    state = {"step": 0}
+
+    def step():
+        worker.train_one_batch(state["step"])
+        state["step"] += 1
+    return step
+
+
 def steady_rate(step, batch, n0=3, n1=13):
     """Samples/s in steady state: time n0 and n1 steps, use (n1 - n0) * batch / (t1 - t0)."""
     t = time.perf_counter()
