@@ -261,19 +261,25 @@ Driver(sys.argv).train(parse_job_conf(open(sys.argv[1]).read()))
 """
 
 
-def test_two_synchronous_mpi_processes_equal_one(in_tmp):
+def one_and_two_mpi_processes(in_tmp, conf_of, steps):
+    """Params after ``steps``: the job conf ``conf_of(ws)`` trained in this process (ws 'one') and
+    by 2 synchronous MPI processes (ws 'two')."""
     from tests.test_mpi import MPIEXEC, mpirun
     if MPIEXEC is None:
         pytest.skip("no mpiexec (pip install 'singa[mpi]')")
     for ws in ("one", "two"):
-        (in_tmp / (ws + ".conf")).write_text(job_text(in_tmp, steps=12, ws=ws))
+        (in_tmp / (ws + ".conf")).write_text(conf_of(ws))
     (in_tmp / "job.py").write_text(MPI_SCRIPT)
     Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
     r, _ = mpirun(2, ["job.py", "two.conf"], in_tmp)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "2 processes x 1 worker(s) (MPI, synchronous: AllReduce)" in r.stdout
-    read = lambda ws: {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / ws / "checkpoint/step12-worker0"))}
-    a, b = read("one"), read("two")
+    last = "checkpoint/step%d-worker0" % steps
+    return tuple({n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / ws / last))} for ws in ("one", "two"))
+
+
+def test_two_synchronous_mpi_processes_equal_one(in_tmp):
+    a, b = one_and_two_mpi_processes(in_tmp, lambda ws: job_text(in_tmp, steps=12, ws=ws), 12)
     assert a.keys() == b.keys() == {"w", "b", "v", "c"}
     for k in a:      # the gradient sum's order differs: equal to float32 rounding
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
@@ -359,18 +365,7 @@ def char_rnn_conf(tmp_path, ws, steps):
 
 
 def test_char_rnn_on_two_synchronous_mpi_processes_equals_one(in_tmp):
-    from tests.test_mpi import MPIEXEC, mpirun
-    if MPIEXEC is None:
-        pytest.skip("no mpiexec (pip install 'singa[mpi]')")
-    for ws in ("one", "two"):
-        (in_tmp / (ws + ".conf")).write_text(char_rnn_conf(in_tmp, ws, steps=8))
-    (in_tmp / "job.py").write_text(MPI_SCRIPT)
-    Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / "one.conf").read_text()))
-    r, _ = mpirun(2, ["job.py", "two.conf"], in_tmp)
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert "2 processes x 1 worker(s) (MPI, synchronous: AllReduce)" in r.stdout
-    read = lambda ws: {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / ws / "checkpoint/step8-worker0"))}
-    a, b = read("one"), read("two")
+    a, b = one_and_two_mpi_processes(in_tmp, lambda ws: char_rnn_conf(in_tmp, ws, steps=8), 8)
     assert len(a) == 11 and a.keys() == b.keys()
     for k in a:      # each process BPTTs half the batch's rows; the sums' order differs: float32 rounding
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=2e-6, err_msg=k)
