@@ -307,15 +307,21 @@ neuralnet {
 """
 
 
-def char_rnn_trained(tmp_path, replicas):
+def char_rnn_conf(tmp_path, ws="ws", steps=2, biases=True, cluster=""):
+    """CHAR_RNN on a short text (files in tmp_path), its workspace tmp_path/ws, ``cluster`` fields added."""
     text = "the quick brown fox jumps over the lazy dog\n" * 8
     vocab = "".join(sorted(set(text)))
     (tmp_path / "t.txt").write_text(text)
     (tmp_path / "v.txt").write_text(vocab)
-    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
-                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh", "z_b", "r_b", "c_b"))
-    job = parse_job_conf(CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab),
-                                         gru_params=gru_params))
+    names = ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh") + (("z_b", "r_b", "c_b") if biases else ())
+    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n for n in names)
+    conf = CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab), gru_params=gru_params)
+    return conf.replace("train_steps: 2", "train_steps: %d" % steps).replace(
+        'cluster { workspace: "ws" }', 'cluster { workspace: "%s" %s}' % (tmp_path / ws, cluster))
+
+
+def char_rnn_trained(tmp_path, replicas):
+    job = parse_job_conf(char_rnn_conf(tmp_path))
     streams = RandomStreams(3)
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams, dtype=np.float64)
     for p in net.owner_params:
@@ -338,30 +344,12 @@ def test_char_rnn_replicas_slice_every_time_steps_blob(tmp_path):
 
 
 def test_char_rnn_under_parameter_servers_is_a_clear_error(tmp_path):
-    text = "the quick brown fox jumps over the lazy dog\n" * 8
-    vocab = "".join(sorted(set(text)))
-    (tmp_path / "t.txt").write_text(text)
-    (tmp_path / "v.txt").write_text(vocab)
-    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
-                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh"))
-    conf = CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab), gru_params=gru_params)
-    conf = conf.replace('cluster { workspace: "ws" }', 'cluster { workspace: "%s" nworker_groups: 2 '
-                        'nworkers_per_procs: 2 }' % (tmp_path / "ws"))
+    conf = char_rnn_conf(tmp_path, biases=False, cluster="nworker_groups: 2 nworkers_per_procs: 2 ")
     with pytest.raises(ConfigError, match=r"(?s)data layer '0#data' \(kCharRNN\) cannot share its batches.*"
                                           r"help: train it with one worker group"):
         Driver(verbose=False).train(parse_job_conf(conf))
 
 
-def char_rnn_conf(tmp_path, ws, steps):
-    text = "the quick brown fox jumps over the lazy dog\n" * 8
-    vocab = "".join(sorted(set(text)))
-    (tmp_path / "t.txt").write_text(text)
-    (tmp_path / "v.txt").write_text(vocab)
-    gru_params = " ".join('param { name: "%s" init { type: kUniform low: -0.3 high: 0.3 } }' % n
-                          for n in ("z_hx", "r_hx", "c_hx", "z_hh", "r_hh", "c_hh", "z_b", "r_b", "c_b"))
-    conf = CHAR_RNN % dict(text=tmp_path / "t.txt", vocab=tmp_path / "v.txt", V=len(vocab), gru_params=gru_params)
-    return conf.replace("train_steps: 2", "train_steps: %d" % steps).replace(
-        'cluster { workspace: "ws" }', 'cluster { workspace: "%s" }' % (tmp_path / ws))
 
 
 def test_char_rnn_on_two_synchronous_mpi_processes_equals_one(in_tmp):
