@@ -26,7 +26,8 @@ from singa.io import checkpoint as ckpt
 from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where users import it from)
 from singa.io.workspace import WorkspaceLock
 from singa import interrupt, switches, train_state
-from singa.neuralnet import NeuralNet
+from singa.neuralnet import NeuralNet, layers_in_phase
+from singa.partition import wants_partitioning
 from singa.proto import enum_name, job_pb2
 from singa.random import RandomStreams
 from singa.results import Results
@@ -92,14 +93,6 @@ class Driver:
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
         topo = Topology.for_world(job.cluster, self.comm.size if self.comm else 1)
         self.topology = topo
-        if topo.nworkers_per_group > 1:
-            split = [lp.name for lp in job.neuralnet.layer if lp.partition_dim == 1]
-            if job.neuralnet.partition_dim == 1 or split:
-                raise ConfigError(
-                    "Invalid value for `partition_dim` (%s). Expected 0 (each worker of a group takes a slice of the "
-                    "batch) or -1. Received: 1 (splitting the features among the workers), which this engine does not "
-                    "implement.\nhelp: leave partition_dim out (0)" % ("neuralnet" if job.neuralnet.partition_dim == 1
-                                                                       else "layers %s" % split))
         # parameter servers of their own (Downpour, Hogwild, Sandblaster) or every worker
         # updating its replica from the group's summed gradients (AllReduce)
         self.ps = not topo.synchronous or topo.separate
@@ -114,6 +107,31 @@ class Driver:
             if job.train_steps <= 0:
                 raise ConfigError("Invalid value for `train_steps`. Expected a positive number of steps. "
                                   "Received: %d.\nhelp: fit(nb_epoch=N) or `train_steps: N`" % job.train_steps)
+        self.partitions = self._partitions(job, topo) if training else 1
+
+    def _partitions(self, job, topo):
+        """How many partitions the train net is split into: the group's workers when a layer is
+        split by features (partition_dim 1; singa.partition), else 1 (a group splits only its
+        batch, which BPWorker's replicas or the MPI ranks do without connection layers)."""
+        W = topo.nworkers_per_group
+        if not wants_partitioning(layers_in_phase(job.neuralnet, job_pb2.kTrain), job.neuralnet.partition_dim):
+            return 1
+        if W == 1:
+            return 1        # one worker: SINGA ignored partition_dim
+        unsupported = None
+        if self.comm is not None or topo.nworkers_per_procs < W:
+            unsupported = ("the group's %d workers on %d processes (each process must hold a whole group yet: "
+                           "nworkers_per_procs >= nworkers_per_group, one process)" % (W, topo.nprocs))
+        elif topo.nworker_groups > 1 or self.ps:
+            unsupported = "%d worker groups / parameter servers (%s)" % (topo.nworker_groups, topo.framework())
+        elif job.train_one_batch.alg != job_pb2.kBP:
+            unsupported = "alg %s" % enum_name(job_pb2.AlgType, job.train_one_batch.alg)
+        if unsupported:
+            raise ConfigError("a net with layers split by features (partition_dim 1) among the %d workers of a group "
+                              "cannot train with %s.\nhelp: one worker group in one process (cluster { "
+                              "nworker_groups: 1 nworkers_per_group: %d nworkers_per_procs: %d }, alg kBP), or "
+                              "partition_dim 0 everywhere for data parallelism" % (W, unsupported, W, W))
+        return W
 
     def _backend(self, job):
         """The backend of this process's workers. ``job.gpu`` (``device=``) lists one GPU id per
@@ -250,7 +268,7 @@ class Driver:
         backend = self._backend(job)
         ws = self._workspace(job)
         streams = RandomStreams(self.seed)
-        train_net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams)
+        train_net = NeuralNet(job.neuralnet, job_pb2.kTrain, backend, streams, npartitions=self.partitions)
         check_train_net(job, train_net)
         shared = train_net.owners
         test_net = (NeuralNet(job.neuralnet, job_pb2.kTest, backend, streams, shared_params=shared)
@@ -279,7 +297,10 @@ class Driver:
         for k, g in enumerate(sorted({g for g, _ in mine})):
             net = s.train_net if k == 0 else NeuralNet(job.neuralnet, job_pb2.kTrain, s.backend, s.streams)
             ids = [i for gg, i in mine if gg == g]
-            part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
+            if self.partitions > 1:     # the group's workers are the net's partitions
+                part = slices = slice_ids = None
+            else:
+                part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
             wstub = param_servers.worker_stub(s.stub, g, net, group_comm) if s.stub is not None else None
             if job.train_one_batch.alg == job_pb2.kCD:
                 worker = CDWorker(net, s.updater, s.test_net, s.val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
@@ -288,7 +309,7 @@ class Driver:
                 cls = BPTTWorker if job.train_one_batch.alg == job_pb2.kBPTT else BPWorker
                 worker = cls(net, s.updater, s.test_net if k == 0 else None, s.val_net if k == 0 else None,
                              comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
-                             batch=B, ps=wstub)
+                             batch=B, ps=wstub, replicas=1 if self.partitions > 1 else None)
             if part is not None:
                 stride = B * (topo.nworker_groups if self.ps else 1)
                 for layer in net.data_layers:
@@ -358,6 +379,9 @@ class Driver:
                 self.comm.size, worker.nreplicas, topo.framework(),
                 "" if s.backend.device is None else "; gradients reduced in GPU buffers (CUDA-aware MPI)"
                 if self.comm.cuda_aware else "; gradients staged through the host, one copy each way per step")
+        elif self.partitions > 1:
+            where = (", split among the group's %d workers (partition_dim 1 layers by features, the others by the "
+                     "batch; in this process)" % self.partitions)
         elif worker.nreplicas > 1:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
         else:

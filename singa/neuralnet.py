@@ -13,6 +13,9 @@ import singa.layers  # noqa: F401  (registers the layer implementations)
 from singa.errors import ConfigError
 from singa.layers import rbm as _rbm
 from singa.layers.base import create_layer, type_name, wants_gradient
+from singa.layers.connection import Slot, check_slots, slot_count
+from singa.param import Param
+from singa.partition import partition
 from singa.proto import enum_name, job_pb2
 from singa.unroll import is_unroll_copy, unroll, wants_unrolling
 from singa.updaters.fused import installed
@@ -105,13 +108,15 @@ def topological_order(layer_protos):
 
 class NeuralNet:
     def __init__(self, net_proto, phase, backend, streams, dtype=numpy.float32, shared_params=None,
-                 batch_size=None, data_slices=None, stream_suffix=""):
+                 batch_size=None, data_slices=None, stream_suffix="", npartitions=1):
         """Build the net of ``phase``.
 
         ``shared_params``: name -> Param of another net (the train net); params with the same
         name here alias its values, as SINGA shared params between its train and test nets.
         ``data_slices`` (name -> DataSlice) stand in for data layers and ``stream_suffix`` is
-        added to the random stream names: see ``replica``.
+        added to the random stream names: see ``replica``. ``npartitions`` > 1: the net of a
+        worker group of that many workers, every layer split by its ``partition_dim``
+        (singa.partition), all partitions in this net.
         """
         self.phase = phase
         self.backend = backend
@@ -120,6 +125,13 @@ class NeuralNet:
         self.unrolled = wants_unrolling(net_proto)
         if self.unrolled:
             protos = unroll(protos, net_proto.unroll_len)
+        self.npartitions, slots = int(npartitions), {}
+        if self.npartitions > 1:
+            if self.unrolled:
+                raise ConfigError("a net that sets `unroll_len` cannot be split among %d workers by features "
+                                  "(partition_dim 1) yet.\nhelp: partition_dim 0 (data parallelism) trains it on "
+                                  "several workers" % self.npartitions)
+            protos, slots = partition(protos, self.npartitions, net_proto.partition_dim)
         protos = topological_order(protos)
         if not protos:
             raise ConfigError("the net has no layer in phase %s" % enum_name(job_pb2.Phase, phase))
@@ -128,6 +140,7 @@ class NeuralNet:
         self.srcs = {}
         data_slices = data_slices or {}
         protos_by_name = {p.name: p for p in protos}
+        readers = {}            # kSlice name -> the consumers given a slot so far
         for lp in protos:
             if lp.name in data_slices:
                 layer = data_slices[lp.name]
@@ -137,7 +150,7 @@ class NeuralNet:
                 continue
             layer = create_layer(lp, backend, dtype)
             layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
-            srcs = [self.by_name[s] for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
+            srcs = [self._source(lp, s, slots, readers) for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
             layer.src_layers = srcs     # for a setup that reads more than its sources' shapes (kOneHot)
             try:
                 layer.setup([s.out_shape for s in srcs])
@@ -152,6 +165,8 @@ class NeuralNet:
                                   "help: reduce its sizes (or the batch size)" % (
                                       lp.name, type_name(lp.type), ["%s %s" % (s.name, s.out_shape) for s in srcs]
                                   )) from None
+            if layer.is_data and lp.num_partitions > 1:
+                self._read_partition(layer, lp)
             self.layers.append(layer)
             self.by_name[lp.name] = layer
             self.srcs[lp.name] = srcs
@@ -159,6 +174,40 @@ class NeuralNet:
         self.data_layers = [l for l in self.layers if l.is_data]
         self.metric_layers = [l for l in self.layers if l.has_metrics]
         self._wire_params(shared_params or {})
+
+    def _source(self, lp, name, slots, readers):
+        """What layer ``lp`` reads as its source ``name``: the layer, or for a kSlice its slot (the
+        partitioner's choice, else the next free one: SINGA's order of first access)."""
+        src = self.by_name[name]
+        if not slot_count(src):
+            return src
+        taken = readers.setdefault(name, [])
+        k = slots.get((lp.name, name))
+        if k is None:
+            taken.append(lp.name)
+            check_slots(src, taken)
+            k = len(taken) - 1
+        return Slot(src, k)
+
+    @staticmethod
+    def _read_partition(layer, lp):
+        """A data layer of partition i of n reads rows [i b, (i+1) b) of each batch (b = batch / n):
+        each partition its own records (SINGA's partitions all read the same ones: FIX)."""
+        n, i = lp.num_partitions, lp.partition_id
+        B = layer.out_shape[0]
+        if lp.partition_dim != 0:
+            raise ConfigError("data layer '%s' cannot be split by features (partition_dim 1).\nhelp: "
+                              "`partition_dim: 0` on it" % lp.name)
+        if B % n:
+            raise ConfigError("Invalid value for `store_conf.batchsize` of layer '%s'. Expected a multiple of the %d "
+                              "workers of the group it is split among. Received: %d.\nhelp: batchsize %d or %d" % (
+                                  lp.name.rsplit("@", 1)[0], n, B, B - B % n or n, B - B % n + n))
+        read_part = getattr(layer, "read_part", None)
+        if read_part is None:
+            raise ConfigError("data layer '%s' (%s) cannot split its batches among the workers of a group.\nhelp: "
+                              "store the data as records (kRecordInput)" % (lp.name, type_name(lp.type)))
+        b = B // n
+        read_part(i * b, (i + 1) * b, B)
 
     def _wire_back_edges(self, protos):
         """Pair every kRBMVis with its kRBMHid (``vis.hid``, ``hid.vis``), checking the pairing."""
@@ -195,12 +244,19 @@ class NeuralNet:
     def _wire_params(self, shared):
         owners = {}
         self.params = []
-        pending, copies = [], []
+        pending, copies, sliced = [], [], {}
         for layer in self.layers:
             for p in layer.params:
                 self.params.append(p)
                 if is_unroll_copy(layer.conf, p.proto):
                     copies.append(p)
+                    continue
+                if layer.conf.num_partitions > 1 and layer.conf.partition_dim == 1:
+                    if p.proto.share_from:
+                        raise ConfigError("param '%s' of layer '%s' sets share_from, but its layer is split by "
+                                          "features (partition_dim 1), which shares cannot be yet.\nhelp: "
+                                          "`partition_dim: 0` on layer '%s'" % (p.name, layer.name, layer.name))
+                    sliced.setdefault(strip_unroll(p.name), []).append((layer, p))
                     continue
                 if p.proto.share_from:
                     pending.append(p)
@@ -215,6 +271,11 @@ class NeuralNet:
                         "name, or set `share_from: \"%s\"` on the second one to share the values"
                         % (key, owners[key].layer_name, layer.name, key))
                 owners[key] = p
+        for key, pieces in sliced.items():
+            if key in owners:
+                raise ConfigError("two params are named '%s' (layers '%s' and '%s').\nhelp: give each param its own "
+                                  "name" % (key, owners[key].layer_name, pieces[0][0].name))
+            owners[key] = self._whole_param(pieces)
         for key, p in owners.items():
             other = shared.get(key)
             if other is not None:
@@ -229,6 +290,32 @@ class NeuralNet:
         self._wire_unroll_copies(copies)
         self.owners = owners  # name (without 0#) -> owner Param
         self.owner_params = [p for p in owners.values() if p.aliased is None]
+
+    def _whole_param(self, pieces):
+        """The one param the slices ``pieces`` [(layer, param)] of a feature-split layer's copies
+        make up (concatenated in partition order along the layer's ``partition_axis``); each
+        slice's values and gradient become views of it. It is what the updater, the checkpoints
+        and the test net see. Its gradient is scaled by 1/n: each partition's slice sees the
+        whole batch, whose rows' loss gradients were normalised by the partition's share of it
+        (SINGA left the gradient n times too large: FIX)."""
+        pieces = sorted(pieces, key=lambda lp: lp[0].conf.partition_id)
+        layer0, p0 = pieces[0]
+        axis = layer0.partition_axis(p0)
+        shape = list(p0.shape)
+        shape[axis] = sum(p.shape[axis] for _, p in pieces)
+        whole = Param(p0.proto, shape, p0.backend, p0.dtype, layer_name=layer0.name.rsplit("@", 1)[0])
+        whole.grad_scale = 1.0 / len(pieces)
+        whole.slices = []
+        lo = 0
+        for layer, p in pieces:
+            if layer.partition_axis(p) != axis or p.shape[:axis] + p.shape[axis + 1:] != p0.shape[:axis] + p0.shape[axis + 1:]:
+                raise ConfigError("the partitions of layer '%s' disagree on the shape of param '%s' (%s vs %s)" % (
+                    whole.layer_name, p.name, p0.shape, p.shape))
+            index = (slice(None),) * axis + (slice(lo, lo + p.shape[axis]),)
+            p.data, p.grad, p.slice_of, p.slice_index = whole.data[index], whole.grad[index], whole, index
+            whole.slices.append(p)
+            lo += p.shape[axis]
+        return whole
 
     def _wire_unroll_copies(self, copies):
         """Copy i > 0 of an unrolled param reads copy 0's values and writes into its gradient buffer
@@ -277,11 +364,17 @@ class NeuralNet:
             self._backward(flag)
 
     def _backward(self, flag):
-        grads = {}
+        grads = {}       # a layer's name (or (name, slot) of a multi-slot layer) -> its output's gradient
         for layer in reversed(self.layers):
             if layer.is_data:
                 continue
-            g = grads.pop(layer.name, None)
+            nslots = slot_count(layer)
+            if nslots:
+                g = [grads.pop((layer.name, k), None) for k in range(nslots)]
+                if all(x is None for x in g):
+                    g = None
+            else:
+                g = grads.pop(layer.name, None)
             if g is None and not layer.is_loss:
                 continue  # nothing downstream needs this layer's gradient
             srcs = self.srcs[layer.name]
@@ -289,11 +382,15 @@ class NeuralNet:
             for src, sg in zip(srcs, src_grads or ()):
                 if sg is None or not wants_gradient(src):
                     continue
-                prev = grads.get(src.name)
-                grads[src.name] = sg if prev is None else prev + sg
+                key = (src.name, src.k) if isinstance(src, Slot) else src.name
+                prev = grads.get(key)
+                grads[key] = sg if prev is None else prev + sg
 
     def metrics(self):
-        """This batch's metrics of every metric layer, merged into one dict of floats."""
+        """This batch's metrics of every metric layer, merged into one dict of floats (a partitioned
+        net's: the mean over its partitions' equal shares of the batch)."""
+        if self.npartitions > 1:
+            return self.metric_means()[0]
         out = {}
         for layer in self.metric_layers:
             out.update(layer.metrics())
@@ -320,7 +417,8 @@ class NeuralNet:
 
     @property
     def batch_size(self):
-        return self.data_layers[0].out_shape[0] if self.data_layers else 0
+        """The batch one step trains on (a partitioned net's: every partition's rows)."""
+        return self.data_layers[0].out_shape[0] * self.npartitions if self.data_layers else 0
 
 
 class DataSlice:

@@ -176,10 +176,13 @@ class Param:
             return self.grad, 1.0, 0.0, keep
         return s.target, s.alpha, s.beta, s.done
 
+    grad_scale = 1.0      # a feature-split param's 1/n (NeuralNet._whole_param)
+
     def owner_grad(self):
-        """The gradient the updater applies to an owner: the mean over its shares' gradients."""
+        """The gradient the updater applies to an owner: the mean over its shares' gradients
+        (times ``grad_scale``)."""
         if len(self.shares) == 1:
-            return self.grad
+            return self.grad if self.grad_scale == 1.0 else self.grad * self.grad_scale
         g = self.shares[0].grad.copy()
         for s in self.shares[1:]:
             g += s.grad

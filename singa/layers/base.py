@@ -192,6 +192,17 @@ class Layer:
         self.params.append(p)
         return p
 
+    def feature_part(self, size):
+        """How many of ``size`` outputs this copy computes: size / n for a copy of a layer split by
+        its features among n partitions (partition_dim 1; singa.partition checks n divides it)."""
+        c = self.conf
+        return size // c.num_partitions if c.num_partitions > 1 and c.partition_dim == 1 else size
+
+    def partition_axis(self, param):
+        """The axis along which a feature-split copy's ``param`` is a slice of the whole one."""
+        raise ConfigError("layer '%s' (%s) has params but no rule for splitting them by features.\nhelp: "
+                          "`partition_dim: 0` on it" % (self.name, type_name(self.conf.type)))
+
     def expect_srcs(self, src_shapes, n):
         if len(src_shapes) != n:
             raise ConfigError("Invalid value for `srclayers` of layer '%s' (%s). Expected %d source layer(s). "

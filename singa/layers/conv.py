@@ -61,6 +61,7 @@ class ConvolutionLayer(Layer):
         if F <= 0:
             raise self._field("num_filters", "a positive number of filters", F,
                               "e.g. `convolution_conf { num_filters: 32 kernel: 5 }`")
+        F = self.feature_part(F)          # this copy's filters when split by features
         (kh, kw), kname = conf_pair(conf, "kernel")
         (py, px), pname = conf_pair(conf, "pad")
         (sy, sx), sname = conf_pair(conf, "stride")
@@ -102,6 +103,10 @@ class ConvolutionLayer(Layer):
         return self.out_shape
 
     # -- helpers ------------------------------------------------------------------
+    def partition_axis(self, param):
+        """The filters axis: rows of the weight (F, C*kh*kw) and the bias."""
+        return 0
+
     def _src4d(self, src):
         x = src.data
         g = self.geom

@@ -33,6 +33,7 @@ class InnerProductLayer(Layer):
             raise invalid("innerproduct_conf.num_output of layer '%s' (kInnerProduct)" % self.name,
                           "a positive number of output units", n,
                           hint="e.g. `innerproduct_conf { num_output: 10 }`")
+        n = self.feature_part(n)          # this copy's outputs when split by features
         self.batchsize = shape[0]
         self.in_dim = math.prod(int(d) for d in shape[1:])    # Python ints: no int64 wrap-around
         self.num_output = n
@@ -48,6 +49,10 @@ class InnerProductLayer(Layer):
         self.bias = self.make_param(1, (n,), "bias")
         self.out_shape = (self.batchsize, n)
         return self.out_shape
+
+    def partition_axis(self, param):
+        """The outputs axis: rows of the weight (its columns when transposed) and the bias."""
+        return 1 if param is self.weight and self.transpose else 0
 
     def _src2d(self, src):
         x = src.data

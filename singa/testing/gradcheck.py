@@ -7,7 +7,8 @@ the same check on a GPU), fills its params with random values, feeds random inpu
 param) with central differences of a scalar objective:
 
 * for ordinary layers ``f = sum(y * R)`` with a fixed random R, so the gradient fed to
-  ``backward`` is R;
+  ``backward`` is R (for a layer with several output slots, kSlice, the sum over its slots,
+  and ``backward`` gets one R per slot);
 * for loss layers ``f = layer.metrics()['loss']`` and ``backward`` gets no gradient; the
   analytic gradient must equal ``loss_grad_factor * df/dx`` (EuclideanLoss reports
   sum((x-r)^2)/B but back-propagates (r-x)/B, so its factor is 0.5).
@@ -79,11 +80,18 @@ class _Objective:
         self.layer.rng = numpy.random.default_rng(self.seed)
         return self.layer.forward(self.flag, self.sources)
 
+    def _outputs(self, y):
+        """(output, weights) pairs: one, or one per slot of a multi-slot layer (kSlice)."""
+        if isinstance(self.weights, list):
+            return list(zip(self.layer.datavec, self.weights))
+        return [(y, self.weights)]
+
     def __call__(self):
         y = self.forward()
         if self.layer.is_loss:
             return float(self.layer.metrics()["loss"])
-        return float(numpy.sum(numpy.asarray(self.backend.to_host(y), dtype=numpy.float64) * self.weights))
+        return float(sum(numpy.sum(numpy.asarray(self.backend.to_host(o), dtype=numpy.float64) * w)
+                         for o, w in self._outputs(y)))
 
     def analytic(self):
         """(grads per source, grads per param) as float64 host arrays (None where none was returned)."""
@@ -91,7 +99,8 @@ class _Objective:
         grad = None
         if not self.layer.is_loss:
             # a copy: backward may turn the gradient it is given into dx in place
-            grad = self.backend.asarray(self.weights.copy(), dtype=self.layer.dtype)
+            grad = ([self.backend.asarray(w.copy(), dtype=self.layer.dtype) for w in self.weights]
+                    if isinstance(self.weights, list) else self.backend.asarray(self.weights.copy(), dtype=self.layer.dtype))
         dsrcs = self.layer.backward(self.flag, self.sources, grad)
         if len(dsrcs) != len(self.sources):
             raise GradientMismatch("layer '%s' returned %d source gradients for %d sources"
@@ -134,7 +143,8 @@ def _problem(conf, src_shapes, backend, dtype, data_srcs, inputs, aux, flag, see
     for i in data_srcs:
         aux.setdefault(i, rng.integers(0, ncls, size=src_shapes[i][0]))
     sources = make_sources(layer, host_inputs, aux, data_srcs)
-    weights = rng.standard_normal(layer.out_shape)
+    slot_shapes = getattr(layer, "slot_shapes", None)     # kSlice: a weight array per output slot
+    weights = [rng.standard_normal(sh) for sh in slot_shapes] if slot_shapes else rng.standard_normal(layer.out_shape)
     return layer, sources, host_inputs, _Objective(layer, sources, host_inputs, weights, flag, seed + 1), rng
 
 
