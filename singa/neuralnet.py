@@ -171,6 +171,9 @@ class NeuralNet:
             self.by_name[lp.name] = layer
             self.srcs[lp.name] = srcs
         self._wire_back_edges(protos)
+        # a partitioned net's layers by partition, each in the net's order (a worker runs its own)
+        self.partition_layers = ([[l for l in self.layers if l.conf.partition_id == i] for i in range(self.npartitions)]
+                                 if self.npartitions > 1 else [self.layers])
         self.data_layers = [l for l in self.layers if l.is_data]
         self.metric_layers = [l for l in self.layers if l.has_metrics]
         self._wire_params(shared_params or {})
@@ -342,8 +345,9 @@ class NeuralNet:
             for c in getattr(s, "unroll_copies", ()):
                 c.data = data
 
-    def forward(self, flag):
-        for layer in self.layers:
+    def forward(self, flag, partition=None):
+        """Every layer's forward in order (``partition``: only that partition's layers)."""
+        for layer in self.layers if partition is None else self.partition_layers[partition]:
             layer.forward(flag, self.srcs[layer.name])
 
     def fusable_params(self):
@@ -357,15 +361,16 @@ class NeuralNet:
                 out += [p for p in f() if id(p) in owned and p.owner is None and len(p.shares) == 1]
         return out
 
-    def backward(self, flag, fused=None):
+    def backward(self, flag, fused=None, partition=None):
         """Back-propagate from the loss layers. ``fused``: {param: GemmUpdate}, those params'
-        gradient sinks for this pass only (see BPWorker.gemm_updates)."""
+        gradient sinks for this pass only (see BPWorker.gemm_updates). ``partition``: only that
+        partition's layers (the gradients of the others' come across the bridges)."""
         with installed(fused):
-            self._backward(flag)
+            self._backward(flag, self.layers if partition is None else self.partition_layers[partition])
 
-    def _backward(self, flag):
+    def _backward(self, flag, layers):
         grads = {}       # a layer's name (or (name, slot) of a multi-slot layer) -> its output's gradient
-        for layer in reversed(self.layers):
+        for layer in reversed(layers):
             if layer.is_data:
                 continue
             nslots = slot_count(layer)
@@ -375,7 +380,7 @@ class NeuralNet:
                     g = None
             else:
                 g = grads.pop(layer.name, None)
-            if g is None and not layer.is_loss:
+            if g is None and not layer.is_loss and not layer.pulls_gradient:
                 continue  # nothing downstream needs this layer's gradient
             srcs = self.srcs[layer.name]
             src_grads = layer.backward(flag, srcs, g)

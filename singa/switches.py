@@ -21,6 +21,9 @@ TABLE = (
     Switch("SINGA_REPLICAS", "int", "auto", "speed", "singa/worker.py",
            "replicas of the net in one process, one thread each (1: off); auto: one per BLAS thread for "
            "convolution nets on NumPy, else 1"),
+    Switch("SINGA_PARTITION_SEQUENTIAL", "flag", "off", "speed", "singa/worker.py",
+           "a net split among a group's workers (partition_dim 1) runs its partitions one after the other on "
+           "one thread (BLAS threaded), not one thread each"),
     Switch("SINGA_UPDATER_THREADS", "int", "1", "speed", "singa/updaters/base.py",
            "threads the NumPy update of one big param may use"),
     Switch("SINGA_CONV_SPLIT", "flag", "off", "speed", "singa/layers/conv.py",

@@ -291,3 +291,34 @@ def test_singa_run_trains_cifar10_hybrid_conf_unchanged(in_tmp):
     r = singa_run("-conf", "job.conf", "-set", "train_steps=6", "-set", "disp_freq=1", "-resume", cwd=in_tmp)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "6 steps from step 4" in r.stdout and os.path.isfile(in_tmp / "examples/cifar10/checkpoint/step6-worker0")
+
+
+# -- the partitions on threads ---------------------------------------------------------------
+def test_partitions_on_threads_equal_them_one_after_the_other(hybrid_job):
+    from singa import switches
+    threaded = train(hybrid_job, 2, np.float64, 2)
+    with switches.using(SINGA_PARTITION_SEQUENTIAL=1):
+        sequential = train(hybrid_job, 2, np.float64, 2)
+    assert_same_training(sequential, threaded, 1e-12, 1e-15)
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_a_failing_partition_stops_the_step_without_a_hang(mlp_records, where):
+    import time
+    job = parse_job_conf(MLP % dict(path=mlp_records, transpose=""))
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), RandomStreams(0), npartitions=2)
+    for p in net.owner_params:
+        p.init_values(np.random.default_rng(0))
+    worker = BPWorker(net, create_updater(job.updater), replicas=1)
+    worker.train_one_batch(0)
+    victim = net.by_name["fc2@1"]       # partition 1; partition 0 waits on its bridges
+
+    def boom(*a, **k):
+        raise FloatingPointError("partition 1 broke")
+    setattr(victim, where, boom)
+    t = time.time()
+    with pytest.raises(FloatingPointError, match="partition 1 broke"):
+        worker.train_one_batch(1)
+    assert time.time() - t < 10
+    del victim.__dict__[where]           # and the next step runs again
+    worker.train_one_batch(2)

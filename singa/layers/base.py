@@ -132,6 +132,7 @@ class Layer:
     is_loss = False    # starts back-propagation; has metrics()
     has_metrics = False
     grad_free = False  # its output depends on data alone: no gradient flows into it (wants_gradient)
+    pulls_gradient = False  # runs its backward even when no gradient reached it (a bridge end)
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         self.conf = conf

@@ -70,11 +70,20 @@ class SplitLayer(_Through):
         return super().setup(src_shapes)
 
 
+class _Bridge(_Through):
+    transport = None
+
+    @property
+    def pulls_gradient(self):
+        """With a transport both ends take part in every backward pass (a gradient or None goes
+        across), so neither waits for a message the other never sends."""
+        return self.transport is not None and not self.grad_free
+
+
 @register(job_pb2.kBridgeSrc)
-class BridgeSrcLayer(_Through):
+class BridgeSrcLayer(_Bridge):
     """The sending end: its source's blob goes to the paired kBridgeDst (``transport.send``), and
     the gradient comes back from it (``transport.recv_grad``)."""
-    transport = None
 
     def forward(self, flag, srcs):
         super().forward(flag, srcs)
@@ -89,10 +98,9 @@ class BridgeSrcLayer(_Through):
 
 
 @register(job_pb2.kBridgeDst)
-class BridgeDstLayer(_Through):
+class BridgeDstLayer(_Bridge):
     """The receiving end: the paired kBridgeSrc's blob (its source in one net, else what
     ``transport.recv`` brings), and its gradient sent back."""
-    transport = None
 
     def setup(self, src_shapes):
         if not src_shapes and self.transport is not None:
@@ -109,7 +117,7 @@ class BridgeDstLayer(_Through):
     def backward(self, flag, srcs, grad):
         if self.transport is not None:
             self.transport.send_grad(self, grad)
-            return [None] * len(srcs)
+            return [None] * len(srcs)     # the gradient went across, not through the net
         return [grad]
 
 
