@@ -10,6 +10,8 @@ wakes every waiting partition (``abort``), so no failure leaves a thread waiting
 """
 import threading
 
+import numpy
+
 from singa.layers.connection import BridgeDstLayer, BridgeSrcLayer
 
 
@@ -58,6 +60,11 @@ class ThreadLinks:
             link.bwd.clear()
             link.data = link.grad = None
 
+    def finish(self):
+        """After a step (nothing is in flight between threads)."""
+
+    sent = 0      # nothing crosses a process boundary
+
     def abort(self, error):
         """A partition failed with ``error``: wake every wait (they raise Aborted)."""
         self.failed = error
@@ -91,3 +98,77 @@ class ThreadLinks:
         link = self.links[bsrc.name]
         self._wait(link.bwd, bsrc, "gradient of its kBridgeDst")
         return link.grad
+
+
+class MPILinks:
+    """The bridges of a partitioned net whose partition k runs on rank k of ``comm`` (one worker
+    per process): blobs and gradients go as buffer messages (Isend, then a blocking Recv on the
+    other side, waited on through the watchdog), tagged by the bridge pair, on a communicator of
+    their own. Device arrays cross through host buffers. ``sent``: bytes this rank sent this step."""
+
+    def __init__(self, net, comm):
+        self.net, self.comm = net, comm.dup()
+        self.ends = {}         # local bridge layer name -> (peer rank, tag)
+        self.bridges = []
+        rank = comm.rank
+        pairs = [(net.srcs[l.name][0], l) for l in net.layers if isinstance(l, BridgeDstLayer)]
+        for k, (bsrc, bdst) in enumerate(pairs):
+            i, j = bsrc.conf.partition_id, bdst.conf.partition_id
+            if i == rank:
+                self.ends[bsrc.name] = (j, 2 * k)
+                self.bridges.append(bsrc)
+            if j == rank:
+                self.ends[bdst.name] = (i, 2 * k)
+                self.bridges.append(bdst)
+        self.buffers = {}
+        self.requests = []
+        self.sent = 0
+
+    install = ThreadLinks.install
+    remove = ThreadLinks.remove
+
+    def reset(self):
+        self.requests, self.sent = [], 0
+
+    def abort(self, error):
+        """Nothing waits here for this process's own partition: the error ends the job (MPI Abort)."""
+
+    def finish(self):
+        """Wait until every message this rank sent this step is out (their buffers may be reused)."""
+        if self.requests:
+            with self.comm.waiting("the bridges' sends of this step"):
+                self.comm.MPI.Request.Waitall([r for r, _ in self.requests])
+        self.requests = []
+
+    def _host(self, layer, a, shape):
+        if a is None:       # no gradient reached this end: zeros keep the pair in step
+            a = numpy.zeros(shape, dtype=self.net.dtype)
+        return numpy.ascontiguousarray(self.net.backend.to_host(a), dtype=self.net.dtype)
+
+    def _send(self, layer, a, tag_offset):
+        peer, tag = self.ends[layer.name]
+        buf = self._host(layer, a, layer.out_shape)
+        self.requests.append((self.comm.isend(buf, peer, tag + tag_offset), buf))
+        self.sent += buf.nbytes
+
+    def _recv(self, layer, tag_offset, what):
+        peer, tag = self.ends[layer.name]
+        key = (layer.name, tag_offset)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = numpy.empty(layer.out_shape, dtype=self.net.dtype)
+        with self.comm.waiting("the %s of bridge '%s' from rank %d" % (what, layer.name, peer), peers=[peer]):
+            self.comm.recv(buf, peer, tag + tag_offset)
+        return self.net.backend.asarray(buf) if self.net.backend.xp is not numpy else buf
+
+    def send(self, bsrc, data):
+        self._send(bsrc, data, 0)
+
+    def recv(self, bdst):
+        return self._recv(bdst, 0, "blob")
+
+    def send_grad(self, bdst, grad):
+        self._send(bdst, grad, 1)
+
+    def recv_grad(self, bsrc):
+        return self._recv(bsrc, 1, "gradient")

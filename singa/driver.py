@@ -34,6 +34,7 @@ from singa.results import Results
 from singa.training_setup import (TrainingSetup, WorkerGroup, check_train_net, evaluation_plan, link_group_params,
                                   worker_slices)
 from singa.updaters import create_updater
+from singa.partition_worker import PartitionWorker
 from singa.worker import BPTTWorker, BPWorker, CDWorker
 
 
@@ -119,18 +120,20 @@ class Driver:
         if W == 1:
             return 1        # one worker: SINGA ignored partition_dim
         unsupported = None
-        if self.comm is not None or topo.nworkers_per_procs < W:
-            unsupported = ("the group's %d workers on %d processes (each process must hold a whole group yet: "
-                           "nworkers_per_procs >= nworkers_per_group, one process)" % (W, topo.nprocs))
+        nprocs = self.comm.size if self.comm is not None else 1
+        if nprocs > 1 and topo.nworkers_per_procs != 1 or nprocs == 1 and topo.nworkers_per_procs < W:
+            unsupported = ("the group's %d workers on %d processes, %d per process (a group's workers must be all in "
+                           "one process, or one per process)" % (W, nprocs, topo.nworkers_per_procs))
         elif topo.nworker_groups > 1 or self.ps:
             unsupported = "%d worker groups / parameter servers (%s)" % (topo.nworker_groups, topo.framework())
         elif job.train_one_batch.alg != job_pb2.kBP:
             unsupported = "alg %s" % enum_name(job_pb2.AlgType, job.train_one_batch.alg)
         if unsupported:
             raise ConfigError("a net with layers split by features (partition_dim 1) among the %d workers of a group "
-                              "cannot train with %s.\nhelp: one worker group in one process (cluster { "
-                              "nworker_groups: 1 nworkers_per_group: %d nworkers_per_procs: %d }, alg kBP), or "
-                              "partition_dim 0 everywhere for data parallelism" % (W, unsupported, W, W))
+                              "cannot train with %s.\nhelp: one worker group, in one process (cluster { "
+                              "nworker_groups: 1 nworkers_per_group: %d nworkers_per_procs: %d }) or on %d processes "
+                              "(nworkers_per_procs: 1, mpiexec -n %d), alg kBP; or partition_dim 0 everywhere for "
+                              "data parallelism" % (W, unsupported, W, W, W, W))
         return W
 
     def _backend(self, job):
@@ -302,7 +305,9 @@ class Driver:
             else:
                 part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
             wstub = param_servers.worker_stub(s.stub, g, net, group_comm) if s.stub is not None else None
-            if job.train_one_batch.alg == job_pb2.kCD:
+            if self.partitions > 1:
+                worker = PartitionWorker(net, s.updater, s.test_net, s.val_net, comm=self.comm)
+            elif job.train_one_batch.alg == job_pb2.kCD:
                 worker = CDWorker(net, s.updater, s.test_net, s.val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
                                   comm=self.comm, slices=slices, slice_ids=slice_ids, batch=B)
             else:
@@ -374,14 +379,15 @@ class Driver:
         topo, worker = self.topology, s.worker
         if self.ps:
             where = ", %d processes: %s (%s)" % (topo.nprocs, topo.framework(), topo.describe())
+        elif self.partitions > 1:
+            where = (", split among the group's %d workers (partition_dim 1 layers by features, the others by the "
+                     "batch; %s)" % (self.partitions, "one per process (MPI)" if self.comm is not None
+                                     else "threads of this process"))
         elif self.comm is not None:
             where = ", %d processes x %d worker(s) (MPI, synchronous: %s%s)" % (
                 self.comm.size, worker.nreplicas, topo.framework(),
                 "" if s.backend.device is None else "; gradients reduced in GPU buffers (CUDA-aware MPI)"
                 if self.comm.cuda_aware else "; gradients staged through the host, one copy each way per step")
-        elif self.partitions > 1:
-            where = (", split among the group's %d workers (partition_dim 1 layers by features, the others by the "
-                     "batch; in this process)" % self.partitions)
         elif worker.nreplicas > 1:
             where = ", as %d data-parallel replicas (threads; SINGA_REPLICAS=1 for one)" % worker.nreplicas
         else:
@@ -419,8 +425,12 @@ class Driver:
             run.step = step
             if dog is not None:
                 dog.note_step(step)
+            saving = every(step, job.checkpoint_freq, job.checkpoint_after) and step != start
+            if saving or any(every(step, f, a) for f, a in ((job.test_freq, job.test_after),
+                                                             (job.validate_freq, job.validate_after))):
+                self._gather(s)
             self._rounds(s, job, run, cbs, step, final=False)
-            if every(step, job.checkpoint_freq, job.checkpoint_after) and step != start and self.rank == 0:
+            if saving and self.rank == 0:
                 self._save(s, run, cbs, step)
             t = time.perf_counter()
             for g in s.groups:
@@ -447,6 +457,14 @@ class Driver:
                 break
         progress.end()
         return step
+
+    @staticmethod
+    def _gather(s):
+        """Every rank's slices of the feature-split params into the whole ones (a partitioned net
+        over processes), before rank 0 tests or writes a checkpoint. Collective."""
+        gather = getattr(s.worker, "gather_params", None)
+        if gather is not None:
+            gather()
 
     def _rounds(self, s, job, run, cbs, step, final):
         """Rank 0's validation, then test round at ``step``: those due (every validate_freq /
@@ -492,6 +510,7 @@ class Driver:
             cluster = param_servers.finish(s.stub, s.groups, self.comm, self.topology, self.rank, self.log)
         run.step = step
         if not run.diverged:
+            self._gather(s)
             if not run.interrupted:
                 self._rounds(s, job, run, cbs, step, final=True)
             if self.rank == 0:

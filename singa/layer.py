@@ -298,7 +298,17 @@ class Dense(Layer):
         self.layer.param.add().CopyFrom(layer_param(w_param, init or "gaussian", "w", pkw))
         self.layer.param.add().CopyFrom(layer_param(b_param, init or "constant", "b", pkw))
         if activation:
-            self.mask = Activation(activation=activation).layer
+            self.mask = _mask(activation, layer_kw)
+
+
+def _mask(activation, layer_kw):
+    """The activation layer after a Dense or Convolution2D; split by features like the layer it
+    follows (``partition_dim=1``), so no slice and concate come between them, except a softmax,
+    which needs every output (and becomes the loss)."""
+    kw = {}
+    if "partition_dim" in layer_kw and str(activation).lower() != "softmax":
+        kw["partition_dim"] = layer_kw["partition_dim"]
+    return Activation(activation=activation, **kw).layer
 
 
 class Activation(Layer):
@@ -384,7 +394,7 @@ class Convolution2D(Layer):
         self.layer.param.add().CopyFrom(layer_param(w_param, init or "gaussian", "w", pkw, changename=True))
         self.layer.param.add().CopyFrom(layer_param(b_param, init or "constant", "b", pkw, changename=True))
         if activation:
-            self.mask = Activation(activation=activation).layer
+            self.mask = _mask(activation, layer_kw)
 
 
 Convolution = Convolution2D   # the name python.md's TIPS use

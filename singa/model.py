@@ -171,7 +171,18 @@ class Model:
         or appends a ``Loss('softmaxloss')``; ``'mean_squared_error'`` likewise gives
         kEuclideanLoss; ``'user_loss_rnnlm'`` with ``nclass=N, in_dim=V`` appends rnnlm's
         ``UserLossRNNLM(nclass=N, vocab_size=V)``; ``None`` adds no loss (RBM models).
+        ``partition_dim=0/1``: the net's partition_dim, which layers without their own take (a
+        worker group of several workers splits each layer by the batch or by its features).
         """
+        if "partition_dim" in kwargs:        # the net's, for layers without their own (SINGA's NetProto field)
+            pd = kwargs.pop("partition_dim")
+            if pd not in (0, 1) or isinstance(pd, bool):
+                raise invalid("partition_dim", "0 (every layer split by the batch among a group's workers) or 1 (by "
+                                               "the features)", pd, where="compile()",
+                              hint="usually 0 here, and Dense(..., partition_dim=1) on the wide layers")
+            if self._net_template is None:
+                self._net_template = job_pb2.NetProto()
+            self._net_template.partition_dim = pd
         upd, clu = compile_protos(optimizer, cluster, loss, updater, kwargs)
         self.jobconf.updater.CopyFrom(upd)
         self.jobconf.cluster.CopyFrom(clu)

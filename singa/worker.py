@@ -5,7 +5,7 @@ job of SINGA's server threads); singa.cluster distributes that across MPI ranks.
 """
 import numpy
 
-from singa import bridge, exchange, switches
+from singa import exchange, switches
 from singa.backends import blas
 from singa.backends.parallel import depth as threads_depth
 from singa.errors import ConfigError, invalid
@@ -129,50 +129,17 @@ class BPWorker:
         self.slice_ids = list(slice_ids) if slice_ids is not None else list(range(len(self.bounds)))
         # None: one pass over the batch, no exchange (the plain step, where updates may fuse)
         self.grad_exchange = exchange.create(train_net.backend.xp, self.nreplicas, comm, ps)
-        self._links = None             # a partitioned net's bridges between threads (singa.bridge)
 
     def train_one_batch(self, step):
         if self.grad_exchange is not None:
             self._train_replicated(step)
             return
         net = self.train_net
-        if net.npartitions > 1 and partition_threads():
-            self._train_partitions(step)
-            return
         net.forward(job_pb2.kTrain)
         self.train_metrics.add(net.metrics())
         fused = self.gemm_updates(step)
         net.backward(job_pb2.kTrain, fused)
         self.update(step, fused)
-
-    def _train_partitions(self, step):
-        """A partitioned net's step with each partition on a thread of its own (the group's
-        workers; BLAS single-threaded in each), the bridges handing blobs and gradients across
-        (singa.bridge), then the update of the whole params."""
-        net = self.train_net
-        if self._links is None:
-            self._links = bridge.ThreadLinks(net)
-        links = self._links
-        links.reset()
-        links.install()
-        errors = [None] * net.npartitions
-
-        def run(k, n):
-            try:
-                net.forward(job_pb2.kTrain, partition=k)
-                net.backward(job_pb2.kTrain, partition=k)
-            except BaseException as e:          # wake the partitions waiting on this one
-                errors[k] = e
-                links.abort(e)
-        try:
-            blas.parallel(run, net.npartitions)
-        finally:
-            links.remove()
-        failed = [e for e in errors if e is not None]
-        if failed:       # the cause, not a partner's Aborted
-            raise next((e for e in failed if not isinstance(e, bridge.Aborted)), failed[0])
-        self.train_metrics.add(net.metrics())
-        self.update(step)
 
     def _train_replicated(self, step):
         """The replicas' passes, their weighted gradients into the flat buffer, then the exchange."""

@@ -320,16 +320,18 @@ def test_the_training_line_says_the_threads_per_rank(in_tmp):
     assert "/ 2 ranks on this node; set OPENBLAS_NUM_THREADS to override)" in line, line
 
 
-def test_feature_partitioning_across_processes_is_refused_clearly(in_tmp):
-    # a group's partitions in one process train (tests/test_partition.py); across ranks not yet
+def test_feature_partitioning_with_several_workers_per_process_is_refused_clearly(in_tmp):
+    # a group's partitions all in one process, or one per process, train (tests/test_partition.py)
     write_records(in_tmp / "train.bin")
-    (in_tmp / "job.conf").write_text((JOB % dict(steps=3, ws="ws", cluster="nworkers_per_group: 2"))
+    (in_tmp / "job.conf").write_text((JOB % dict(steps=3, ws="ws", cluster="nworkers_per_group: 4 "
+                                                                           "nworkers_per_procs: 2"))
                                      .replace('name: "fc1" type: kInnerProduct',
                                               'name: "fc1" type: kInnerProduct partition_dim: 1'))
     r, took = mpirun(2, ["-m", "singa", "-conf", "job.conf"], in_tmp)
     assert r.returncode != 0 and took < 60
-    assert re.search(r"(?s)split by features \(partition_dim 1\) among the 2 workers of a group cannot train with "
-                     r"the group's 2 workers on 2 processes.*help: one worker group in one process", r.stderr), r.stderr
+    assert re.search(r"(?s)split by features \(partition_dim 1\) among the 4 workers of a group cannot train with "
+                     r"the group's 4 workers on 2 processes, 2 per process.*help: one worker group, in one process",
+                     r.stderr), r.stderr
 
 
 def test_devices_across_processes_on_the_cupy_stand_in(in_tmp):

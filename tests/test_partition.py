@@ -17,6 +17,7 @@ from singa.io.kvfile import KVFileWriter
 from singa.io.record import encode_record
 from singa.neuralnet import NeuralNet, layers_in_phase
 from singa.partition import as_conf_text, partition
+from singa.partition_worker import PartitionWorker
 from singa.proto import job_pb2, parse_job_conf, read_job_conf
 from singa.random import RandomStreams
 from singa.testing.gradcheck import check_layer_gradients
@@ -81,7 +82,8 @@ def train(job, n, dtype, steps):
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), streams, dtype=dtype, npartitions=n)
     for name, p in sorted(net.owners.items()):
         p.init_values(np.random.default_rng(sum(map(ord, name))))
-    worker = BPWorker(net, create_updater(job.updater), replicas=1)
+    upd = create_updater(job.updater)
+    worker = PartitionWorker(net, upd) if n > 1 else BPWorker(net, upd, replicas=1)
     metrics = []
     for step in range(steps):
         worker.train_one_batch(step)
@@ -309,7 +311,7 @@ def test_a_failing_partition_stops_the_step_without_a_hang(mlp_records, where):
     net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), RandomStreams(0), npartitions=2)
     for p in net.owner_params:
         p.init_values(np.random.default_rng(0))
-    worker = BPWorker(net, create_updater(job.updater), replicas=1)
+    worker = PartitionWorker(net, create_updater(job.updater))
     worker.train_one_batch(0)
     victim = net.by_name["fc2@1"]       # partition 1; partition 0 waits on its bridges
 
@@ -322,3 +324,60 @@ def test_a_failing_partition_stops_the_step_without_a_hang(mlp_records, where):
     assert time.time() - t < 10
     del victim.__dict__[where]           # and the next step runs again
     worker.train_one_batch(2)
+
+
+# -- the partitions on processes -------------------------------------------------------------
+def test_hybrid_net_on_two_processes_equals_one_process(in_tmp):
+    from tests.test_mpi import JOB, MPIEXEC, mpirun, params, write_records
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    write_records(in_tmp / "train.bin")
+    hybrid = JOB.replace('name: "fc1" type: kInnerProduct', 'name: "fc1" type: kInnerProduct partition_dim: 1')
+    hybrid = hybrid.replace('name: "act1" type: kSTanh', 'name: "act1" type: kSTanh partition_dim: 1')
+    (in_tmp / "one.conf").write_text(JOB % dict(steps=8, ws="one", cluster=""))
+    (in_tmp / "threads.conf").write_text(hybrid % dict(steps=8, ws="threads", cluster="nworkers_per_group: 2 "
+                                                                                     "nworkers_per_procs: 2"))
+    (in_tmp / "procs.conf").write_text(hybrid % dict(steps=8, ws="procs", cluster="nworkers_per_group: 2"))
+    for conf in ("one.conf", "threads.conf"):
+        Driver(verbose=False, comm=None).train(parse_job_conf((in_tmp / conf).read_text()))
+    r, _ = mpirun(2, ["-m", "singa", "-conf", "procs.conf"], in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "split among the group's 2 workers (partition_dim 1 layers by features, the others by the batch; one " \
+           "per process (MPI))" in r.stdout
+    one = params(in_tmp / "one/checkpoint/step8-worker0")
+    for ws in ("threads", "procs"):
+        got = params(in_tmp / ws / "checkpoint/step8-worker0")
+        assert sorted(got) == sorted(one)
+        for name in one:
+            np.testing.assert_allclose(got[name], one[name], rtol=2e-5, atol=2e-6, err_msg="%s %s" % (ws, name))
+
+
+# -- the Python API ---------------------------------------------------------------------------
+def test_python_api_splits_layers_by_partition_dim(in_tmp, mlp_records):
+    from singa.model import SGD, Cluster, Data, Dense, Sequential, Store
+
+    def fit(ws, split, **cluster):
+        m = Sequential("api", ["x"])
+        kw = dict(partition_dim=1) if split else {}
+        m.add(Dense(24, init="uniform", activation="stanh", **kw))
+        m.add(Dense(16, init="uniform", activation="relu", **kw))
+        m.add(Dense(4, init="uniform", activation="softmax"))
+        m.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.1, momentum=0.9),
+                  cluster=Cluster(ws, **cluster), partition_dim=0)
+        X = Data(load="recordinput", phase="train", conf=Store(backend="kvfile", path=mlp_records, batchsize=8,
+                                                               shape=20))
+        result = m.fit(X, nb_epoch=6, seed=3)
+        return m, result, {n: v for n, v, _ in ckpt.read_checkpoint(m.last_checkpoint_path)}
+
+    m, split, got = fit("split", True, nworkers_per_group=2, nworkers_per_procs=2)
+    net = m.jobconf.neuralnet
+    assert net.partition_dim == 0 and net.HasField("partition_dim")
+    pds = {lp.name: (lp.partition_dim if lp.HasField("partition_dim") else None) for lp in net.layer}
+    assert sorted(v for v in pds.values() if v == 1) == [1, 1, 1, 1]       # two Dense and their activations
+    _, plain, want = fit("plain", False)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=2e-6, err_msg=name)
+    assert split.last("train")["loss"] == pytest.approx(plain.last("train")["loss"], rel=1e-4)
+    with pytest.raises(ConfigError, match=r"Invalid value for `partition_dim` of compile\(\)\. Expected 0 .* or 1"):
+        Sequential("bad", ["x"]).compile(optimizer=SGD(lr=0.1), cluster=Cluster("ws"), partition_dim=2)
