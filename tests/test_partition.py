@@ -381,3 +381,32 @@ def test_python_api_splits_layers_by_partition_dim(in_tmp, mlp_records):
     assert split.last("train")["loss"] == pytest.approx(plain.last("train")["loss"], rel=1e-4)
     with pytest.raises(ConfigError, match=r"Invalid value for `partition_dim` of compile\(\)\. Expected 0 .* or 1"):
         Sequential("bad", ["x"]).compile(optimizer=SGD(lr=0.1), cluster=Cluster("ws"), partition_dim=2)
+
+
+# -- checkpoints in SINGA's layout ---------------------------------------------------------------
+def test_singa_layout_checkpoints_load_into_partitioned_and_whole_nets(mlp_records, tmp_path):
+    """SINGA's workers each wrote their own slices of a feature-split param under the same name
+    (step<N>-worker<k>); listing every worker's file gives the whole param, split or not here."""
+    job = parse_job_conf(MLP % dict(path=mlp_records, transpose="transpose: true"))
+    rng = np.random.default_rng(1)
+    whole = {"w1": rng.normal(size=(24, 20)), "b1": rng.normal(size=24), "w2": rng.normal(size=(24, 16)),
+             "b2": rng.normal(size=16), "w3": rng.normal(size=(4, 16)), "b3": rng.normal(size=4)}
+    whole = {k: v.astype(np.float32) for k, v in whole.items()}
+    halves = {0: [("w3", whole["w3"], 7), ("b3", whole["b3"], 7)], 1: []}
+    for k in (0, 1):
+        halves[k] += [("w1", whole["w1"][12 * k:12 * (k + 1)], 7), ("b1", whole["b1"][12 * k:12 * (k + 1)], 7),
+                      ("w2", whole["w2"][:, 8 * k:8 * (k + 1)], 7), ("b2", whole["b2"][8 * k:8 * (k + 1)], 7)]
+    paths = [str(tmp_path / ("step7-worker%d" % k)) for k in (0, 1)]
+    for k, path in enumerate(paths):
+        ckpt.write_checkpoint(path, halves[k])
+    for n in (1, 2):
+        net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), RandomStreams(0), npartitions=n)
+        loaded = ckpt.load_params(paths, net)
+        assert sorted(loaded) == sorted(whole)
+        for name, v in whole.items():
+            np.testing.assert_array_equal(net.owners[name].host_values(), v)
+            assert net.owners[name].version == 7
+    net = NeuralNet(job.neuralnet, job_pb2.kTrain, Backend(None), RandomStreams(0), npartitions=2)
+    with pytest.raises(Exception, match=r"hold param 'w1' in pieces of shapes \[\(12, 20\)\] \(workers \[0\]\), "
+                                        r"which do not make up its shape \(24, 20\)"):
+        ckpt.load_params(paths[:1], net)

@@ -294,7 +294,7 @@ def load_params(paths, net):
     SINGA-107: a stage's checkpoint holds the params it loaded but did not train with version
     0; listed after the file that trained them, SINGA re-initialised them. This engine keeps
     the later file's values (never re-initialises a loaded param) and warns."""
-    loaded, trained_in = {}, {}
+    loaded, trained_in, pieces = {}, {}, {}
     for path in paths:
         if not os.path.isfile(path):
             raise DataError("Invalid value for `checkpoint_path`: %s does not exist.\nhelp: run the stage that "
@@ -304,6 +304,10 @@ def load_params(paths, net):
         for name, values, version in read_checkpoint(path):
             p = net.owners.get(strip_prefix(name))      # as NeuralNet.owners names them (strip_unroll)
             if p is None or p.aliased is not None:
+                continue
+            worker = _worker_of(path)
+            if values.size < p.size and worker is not None:    # a worker's slice (SINGA's partition_dim 1)
+                pieces.setdefault(p.name, []).append((worker, path, values, version))
                 continue
             if values.size != p.size or shapes_conflict(values.shape, p.shape):
                 raise DataError("checkpoint %s holds param '%s' with %d values (shape %s) but the net's "
@@ -322,7 +326,41 @@ def load_params(paths, net):
             loaded[p.name] = path
             if version > 0:
                 trained_in[p.name] = (path, version)
+    for name, parts in pieces.items():
+        p = net.owners[name]
+        values, version = _reassemble(name, p, sorted(parts, key=lambda t: t[0]))
+        p.set_values(values)
+        p.version = version
+        loaded[name] = parts[-1][1]
     return loaded
+
+
+def _worker_of(path):
+    """k of a ``step<N>-worker<k>`` file name, else None."""
+    m = re.match(r"step\d+-worker(\d+)$", os.path.basename(path))
+    return int(m.group(1)) if m else None
+
+
+def _reassemble(name, p, parts):
+    """The whole value of param ``p`` from the slices SINGA's workers wrote of it (each worker of a
+    group splitting a layer by features saved its own rows under the same name, SINGA-V0-REST.md
+    5.6), joined in worker order along the axis they split: the param's own when it is split here
+    too, else the one axis along which they add up to its shape."""
+    shapes = [v.shape for _, _, v, _ in parts]
+    workers = [w for w, _, _, _ in parts]
+    axes = [a for a in range(len(p.shape)) if all(len(s) == len(p.shape) for s in shapes)
+            and sum(s[a] for s in shapes) == p.shape[a]
+            and all(s[:a] + s[a + 1:] == p.shape[:a] + p.shape[a + 1:] for s in shapes)]
+    slices = getattr(p, "slices", None)
+    if slices:
+        own = next((i for i, ix in enumerate(slices[0].slice_index) if ix != slice(None)), None)
+        axes = [a for a in axes if a == own]
+    if not axes or workers != list(range(len(workers))):
+        raise DataError("the checkpoints %s hold param '%s' in pieces of shapes %s (workers %s), which do not "
+                        "make up its shape %s.\nhelp: list every worker's file of one step (step<N>-worker0, "
+                        "-worker1, ...) for a net split among that many workers" % (
+                            [path for _, path, _, _ in parts], name, shapes, workers, p.shape))
+    return numpy.concatenate([v for _, _, v, _ in parts], axis=axes[0]), min(v for _, _, _, v in parts)
 
 
 def missing_params(net, loaded):
