@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+from benchmarks.common import mpi_launch  # noqa: E402
 
 
 def timed(fn, n):
@@ -160,16 +160,7 @@ def overlap_bound(args, worker, comm, buf):
 # -- the driver --------------------------------------------------------------------------
 
 def launch(args_list, n, **extra_env):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", SINGA_REPLICAS="1",
-               PYTHONPATH=ROOT, **extra_env)
-    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
-    if n > 1:
-        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-        cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(n)] + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if r.returncode != 0:
-        raise SystemExit("run failed: %s\n%s" % (" ".join(cmd), r.stderr[-3000:]))
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return mpi_launch(__file__, args_list, n, **extra_env)
 
 
 def main():

@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+from benchmarks.common import mpi_launch  # noqa: E402
 WIDE = (2500, 2000, 1500)
 
 
@@ -82,14 +82,7 @@ def run_worker(args):
 
 
 def launch(args_list, n=2):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", SINGA_REPLICAS="1", PYTHONPATH=ROOT)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(n), sys.executable,
-           os.path.abspath(__file__)] + args_list
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if r.returncode != 0:
-        raise SystemExit("run failed: %s\n%s" % (" ".join(cmd), r.stderr[-3000:]))
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return mpi_launch(__file__, args_list, n)
 
 
 def main():

@@ -113,3 +113,22 @@ def torch_step(model, opt, xt, yt, batch):
         loss.backward()
         opt.step()
     return step
+
+
+def mpi_launch(script, args_list, n, **extra_env):
+    """Run ``python script args_list`` on ``n`` MPI processes (one process without mpiexec when n is
+    1), one BLAS thread each and no replicas; returns the JSON of its last output line."""
+    import json
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", SINGA_REPLICAS="1", PYTHONPATH=root,
+               **extra_env)
+    cmd = [sys.executable, os.path.abspath(script)] + list(args_list)
+    if n > 1:
+        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(n)] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode != 0:
+        raise SystemExit("run failed: %s\n%s" % (" ".join(cmd), r.stderr[-3000:]))
+    return json.loads(r.stdout.strip().splitlines()[-1])

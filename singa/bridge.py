@@ -19,20 +19,34 @@ class Aborted(RuntimeError):
     """Raised in a partition whose partner partition failed while it waited on a bridge."""
 
 
-class _Link:
-    __slots__ = ("fwd", "bwd", "data", "grad")
+class _Slot:
+    """One direction of a link: the blob (forward) or the gradient (backward), and who sent it."""
+    __slots__ = ("event", "value", "sender")
 
     def __init__(self):
-        self.fwd, self.bwd = threading.Event(), threading.Event()
-        self.data = self.grad = None
+        self.event, self.value, self.sender = threading.Event(), None, None
+
+
+class _Link:
+    __slots__ = ("fwd", "bwd")
+
+    def __init__(self):
+        self.fwd, self.bwd = _Slot(), _Slot()
 
 
 class ThreadLinks:
-    """The links of ``net``'s bridge pairs (installed as the bridges' ``transport``)."""
+    """The links of a partitioned net's bridge pairs (installed as the bridges' ``transport``).
+    ``nets``: the net, or one copy of it per partition (each on its own device); partition k's
+    bridges are those of ``nets[k]``, and a blob or gradient crossing to another device is copied
+    there through the host."""
 
-    def __init__(self, net):
+    def __init__(self, nets):
+        nets = nets if isinstance(nets, (list, tuple)) else [nets]
+        net = nets[0]
         self.links = {}
         self.bridges = []
+        self.backends = {}       # bridge name -> the backend of the net holding it
+        on = lambda k: nets[k] if len(nets) > 1 else net
         for layer in net.layers:
             if isinstance(layer, BridgeDstLayer):
                 src = net.srcs[layer.name][0]
@@ -41,8 +55,17 @@ class ThreadLinks:
                         layer.name, src.name))
                 link = _Link()
                 self.links[layer.name] = self.links[src.name] = link
-                self.bridges += [layer, src]
+                dst_net, src_net = on(layer.conf.partition_id), on(src.conf.partition_id)
+                self.bridges += [dst_net.by_name[layer.name], src_net.by_name[src.name]]
+                self.backends[layer.name], self.backends[src.name] = dst_net.backend, src_net.backend
         self.failed = None
+
+    def _to(self, name, a, sender):
+        """``a`` (from the bridge ``sender``) on the device of bridge ``name``."""
+        here, there = self.backends[name], self.backends[sender]
+        if a is None or here.device == there.device:
+            return a
+        return here.asarray(there.to_host(a))
 
     def install(self):
         for b in self.bridges:
@@ -56,9 +79,9 @@ class ThreadLinks:
         """Before a step: no blob or gradient is there yet."""
         self.failed = None
         for link in self.links.values():
-            link.fwd.clear()
-            link.bwd.clear()
-            link.data = link.grad = None
+            for slot in (link.fwd, link.bwd):
+                slot.event.clear()
+                slot.value = slot.sender = None
 
     def finish(self):
         """After a step (nothing is in flight between threads)."""
@@ -69,35 +92,34 @@ class ThreadLinks:
         """A partition failed with ``error``: wake every wait (they raise Aborted)."""
         self.failed = error
         for link in self.links.values():
-            link.fwd.set()
-            link.bwd.set()
+            link.fwd.event.set()
+            link.bwd.event.set()
 
-    def _wait(self, event, layer, what):
-        event.wait()
+    def _put(self, layer, direction, value):
+        slot = getattr(self.links[layer.name], direction)
+        slot.value, slot.sender = value, layer.name
+        slot.event.set()
+
+    def _take(self, layer, direction, what):
+        slot = getattr(self.links[layer.name], direction)
+        slot.event.wait()
         if self.failed is not None:
             raise Aborted("bridge '%s' stopped waiting for the %s: another partition failed (%s: %s)" % (
                 layer.name, what, type(self.failed).__name__, self.failed))
+        return self._to(layer.name, slot.value, slot.sender)
 
     # the transport seam the bridge layers call
     def send(self, bsrc, data):
-        link = self.links[bsrc.name]
-        link.data = data
-        link.fwd.set()
+        self._put(bsrc, "fwd", data)
 
     def recv(self, bdst):
-        link = self.links[bdst.name]
-        self._wait(link.fwd, bdst, "blob of its kBridgeSrc")
-        return link.data
+        return self._take(bdst, "fwd", "blob of its kBridgeSrc")
 
     def send_grad(self, bdst, grad):
-        link = self.links[bdst.name]
-        link.grad = grad
-        link.bwd.set()
+        self._put(bdst, "bwd", grad)
 
     def recv_grad(self, bsrc):
-        link = self.links[bsrc.name]
-        self._wait(link.bwd, bsrc, "gradient of its kBridgeDst")
-        return link.grad
+        return self._take(bsrc, "bwd", "gradient of its kBridgeDst")
 
 
 class MPILinks:

@@ -142,6 +142,7 @@ class Driver:
         a machine, per worker of the machine (``assign_gpus``). Checked before any training: the
         count, then CuPy and every id (Backend raises a clear error for each)."""
         gpus = list(job.gpu)
+        self.partition_backends = None
         if not gpus:
             return Backend(None)
         topo = getattr(self, "topology", None)
@@ -157,6 +158,10 @@ class Driver:
         if not ids:                     # servers only: they update on the CPU
             return Backend(None)
         backends = [Backend(g) for g in sorted(set(ids))]
+        if len(backends) > 1 and getattr(self, "partitions", 1) == len(ids) == local:
+            # the partitions of a group in this process, worker k on device ids[k] (cudnn_hybrid.conf)
+            self.partition_backends = [Backend(g) for g in ids]
+            return self.partition_backends[0].use()
         if len(backends) > 1:
             raise ConfigError("several GPUs in one process (device=%s gives this process's workers %s) are not "
                               "supported yet.\nhelp: one worker per process (nworkers_per_procs: 1, mpiexec -n %d) "
@@ -306,7 +311,8 @@ class Driver:
                 part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
             wstub = param_servers.worker_stub(s.stub, g, net, group_comm) if s.stub is not None else None
             if self.partitions > 1:
-                worker = PartitionWorker(net, s.updater, s.test_net, s.val_net, comm=self.comm)
+                worker = PartitionWorker(net, s.updater, s.test_net, s.val_net, comm=self.comm,
+                                         device_nets=self._device_nets(job, s, net))
             elif job.train_one_batch.alg == job_pb2.kCD:
                 worker = CDWorker(net, s.updater, s.test_net, s.val_net, cd_k=job.train_one_batch.cd_conf.cd_k,
                                   comm=self.comm, slices=slices, slice_ids=slice_ids, batch=B)
@@ -321,6 +327,18 @@ class Driver:
                     layer.read_part(part[0], part[1], stride)
             groups.append(WorkerGroup(g, worker, wstub, net))
         return groups
+
+    def _device_nets(self, job, s, first):
+        """For partitions on devices of their own (``partition_backends``): the train net, then a
+        copy of it on each further device (None otherwise)."""
+        backends = getattr(self, "partition_backends", None)
+        if not backends:
+            return None
+        nets = [first]
+        for b in backends[1:]:
+            with b.bound():
+                nets.append(NeuralNet(job.neuralnet, job_pb2.kTrain, b, s.streams, npartitions=self.partitions))
+        return nets
 
     def _start(self, s, job, resume):
         """The params' values: a checkpoint's (resume, or job.checkpoint_path), fresh ones for the
@@ -380,8 +398,10 @@ class Driver:
         if self.ps:
             where = ", %d processes: %s (%s)" % (topo.nprocs, topo.framework(), topo.describe())
         elif self.partitions > 1:
+            backends = getattr(self, "partition_backends", None)
             where = (", split among the group's %d workers (partition_dim 1 layers by features, the others by the "
-                     "batch; %s)" % (self.partitions, "one per process (MPI)" if self.comm is not None
+                     "batch; %s)" % (self.partitions, "one per process (MPI)" if self.comm is not None else
+                                     "threads of this process on %s" % ", ".join(map(repr, backends)) if backends
                                      else "threads of this process"))
         elif self.comm is not None:
             where = ", %d processes x %d worker(s) (MPI, synchronous: %s%s)" % (

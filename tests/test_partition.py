@@ -1,4 +1,5 @@
-# covers: singa/partition.py, singa/layers/connection.py, singa/neuralnet.py, singa/driver.py
+# covers: singa/partition.py, singa/partition_worker.py, singa/bridge.py, singa/layers/connection.py,
+#         singa/neuralnet.py, singa/driver.py, benchmarks/bench_partition.py
 """Model and hybrid partitioning (SINGA-V0-REST.md 5): the partitioner's net, the connection
 layers, and partitioned nets computing the function of the unpartitioned one."""
 import os
@@ -6,8 +7,6 @@ import re
 
 import numpy as np
 import pytest
-
-from google.protobuf import text_format
 
 from singa.backends import Backend
 from singa.driver import Driver
@@ -344,6 +343,13 @@ def test_hybrid_net_on_two_processes_equals_one_process(in_tmp):
     assert r.returncode == 0, r.stderr + r.stdout
     assert "split among the group's 2 workers (partition_dim 1 layers by features, the others by the batch; one " \
            "per process (MPI))" in r.stdout
+    # stopped at step 4 and resumed: the same values, to the bit (slices, updater state, data positions)
+    (in_tmp / "resumed.conf").write_text(hybrid % dict(steps=4, ws="resumed", cluster="nworkers_per_group: 2"))
+    for extra in ([], ["-set", "train_steps=8", "-resume"]):
+        r, _ = mpirun(2, ["-m", "singa", "-conf", "resumed.conf"] + extra, in_tmp)
+        assert r.returncode == 0, r.stderr + r.stdout
+    resumed, procs = params(in_tmp / "resumed/checkpoint/step8-worker0"), params(in_tmp / "procs/checkpoint/step8-worker0")
+    assert all(np.array_equal(resumed[k], procs[k]) for k in procs)
     one = params(in_tmp / "one/checkpoint/step8-worker0")
     for ws in ("threads", "procs"):
         got = params(in_tmp / ws / "checkpoint/step8-worker0")
@@ -410,3 +416,45 @@ def test_singa_layout_checkpoints_load_into_partitioned_and_whole_nets(mlp_recor
     with pytest.raises(Exception, match=r"hold param 'w1' in pieces of shapes \[\(12, 20\)\] \(workers \[0\]\), "
                                         r"which do not make up its shape \(24, 20\)"):
         ckpt.load_params(paths[:1], net)
+
+
+# -- the partitions on devices of their own ----------------------------------------------------
+def test_cudnn_hybrid_conf_on_two_devices_equals_the_cpu(in_tmp, monkeypatch):
+    """cudnn_hybrid.conf unchanged: worker k on gpu k in one process (the strict CuPy stand-in with
+    two devices here; real GPUs when lent), equal to the same conf on the CPU (-cpu), and resumed."""
+    from tests.test_cifar10_data import write_batches
+    write_batches(in_tmp / "raw", n=40)
+    r = run([os.path.join(BIN, "singa-create-data"), "cifar10", str(in_tmp / "raw"), "examples/cifar10"], in_tmp)
+    assert r.returncode == 0, r.stderr
+    (in_tmp / "job.conf").write_text(open(os.path.join(CONF_DIR, "cifar10-cudnn_hybrid.conf")).read())
+    monkeypatch.setenv("SINGA_GPU_STANDIN", "2")
+    short = ("-set", "train_steps=3", "-set", "disp_freq=1")
+    r = singa_run("-conf", "job.conf", *short, "-set", 'cluster.workspace="gpu"', cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "threads of this process on Backend(standin:0), Backend(standin:1))" in r.stdout
+    r = singa_run("-conf", "job.conf", "-set", "train_steps=5", "-set", 'cluster.workspace="gpu"', "-resume",
+                  cwd=in_tmp)
+    assert r.returncode == 0 and "5 steps from step 3" in r.stdout, r.stderr + r.stdout
+    r = singa_run("-conf", "job.conf", "-cpu", "-set", "train_steps=5", "-set", 'cluster.workspace="cpu"', cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    got = {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / "gpu/checkpoint/step5-worker0"))}
+    want = {n: v for n, v, _ in ckpt.read_checkpoint(str(in_tmp / "cpu/checkpoint/step5-worker0"))}
+    assert sorted(got) == sorted(want) and got["w4"].shape == (10, 576)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_bench_partition_runs(tmp_path):
+    """benchmarks/bench_partition.py end to end, few steps (its numbers: benchmarks/README.md)."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.test_mpi import MPIEXEC
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_partition.py"), "--batches", "8",
+                        "--repeats", "1", "--steps", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("8 "))
+    model_mb, data_mb = [float(x) for x in re.findall(r"([\d.]+) MB/step", row)]
+    assert data_mb > 47 and model_mb < data_mb / 3, row

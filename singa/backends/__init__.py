@@ -4,6 +4,8 @@ A Backend is bound to a device: ``None`` (or -1) is the CPU and NumPy, an intege
 CuPy on that device. Layers, losses and updaters take ``backend.xp`` and never import
 numpy for math themselves; host-side work converts explicitly with ``to_host``.
 """
+import contextlib
+
 import numpy
 
 from singa import switches
@@ -52,6 +54,13 @@ class Backend:
         if self.device is not None:
             self.xp.cuda.Device(self.device).use()
         return self
+
+    def bound(self):
+        """A context in which this backend's GPU is the calling thread's current device (nothing on
+        the CPU): arrays made inside live on it."""
+        if self.device is None:
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(self.device)
 
     def asarray(self, a, dtype=None):
         """Move/convert host data onto this backend (float32 unless told)."""

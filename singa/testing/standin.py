@@ -20,6 +20,7 @@ and NumPy functions (through NEP 18 / NEP 13 dispatch, so the engine's generic `
 unchanged), ``cuda.Device`` and ``cuda.runtime.getDeviceCount``. It computes with NumPy, so the
 numbers equal NumPy's up to the order of operations.
 """
+import threading
 import weakref
 
 import numpy
@@ -118,7 +119,21 @@ def _wrap(x):
     return x
 
 
-_current = [0]       # the current device (cupy.cuda.Device(i).use() / with Device(i))
+class _CurrentDevice(threading.local):
+    """The current device of the calling thread, 0 until it binds one (CuPy's is per thread too):
+    ``_current[0]``, set by cupy.cuda.Device(i).use() / with Device(i)."""
+
+    def __init__(self):
+        self.id = 0
+
+    def __getitem__(self, i):
+        return self.id
+
+    def __setitem__(self, i, v):
+        self.id = v
+
+
+_current = _CurrentDevice()
 
 
 def device_count():
