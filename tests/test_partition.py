@@ -458,3 +458,28 @@ def test_bench_partition_runs(tmp_path):
     row = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("8 "))
     model_mb, data_mb = [float(x) for x in re.findall(r"([\d.]+) MB/step", row)]
     assert data_mb > 47 and model_mb < data_mb / 3, row
+
+
+def test_hybrid_conf_on_two_processes_equals_one_worker(in_tmp):
+    """SINGA's cifar10-hybrid.conf (batch and paths shortened) on `mpiexec -n 2`, one worker per
+    process, against the same conf with one worker."""
+    from tests.test_mpi import MPIEXEC, mpirun, params
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    write_cifar_like(in_tmp / "train.bin")
+    text = open(HYBRID).read().replace('path: "examples/cifar10/train_data.bin"', 'path: "train.bin"')
+    text = text.replace('mean_file: "examples/cifar10/image_mean.bin"', "").replace("batchsize: 100", "batchsize: 10")
+    text = text.replace("step_lr:0.001", "step_lr:0.01")
+    (in_tmp / "hybrid.conf").write_text(text)
+    short = ["-set", "train_steps=4", "-set", "disp_freq=2"]
+    r, _ = mpirun(2, ["-m", "singa", "-conf", "hybrid.conf", "-set", "cluster.nworkers_per_procs=1",
+                      "-set", 'cluster.workspace="procs"'] + short, in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "one per process (MPI)" in r.stdout
+    r = singa_run("-conf", "hybrid.conf", "-set", "cluster.nworkers_per_group=1", "-set", "cluster.nworkers_per_procs=1",
+                  "-set", 'cluster.workspace="one"', *short, cwd=in_tmp)
+    assert r.returncode == 0, r.stderr + r.stdout
+    got, want = params(in_tmp / "procs/checkpoint/step4-worker0"), params(in_tmp / "one/checkpoint/step4-worker0")
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=1e-7, err_msg=name)
