@@ -1,6 +1,6 @@
 """``singa-run`` / ``python -m singa``: SINGA's launcher.
 
-    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu] [-set FIELD=VALUE ...]
+    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu] [-set FIELD=VALUE ...] [-show-net]
                                                            run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
     singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
@@ -17,6 +17,10 @@ passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and 
 
     -cpu   run the job on the CPU although its conf names GPUs (``gpu: 0``, as char-rnn-job.conf
            does): the conf's ``gpu`` fields are ignored for this run, the file is not changed
+    -show-net
+           print the training net that runs, as job.conf text, and exit: the layers after the phase
+           filter, unrolling (``unroll_len``) and partitioning (``partition_dim: 1`` in a group of
+           ``nworkers_per_group`` workers: the ``name@k`` copies, kSplit/kSlice/kConcate, bridges)
     -set FIELD=VALUE
            one JobProto field for this run, the file unchanged (repeatable), e.g. fewer steps:
            ``-set train_steps=200 -set disp_freq=20``; nested fields by dots:
@@ -78,7 +82,7 @@ class _Options:
 
     def __init__(self):
         self.conf = self.script = None
-        self.resume = self.test = self.cpu = False
+        self.resume = self.test = self.cpu = self.show_net = False
         self.seed = 0
         self.settings = []        # -set FIELD=VALUE, in order
         self.rest = []            # the script's arguments
@@ -112,8 +116,8 @@ def _parse(argv):
                 o.settings.append(v)
             i += 2
             continue
-        if a in ("-resume", "-test", "-cpu"):
-            setattr(o, a[1:], True)
+        if a in ("-resume", "-test", "-cpu", "-show-net"):
+            setattr(o, a[1:].replace("-", "_"), True)
         else:
             return "unknown argument %r\n%s" % (a, USAGE)
         i += 1
@@ -170,6 +174,9 @@ def _run_conf(o, argv):
             _set_field(job, setting)
         if o.cpu:
             _run_on_cpu(job, o.conf)
+        if o.show_net:
+            print(_net_text(job), end="")
+            return 0
         driver = Driver(argv=[o.conf] + argv, seed=o.seed)
         if o.test:
             driver.test(job)
@@ -181,6 +188,20 @@ def _run_conf(o, argv):
             msg += "\nhelp: to run %s on the CPU without editing it: singa-run -conf %s -cpu" % (o.conf, o.conf)
         return _fail(msg)
     return 0
+
+
+def _net_text(job):
+    """The training net that runs, as job.conf text (see -show-net)."""
+    from singa.neuralnet import runtime_protos
+    from singa.partition import as_conf_text, wants_partitioning
+    from singa.proto import job_pb2
+    from singa.neuralnet import layers_in_phase
+    W = job.cluster.nworkers_per_group
+    split = W > 1 and wants_partitioning(layers_in_phase(job.neuralnet, job_pb2.kTrain), job.neuralnet.partition_dim)
+    protos, _ = runtime_protos(job.neuralnet, job_pb2.kTrain, W if split else 1)
+    head = "# the training net of %s: %d layers%s\n" % (job.name or "the job", len(protos),
+                                                         ", split among %d workers" % W if split else "")
+    return head + as_conf_text(protos)
 
 
 def _set_field(job, setting):

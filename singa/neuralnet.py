@@ -106,6 +106,23 @@ def topological_order(layer_protos):
     return order
 
 
+def runtime_protos(net_proto, phase, npartitions=1):
+    """(the layers that run in ``phase``, in order; kSlice slots) after the phase filter, unrolling
+    (a net that sets ``unroll_len``) and, for ``npartitions`` > 1, partitioning (singa.partition):
+    what NeuralNet builds, and what ``singa-run -show-net`` prints."""
+    protos = layers_in_phase(net_proto, phase)
+    if wants_unrolling(net_proto):
+        protos = unroll(protos, net_proto.unroll_len)
+    slots = {}
+    if npartitions > 1:
+        if wants_unrolling(net_proto):
+            raise ConfigError("a net that sets `unroll_len` cannot be split among %d workers by features "
+                              "(partition_dim 1) yet.\nhelp: partition_dim 0 (data parallelism) trains it on "
+                              "several workers" % npartitions)
+        protos, slots = partition(protos, npartitions, net_proto.partition_dim)
+    return topological_order(protos), slots
+
+
 class NeuralNet:
     def __init__(self, net_proto, phase, backend, streams, dtype=numpy.float32, shared_params=None,
                  batch_size=None, data_slices=None, stream_suffix="", npartitions=1):
@@ -121,18 +138,9 @@ class NeuralNet:
         self.phase = phase
         self.backend = backend
         self.net_proto, self.streams, self.dtype = net_proto, streams, dtype
-        protos = layers_in_phase(net_proto, phase)
         self.unrolled = wants_unrolling(net_proto)
-        if self.unrolled:
-            protos = unroll(protos, net_proto.unroll_len)
-        self.npartitions, slots = int(npartitions), {}
-        if self.npartitions > 1:
-            if self.unrolled:
-                raise ConfigError("a net that sets `unroll_len` cannot be split among %d workers by features "
-                                  "(partition_dim 1) yet.\nhelp: partition_dim 0 (data parallelism) trains it on "
-                                  "several workers" % self.npartitions)
-            protos, slots = partition(protos, self.npartitions, net_proto.partition_dim)
-        protos = topological_order(protos)
+        self.npartitions = int(npartitions)
+        protos, slots = runtime_protos(net_proto, phase, self.npartitions)
         if not protos:
             raise ConfigError("the net has no layer in phase %s" % enum_name(job_pb2.Phase, phase))
         self.layers = []

@@ -483,3 +483,15 @@ def test_hybrid_conf_on_two_processes_equals_one_worker(in_tmp):
     assert sorted(got) == sorted(want)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=2e-5, atol=1e-7, err_msg=name)
+
+
+def test_singa_run_shows_the_net_that_runs(tmp_path):
+    r = singa_run("-conf", HYBRID, "-show-net", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    head, _, text = r.stdout.partition("\n")
+    assert head == "# the training net of cifar10-convnet: 44 layers, split among 2 workers"
+    net = parse_job_conf(text, message=job_pb2.NetProto())
+    assert len(net.layer) == 44 and net.layer[0].name == "data@0"
+    # an unrolled net: SINGA's 251 layers of char-rnn-job.conf (SINGA-V0-REST.md 1.6)
+    r = singa_run("-conf", os.path.join(CONF_DIR, "char-rnn-job.conf"), "-show-net", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("# the training net of char-rnn: 251 layers\n"), r.stderr
