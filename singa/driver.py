@@ -21,7 +21,7 @@ from singa.progress import Progress, resolve_verbose
 from singa.cluster import mpi, param_servers, runstatus
 from singa.cluster.topology import Topology, assign_gpus
 from singa.errors import ConfigError, DataError
-from singa.layers.base import type_name
+from singa.layers.base import check_types, type_name
 from singa.io import checkpoint as ckpt
 from singa.io.checkpoint import CheckpointOrderWarning  # noqa: F401  (where users import it from)
 from singa.io.workspace import WorkspaceLock
@@ -89,6 +89,10 @@ class Driver:
         if not job.HasField("neuralnet") or not job.neuralnet.layer:
             raise ConfigError("the job has no `neuralnet` layers.\nhelp: add layers to the model "
                               "(m.add(Dense(...))) or a `neuralnet { layer { ... } }` block to job.conf")
+        # every unimplemented layer of the nets this run builds at once, before devices and data
+        phases = ([job_pb2.kTrain] + ([job_pb2.kTest] if job.test_steps > 0 else [])
+                  + ([job_pb2.kVal] if job.validate_steps > 0 else [])) if training else [job_pb2.kTest]
+        check_types([lp for ph in phases for lp in layers_in_phase(job.neuralnet, ph)])
         if not job.cluster.workspace:
             raise ConfigError("Invalid value for `cluster.workspace`. Expected a directory for checkpoints. "
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")

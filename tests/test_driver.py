@@ -183,3 +183,25 @@ def test_results_take_every_field_in_the_constructor():
     assert t == {5: {"acc": 0.4}} and t.checkpoint == r.checkpoint and t.stopped == r.stopped
     assert t.history == "kept" and t.phase == "test"
     assert Results("test").stopped is None and Results("test").interrupted is None
+
+
+def test_every_unimplemented_layer_is_named_at_once_before_the_device(tmp_path):
+    # SINGA v0.1's input layers and a v0.3 batch norm in one conf that also names a GPU: one error
+    # lists every gap (a train and a test layer of one name once), the missing GPU does not hide them
+    job = parse_job_conf("""name: "gaps" train_steps: 1 gpu: 0
+    updater { type: kSGD learning_rate { type: kFixed base_lr: 0.1 } }
+    cluster { workspace: "%s" }
+    neuralnet {
+      layer { name: "data" type: kShardData include: kTrain }
+      layer { name: "data" type: kShardData include: kTest }
+      layer { name: "mnist" type: kMnist srclayers: "data" }
+      layer { name: "bm" type: kCudnnBM srclayers: "mnist" }
+      layer { name: "u" user_type: "kNoSuchLayer" srclayers: "bm" }
+      layer { name: "loss" type: kSoftmaxLoss srclayers: "u" srclayers: "data" }
+    }""" % (tmp_path / "ws"))
+    with pytest.raises(ConfigError) as e:
+        Driver(verbose=False, comm=None).train(job)
+    msg = str(e.value)
+    assert msg.startswith("the net has 4 layer(s) of type(s) this engine does not implement: 'data' (kShardData), "
+                          "'mnist' (kMnist), 'bm' (kCudnnBM), 'u' (user_type 'kNoSuchLayer')"), msg
+    assert "device" not in msg and "help: change those layers" in msg

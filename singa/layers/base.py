@@ -121,6 +121,31 @@ def create_layer(conf, backend, dtype=numpy.float32):
     return cls(conf, backend, dtype)
 
 
+def check_types(layer_protos):
+    """One ConfigError naming every layer of ``layer_protos`` whose type (or user_type) this engine
+    does not implement, so a conf with several gaps shows them all at once, before anything else
+    (a missing GPU or data file) is looked at."""
+    missing = []
+    for lp in layer_protos:
+        if lp.HasField("user_type"):
+            gap = None if lp.user_type in USER_LAYERS else (lp.name, "user_type %r" % lp.user_type)
+        else:
+            gap = None if lp.type in LAYERS else (lp.name, type_name(lp.type))
+        if gap is not None and gap not in missing:      # a train and a test layer of one name count once
+            missing.append(gap)
+    if not missing:
+        return
+    kinds = sorted({k for _, k in missing})
+    users = [k for k in kinds if k.startswith("user_type")]
+    raise ConfigError(
+        "the net has %d layer(s) of type(s) this engine does not implement: %s (%s).\nImplemented: %s.\nhelp: %s" % (
+            len(missing), ", ".join("'%s' (%s)" % m for m in missing), ", ".join(kinds),
+            ", ".join(sorted(type_name(t) for t in LAYERS)),
+            "import the module that registers the user layers (@register(...)) before the net is built"
+            if users and len(users) == len(kinds) else "change those layers to implemented types, or register your "
+            "own implementation (docs/user-layers.md)"))
+
+
 def wants_gradient(src):
     """Whether back-propagation should compute the gradient of source ``src``'s output: not for
     a data layer, nor for one computed from data alone (``grad_free``: kOneHot, kRNNLabel)."""
