@@ -212,6 +212,8 @@ class UpdaterState:
 
     def update(self, step, obj):
         for p in params_of(obj):
+            if p.frozen:            # its layer writes it (batch norm's running statistics)
+                continue
             st = self.state.get(id(p))
             if st is None:
                 st = self.state[id(p)] = (p, self.updater.init_state(p.data))

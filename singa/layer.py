@@ -442,6 +442,28 @@ class LRN2D(Layer):
         setval(self.layer.lrn_conf, **get_init_values("lrn2d", **lrn_kw))
 
 
+class BatchNormalization(Layer):
+    """Batch normalisation per channel (kBM; ``cudnn=True``: kCudnnBM, the same maths), named
+    ``bm<LAYERID>``, after a Convolution2D (4-D) or a Dense (2-D) layer.
+
+    SINGA's four params, in its order: scale ``<name>_scale`` (constant 1), bias ``<name>_bias``
+    (constant 0), and the running mean and running inverse std ``<name>_mean`` / ``<name>_invstd``
+    (constant 0, written by the layer, never updated by the updater). Training normalises with the
+    batch's statistics and folds them into the running ones (factor 0.1); test uses the running
+    ones. SINGA v0.3's binding had no such class; the protos are those of its cudnn_bm.conf.
+    """
+
+    def __init__(self, cudnn=False, **kwargs):
+        layer_kw, _ = _split_kwargs("BatchNormalization", kwargs)
+        self.layer_type = job_pb2.kCudnnBM if cudnn else job_pb2.kBM
+        self._setup(layer_kw.pop("name", None) or generate_name("bm"), dict(layer_kw, type=self.layer_type))
+        self.layer.bm_conf.SetInParent()
+        for role, value in (("scale", 1.0), ("bias", 0.0), ("mean", 0.0), ("invstd", 0.0)):
+            p = self.layer.param.add(name="%s_%s" % (self.layer.name, role))
+            p.init.type = job_pb2.kConstant
+            p.init.value = value
+
+
 class Autoencoder:
     """Not a layer: a stack that ``Sequential.add`` expands (SINGA-V0.md 1.5).
 
@@ -546,5 +568,6 @@ from singa.recurrent import *  # noqa: E402,F401,F403  (the recurrent layers, wh
 from singa.recurrent import __all__ as _recurrent_all  # noqa: E402
 
 __all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy",
-           "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "Autoencoder", "RBM",
+           "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "BatchNormalization",
+           "Autoencoder", "RBM",
            "Parameter", "set_param_field"] + _recurrent_all + message.__all__

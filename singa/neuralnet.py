@@ -125,7 +125,7 @@ def runtime_protos(net_proto, phase, npartitions=1):
 
 class NeuralNet:
     def __init__(self, net_proto, phase, backend, streams, dtype=numpy.float32, shared_params=None,
-                 batch_size=None, data_slices=None, stream_suffix="", npartitions=1):
+                 batch_size=None, data_slices=None, stream_suffix="", npartitions=1, writes_state=True):
         """Build the net of ``phase``.
 
         ``shared_params``: name -> Param of another net (the train net); params with the same
@@ -133,7 +133,8 @@ class NeuralNet:
         ``data_slices`` (name -> DataSlice) stand in for data layers and ``stream_suffix`` is
         added to the random stream names: see ``replica``. ``npartitions`` > 1: the net of a
         worker group of that many workers, every layer split by its ``partition_dim``
-        (singa.partition), all partitions in this net.
+        (singa.partition), all partitions in this net. ``writes_state``: whether its layers write
+        the state they keep in params (batch norm's running statistics; see ``replica``).
         """
         self.phase = phase
         self.backend = backend
@@ -160,6 +161,11 @@ class NeuralNet:
             layer.rng = streams.stream("%s/%s%s" % (PHASE_NAMES.get(phase, phase), lp.name, stream_suffix))
             srcs = [self._source(lp, s, slots, readers) for s in lp.srclayers if not back_edge(lp, protos_by_name[s])]
             layer.src_layers = srcs     # for a setup that reads more than its sources' shapes (kOneHot)
+            # params a layer writes itself (batch norm's running statistics) are shared by the
+            # copies that split a batch (replicas, partition_dim 0): one copy writes them, so they
+            # do not depend on the order the threads run in (as DistributedDataParallel keeps rank 0's)
+            layer.writes_state = writes_state and not (lp.num_partitions > 1 and lp.partition_dim == 0
+                                                       and lp.partition_id > 0)
             try:
                 layer.setup([s.out_shape for s in srcs])
             except ConfigError:
@@ -316,6 +322,7 @@ class NeuralNet:
         shape[axis] = sum(p.shape[axis] for _, p in pieces)
         whole = Param(p0.proto, shape, p0.backend, p0.dtype, layer_name=layer0.name.rsplit("@", 1)[0])
         whole.grad_scale = 1.0 / len(pieces)
+        whole.frozen = p0.frozen
         whole.slices = []
         lo = 0
         for layer, p in pieces:
@@ -419,14 +426,16 @@ class NeuralNet:
                 counts[k] = counts.get(k, 0) + 1
         return {k: v / counts[k] for k, v in sums.items()}, counts
 
-    def replica(self, lo, hi, index):
+    def replica(self, lo, hi, index, writes_state=True):
         """A copy of this net that trains on rows [lo, hi) of each batch, for data-parallel threads
         (see BPWorker): its own layers and buffers, its data layers replaced by slices of this
         net's (run this net's data layers first), its params reading this net's values with
-        their own gradients, and random streams of its own (suffix ``#<index>``)."""
+        their own gradients, and random streams of its own (suffix ``#<index>``).
+        ``writes_state``: whether its layers write the params they keep (the first replica's do)."""
         slices = {l.name: DataSlice(l, lo, hi) for l in self.data_layers}
         return NeuralNet(self.net_proto, self.phase, self.backend, self.streams, self.dtype,
-                         shared_params=self.owners, data_slices=slices, stream_suffix="#%d" % index)
+                         shared_params=self.owners, data_slices=slices, stream_suffix="#%d" % index,
+                         writes_state=writes_state)
 
     @property
     def batch_size(self):

@@ -136,13 +136,15 @@ class Param:
     def size(self):
         return int(numpy.prod(self.shape)) if self.shape else 1
 
+    frozen = False     # values its layer writes (batch norm's running statistics): the updater leaves them
+
     @property
     def lr_scale(self):
-        return (self.owner or self).proto.lr_scale
+        return 0.0 if (self.owner or self).frozen else (self.owner or self).proto.lr_scale
 
     @property
     def wd_scale(self):
-        return (self.owner or self).proto.wd_scale
+        return 0.0 if (self.owner or self).frozen else (self.owner or self).proto.wd_scale
 
     def share_from(self, owner):
         """Make this param a share of ``owner``: same values, gradient contributed to owner."""

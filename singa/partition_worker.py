@@ -150,11 +150,15 @@ class PartitionWorker(BPWorker):
         xp = net.backend.xp
         for name, v in zip(self.summed, views):
             p = net.owners[name]
-            self.updater.apply(step, p.data, net.backend.asarray(v, dtype=p.dtype), state[name],
-                               lr_scale=p.lr_scale, wd_scale=p.wd_scale)
+            if not p.frozen:        # its layer writes it (batch norm's running statistics)
+                self.updater.apply(step, p.data, net.backend.asarray(v, dtype=p.dtype), state[name],
+                                   lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1
         for name in self.sliced:
             p = net.owners[name]
+            if p.frozen:
+                p.version = step + 1
+                continue
             index = p.slices[partition].slice_index
             sliced_state = {k: a[index] for k, a in state[name].items()}
             g = xp.multiply(p.grad[index], p.dtype.type(p.grad_scale))

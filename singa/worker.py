@@ -174,7 +174,8 @@ class BPWorker:
         if not self.bounds:      # one pass over the whole batch, as a replica (parameter servers)
             self.bounds, self.slice_ids = [(0, B)], self.slice_ids or [0]
         net = self.train_net
-        self.replicas = [(net.replica(lo, hi, k), (hi - lo) / B) for k, (lo, hi) in zip(self.slice_ids, self.bounds)]
+        self.replicas = [(net.replica(lo, hi, k, writes_state=i == 0), (hi - lo) / B)
+                         for i, (k, (lo, hi)) in enumerate(zip(self.slice_ids, self.bounds))]
         self.between_passes = self.grad_exchange.between_passes(len(self.replicas))
 
     def _weighted_sum(self, xp, plist, views):
@@ -223,7 +224,9 @@ class BPWorker:
         are skipped."""
         for p in self.train_net.owner_params if params is None else params:
             plan = fused.get(p) if fused else None
-            if plan is None or not plan.applied:
+            if p.frozen:            # its layer writes it (batch norm's running statistics)
+                pass
+            elif plan is None or not plan.applied:
                 g = grads[p.name] if grads is not None else p.owner_grad()
                 self.updater.apply(step, p.data, g, self.state[p.name], lr_scale=p.lr_scale, wd_scale=p.wd_scale)
             p.version = step + 1

@@ -10,7 +10,7 @@ import singa.model
 STAR_NAMES = [
     "Accuracy", "Activation", "ActivationProto", "ActivationType", "AdaDelta", "AdaDeltaProto", "AdaGrad", "Adam",
     "AdamMax", "AdamMaxProto", "AdamProto", "AlgProto", "AlgType", "Algorithm", "ArgSortProto", "Autoencoder",
-    "AvgPooling2D", "BMProto", "CDProto", "ChangeMethod", "CharRNN", "CharRNNProto", "Cluster", "ClusterProto",
+    "AvgPooling2D", "BMProto", "BatchNormalization", "CDProto", "ChangeMethod", "CharRNN", "CharRNNProto", "Cluster", "ClusterProto",
     "ConcateProto", "Convolution", "Convolution2D", "ConvolutionProto", "Data", "DataProto", "Dense", "Dropout",
     "DropoutProto", "Dummy", "DummyProto", "Embedding", "EmbeddingProto", "Energy", "ExponentialProto",
     "FixedStepProto", "GRU", "GRUProto", "GaussianProto", "ImageInput", "InitMethod", "InnerProductProto",

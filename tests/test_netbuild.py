@@ -28,7 +28,9 @@ def template_of(net):
 # SINGA's recurrent confs: rnnlm's and char-rnn-sample's are chains of recurrent layer types, and
 # char-rnn-job's names its sources (its label layer branches off the data)
 RECURRENT = {"char-rnn-job.conf", "char-rnn-sample.conf", "rnnlm-job.conf"}
-FEED_FORWARD = [c for c in CONFS if os.path.basename(c) not in RECURRENT]
+# cudnn_bm.conf's conv3 reads relu2, leaving pool2 dangling (as SINGA shipped it): no chain
+BRANCHED = {"cifar10-cudnn_bm.conf"}
+FEED_FORWARD = [c for c in CONFS if os.path.basename(c) not in RECURRENT | BRANCHED]
 
 
 @pytest.mark.parametrize("path", CONFS, ids=[os.path.basename(c) for c in CONFS])
@@ -42,6 +44,13 @@ def test_char_rnn_job_conf_keeps_its_wiring():
     assert [(l.layer.name, list(l.layer.srclayers)) for l in layers] == [
         ("data", []), ("onehot", ["data"]), ("label", ["data"]), ("gru1", ["onehot"]), ("ip1", ["gru1"]),
         ("loss", ["ip1", "label"])]
+
+
+def test_cudnn_bm_conf_keeps_its_wiring():
+    layers = layers_of(read_job_conf(os.path.join(CONF_DIR, "cifar10-cudnn_bm.conf")).neuralnet)
+    wiring = {l.layer.name: list(l.layer.srclayers) for l in layers}
+    assert wiring["conv3"] == ["relu2"] and wiring["pool2"] == ["relu2"] and wiring["bm1"] == ["pool1"]
+    assert [l.layer.type for l in layers if l.layer.name.startswith("bm")] == [job_pb2.kCudnnBM] * 3
 
 
 @pytest.mark.parametrize("path", FEED_FORWARD, ids=[os.path.basename(c) for c in FEED_FORWARD])

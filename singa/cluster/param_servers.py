@@ -34,7 +34,8 @@ def _take_final_values(stub, comm, rank, nets):
     for net in nets:
         off = 0
         for p in net.owner_params:
-            p.set_values(final[off:off + p.size])
+            if not p.frozen:        # the servers never held its values (WorkerStub.push_pull)
+                p.set_values(final[off:off + p.size])
             off += p.size
 
 

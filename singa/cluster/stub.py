@@ -354,15 +354,19 @@ class WorkerStub:
             self.pushes += 1
         if self.group_comm is not None:
             self.group_comm.bcast(self.values.flat, root=0)
+        # a frozen param (batch norm's running statistics) keeps the worker's values: its layer
+        # writes them, and the servers, which never update it, hold only its initial values
         backend = self.params[0].backend
         if backend.device is None:
             for p, v in zip(self.params, self.values.views):
-                p.set_values(v)
+                if not p.frozen:
+                    p.set_values(v)
         else:
             # onto the GPU: one host-to-device copy of every value, then copies on the device
             d, off = backend.asarray(self.values.flat, dtype=self.values.flat.dtype), 0
             for p in self.params:
-                p.data[...] = d[off:off + p.size].reshape(p.shape)
+                if not p.frozen:
+                    p.data[...] = d[off:off + p.size].reshape(p.shape)
                 off += p.size
 
     def done(self):

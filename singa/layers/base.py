@@ -158,6 +158,7 @@ class Layer:
     has_metrics = False
     grad_free = False  # its output depends on data alone: no gradient flows into it (wants_gradient)
     pulls_gradient = False  # runs its backward even when no gradient reached it (a bridge end)
+    writes_state = True     # writes the params it keeps itself (batch norm's running statistics)
 
     def __init__(self, conf, backend, dtype=numpy.float32):
         self.conf = conf
