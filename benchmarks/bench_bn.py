@@ -6,8 +6,7 @@ the seed's CIFAR-10 CNN.
 
 ``layer``: one training pass (forward with the batch's statistics and the running update, then
 backward: dx, dγ, dβ) of singa's BMLayer and of torch.nn.BatchNorm2d (autograd, momentum 0.1, the
-same running statistics) on the same float32 (N, C, H, W) arrays: the seed CNN's three batch-norm
-places at batch 100 and a wider one, alternating A B A B, medians of ``--repeats`` timings of 20
+same running statistics) on the same float32 (N, C, H, W) arrays (``SHAPES``), alternating A B A B, medians of ``--repeats`` timings of 20
 passes each. Reported: microseconds per pass, singa / PyTorch (> 1: singa faster), and the memory
 traffic the pass needs at the least (read x and the gradient, write y and dx: 4 arrays) in GB/s,
 beside the machine's float32 GEMM rate (a memory-bound layer reaches a small fraction of it).
@@ -27,7 +26,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.common import start  # noqa: E402
 
-SHAPES = [(100, 32, 16, 16), (100, 32, 8, 8), (100, 64, 4, 4), (64, 64, 32, 32)]
+# the seed CNN's batch norms at its batch 64 (after conv1, conv2, conv3), cudnn_bm.conf's bm1/bm2 at its
+# batch 100, and a small one where the fixed cost of the passes shows
+SHAPES = [(64, 32, 32, 32), (64, 32, 16, 16), (64, 64, 8, 8), (100, 32, 16, 16), (100, 64, 4, 4)]
 
 
 # -- the layer ---------------------------------------------------------------------------------
@@ -102,8 +103,9 @@ def numpy_prod(shape):
 
 
 # -- the accuracy ------------------------------------------------------------------------------
-def fashion_as_cifar(out_dir, data_dir=None):
-    """Fashion-MNIST as CIFAR-10's binary batches in ``out_dir``/batches, converted by
+def fashion_as_cifar(out_dir, data_dir=None, images=50000):
+    """Fashion-MNIST as CIFAR-10's binary batches in ``out_dir``/batches (the first ``images``
+    training images in five batches, the first ``images`` / 5 test images), converted by
     singa-create-data's code into SINGA's records in ``out_dir``; returns ``out_dir``."""
     import numpy
     from singa.datasets import fashion_mnist
@@ -118,10 +120,13 @@ def fashion_as_cifar(out_dir, data_dir=None):
         img = numpy.zeros((len(x), 3, 32, 32), numpy.uint8)
         img[:, :, 2:30, 2:30] = x[:, None]
         numpy.concatenate([y.astype(numpy.uint8)[:, None], img.reshape(len(x), -1)], axis=1).tofile(path)
+    per = images // 5
+    if not 1 <= per <= 10000:
+        raise SystemExit("--images: 5 to 50000 (five CIFAR-10 batches of at most 10,000)")
     for i in range(5):
-        write(os.path.join(batches, "data_batch_%d.bin" % (i + 1)), xtr[i * 10000:(i + 1) * 10000],
-              ytr[i * 10000:(i + 1) * 10000])
-    write(os.path.join(batches, "test_batch.bin"), xte, yte)
+        write(os.path.join(batches, "data_batch_%d.bin" % (i + 1)), xtr[i * per:(i + 1) * per],
+              ytr[i * per:(i + 1) * per])
+    write(os.path.join(batches, "test_batch.bin"), xte[:per], yte[:per])
     convert_cifar10(batches, out_dir)
     return out_dir
 
@@ -158,20 +163,20 @@ def seed_cnn(batch_norm, workspace, momentum=0.9):
 
 def accuracy_main(args):
     from singa.datasets import cifar10
-    data = fashion_as_cifar(os.path.join(args.workdir, "fashion-cifar"), args.data_dir)
+    data = fashion_as_cifar(os.path.join(args.workdir, "fashion-cifar-%d" % args.images), args.data_dir, args.images)
     out = {}
     for bn in (False, True):
         X_train, X_test, _ = cifar10.load_data(data_dir=data, workspace=os.path.join(args.workdir, "ws-%d" % bn))
         m = seed_cnn(bn, os.path.join(args.workdir, "ws-%d" % bn))
         t = time.perf_counter()
         m.fit(X_train, nb_epoch=args.steps, with_test=True, seed=args.seed, verbose=0)
-        r = m.evaluate(X_test, batch_size=1000, test_steps=args.test_steps, test_freq=args.steps)
+        r = m.evaluate(X_test, batch_size=args.test_batch, test_steps=args.test_steps, test_freq=args.steps)
         secs = time.perf_counter() - t
         train, test = r.last("train"), r.last("test")
         out[bn] = (train, test, secs)
-        print("%-18s %d steps (batch 64, seed %d): train loss %.4f acc %.4f; test (%d x 1000) loss %.4f acc %.4f; "
+        print("%-18s %d steps (batch 64, seed %d): train loss %.4f acc %.4f; test (%d x %d) loss %.4f acc %.4f; "
               "%.0f s" % ("with batch norm" if bn else "without", args.steps, args.seed, train["loss"], train["acc"],
-                          args.test_steps, test["loss"], test["acc"], secs), flush=True)
+                          args.test_steps, args.test_batch, test["loss"], test["acc"], secs), flush=True)
     return out
 
 
@@ -183,7 +188,9 @@ def main(argv=None):
     lay.add_argument("--repeats", type=int, default=7)
     acc = sub.add_parser("accuracy")
     acc.add_argument("--steps", type=int, default=1000)
-    acc.add_argument("--test-steps", type=int, default=10)
+    acc.add_argument("--test-steps", type=int, default=10, help="test batches (default: all 10,000 images)")
+    acc.add_argument("--test-batch", type=int, default=1000)
+    acc.add_argument("--images", type=int, default=50000, help="training images (the test set: a fifth of it)")
     acc.add_argument("--seed", type=int, default=0)
     acc.add_argument("--data-dir", default=None, help="Fashion-MNIST's idx files (default: where singa looks)")
     acc.add_argument("--workdir", default="/tmp/singa-bench-bn")

@@ -300,3 +300,23 @@ def test_cifar10_cudnn_bm_conf_runs_and_trains(in_tmp):
         s1, s2, s3, s4 = (got["s%d%d" % (k, i)] for i in (1, 2, 3, 4))
         assert s1.shape == s4.shape == (1, got["b%d" % k].shape[0], 1, 1)
         assert numpy.abs(s3).sum() > 0 and (s4 > 0).all(), "running statistics of bm%d not written" % k
+
+
+def test_bench_bn_runs(tmp_path):
+    """benchmarks/bench_bn.py, both halves with few steps (the full runs: README, Results)."""
+    import subprocess
+    import sys
+    from tests.conftest import FASHION_DIR, ROOT
+    bench = os.path.join(ROOT, "benchmarks", "bench_bn.py")
+    r = subprocess.run([sys.executable, bench, "layer", "--repeats", "1"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "64x32x32x32" in r.stdout and "x" in r.stdout.splitlines()[-2]
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip("Fashion-MNIST (Debian's dataset-fashion-mnist) is not installed")
+    r = subprocess.run([sys.executable, bench, "accuracy", "--steps", "8", "--images", "500", "--test-steps", "1",
+                        "--test-batch", "100", "--workdir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stdout.splitlines() if "steps (batch 64" in l]
+    assert len(lines) == 2 and lines[0].startswith("without") and lines[1].startswith("with batch norm"), r.stdout

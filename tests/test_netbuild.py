@@ -28,8 +28,9 @@ def template_of(net):
 # SINGA's recurrent confs: rnnlm's and char-rnn-sample's are chains of recurrent layer types, and
 # char-rnn-job's names its sources (its label layer branches off the data)
 RECURRENT = {"char-rnn-job.conf", "char-rnn-sample.conf", "rnnlm-job.conf"}
-# cudnn_bm.conf's conv3 reads relu2, leaving pool2 dangling (as SINGA shipped it): no chain
-BRANCHED = {"cifar10-cudnn_bm.conf"}
+# no chains: cudnn_bm.conf's conv3 reads relu2, leaving pool2 dangling (as SINGA shipped it); the
+# other cuDNN confs test through a softmax and an accuracy layer beside the training loss
+BRANCHED = {"cifar10-cudnn_bm.conf", "cifar10-cudnn.conf", "alexnet-cudnn.conf"}
 FEED_FORWARD = [c for c in CONFS if os.path.basename(c) not in RECURRENT | BRANCHED]
 
 
