@@ -157,6 +157,8 @@ def main(argv=None):
     steps = {s: make_step(s, args.batch, args.workdir, args.records) for s in sides}
     rates = {s: [] for s in sides}
     n0, n1 = args.steps
+    if not 0 <= n0 < n1:
+        raise SystemExit("--steps N0 N1: 0 <= N0 < N1")
     for _ in range(args.repeats):
         for s in sides:
             rates[s].append(steady_rate(steps[s], args.batch, n0, n1))

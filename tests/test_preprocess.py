@@ -144,3 +144,15 @@ def test_alexnet_confs_run(name, in_tmp):
     losses = [float(x) for x in re.findall(r"Train @ step \d+: loss = ([\d.]+)", r.stdout)]
     assert len(losses) == 2 and all(numpy.isfinite(losses)), r.stdout
     assert re.search(r"Test @ step 2: .*accuracy = [\d.]+", r.stdout), r.stdout
+
+
+def test_bench_alexnet_runs(tmp_path):
+    """benchmarks/bench_alexnet.py with a batch of 2 and one step per measurement (the full run: README)."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_alexnet.py"), "--batch", "2",
+                        "--repeats", "1", "--records", "4", "--steps", "1", "2", "--no-memory",
+                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "singa " in r.stdout and "images/s" in r.stdout
