@@ -47,6 +47,8 @@ def auto_replicas(net):
         return n
     if net.backend.xp is not numpy or not blas.available():
         return 1
+    if any(getattr(l, "writes_files", False) for l in net.layers):
+        return 1        # an output layer writes one file (singa.layers.output)
     if not any(l.conf.type in (job_pb2.kConvolution, job_pb2.kCConvolution, job_pb2.kCudnnConv)
                for l in net.layers if not l.is_data):
         return 1
@@ -122,6 +124,10 @@ class BPWorker:
         else:
             n = auto_replicas(train_net) if replicas is None else int(replicas)
             n = max(1, min(n, B))
+            writers = [l.name for l in train_net.layers if getattr(l, "writes_files", False)]
+            if n > 1 and writers:
+                raise ConfigError("layer '%s' writes one file, which %d replicas would each write.\nhelp: set "
+                                  "SINGA_REPLICAS=1 for a net with output layers" % (writers[0], n))
             self.nreplicas = n
             self.bounds = [(B * k // n, B * (k + 1) // n) for k in range(n)] if n > 1 else []
         self.replicas = []        # (net, weight); built on the first step
