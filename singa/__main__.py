@@ -24,7 +24,8 @@ passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and 
     -set FIELD=VALUE
            one JobProto field for this run, the file unchanged (repeatable), e.g. fewer steps:
            ``-set train_steps=200 -set disp_freq=20``; nested fields by dots:
-           ``-set updater.learning_rate.base_lr=0.01``
+           ``-set updater.learning_rate.base_lr=0.01``; a repeated field's first -set replaces
+           the conf's values, later ones add: ``-set checkpoint_path=A -set checkpoint_path=B``
 """
 import os
 import runpy
@@ -170,8 +171,9 @@ def _run_conf(o, argv):
     job = None
     try:
         job = read_job_conf(o.conf)
+        replaced = set()
         for setting in o.settings:
-            _set_field(job, setting)
+            _set_field(job, setting, replaced)
         if o.cpu:
             _run_on_cpu(job, o.conf)
         if o.show_net:
@@ -204,10 +206,11 @@ def _net_text(job):
     return head + as_conf_text(protos)
 
 
-def _set_field(job, setting):
+def _set_field(job, setting, replaced=None):
     """-set FIELD=VALUE: one JobProto field for this run, the file unchanged (``train_steps=200``,
     ``updater.learning_rate.base_lr=0.01``): merged as the job.conf text ``FIELD: VALUE`` would be
-    (a string needs no quotes)."""
+    (a string needs no quotes). A repeated field (``checkpoint_path``, ``gpu``) is replaced by the
+    first -set of it in ``replaced`` (the names set so far this run) and added to by later ones."""
     from google.protobuf import text_encoding, text_format
     from google.protobuf.descriptor import FieldDescriptor
     from singa.errors import ConfigError, invalid
@@ -223,6 +226,13 @@ def _set_field(job, setting):
                           hint="`%s` has no field %r (its fields: %s)" % (
                               desc.name, n, ", ".join(sorted(desc.fields_by_name))))
         desc = field.message_type
+    if field.is_repeated and replaced is not None and path not in replaced:
+        owner = job
+        for n in names[:-1]:
+            owner = getattr(owner, n)
+        owner.ClearField(names[-1])
+    if replaced is not None:
+        replaced.add(path)
     if field.type == FieldDescriptor.TYPE_STRING and not value.startswith(('"', "'")):
         value = '"%s"' % text_encoding.CEscape(value, as_utf8=True)
     text = "".join("%s { " % n for n in names[:-1]) + "%s: %s" % (names[-1], value) + " }" * (len(names) - 1)

@@ -442,6 +442,25 @@ class LRN2D(Layer):
         setval(self.layer.lrn_conf, **get_init_values("lrn2d", **lrn_kw))
 
 
+class RGB(Layer):
+    """SINGA v0.1's image parser (kRGBImage), named ``rgb<LAYERID>``: ``RGB(meanfile=None)`` subtracts
+    the mean image of ``meanfile`` (a serialized record, SINGA v0.1's image_mean.bin) from the
+    images of the data layer before it. ``cropsize``, ``mirror`` and ``scale`` (rgbimage_conf
+    fields) may be given too; SINGA's binding set the meanfile only."""
+
+    def __init__(self, meanfile=None, **kwargs):
+        layer_kw, conf_kw = _split_kwargs("RGB", kwargs, extra=("cropsize", "mirror", "scale"))
+        if meanfile is not None and not isinstance(meanfile, str):
+            raise invalid("meanfile", "the path of the mean image file", meanfile, where="RGB",
+                          hint="RGB(meanfile='examples/cifar10/image_mean.bin')")
+        self.layer_type = job_pb2.kRGBImage
+        self._setup(layer_kw.pop("name", None) or generate_name("rgb"), dict(layer_kw, type=job_pb2.kRGBImage))
+        self.layer.rgbimage_conf.SetInParent()
+        if meanfile:
+            self.layer.rgbimage_conf.meanfile = meanfile
+        setval(self.layer.rgbimage_conf, **conf_kw)
+
+
 class BatchNormalization(Layer):
     """Batch normalisation per channel (kBM; ``cudnn=True``: kCudnnBM, the same maths), named
     ``bm<LAYERID>``, after a Convolution2D (4-D) or a Dense (2-D) layer.
@@ -568,6 +587,6 @@ from singa.recurrent import *  # noqa: E402,F401,F403  (the recurrent layers, wh
 from singa.recurrent import __all__ as _recurrent_all  # noqa: E402
 
 __all__ = ["Layer", "Data", "Dummy", "ImageInput", "LabelInput", "Dense", "Activation", "Loss", "Dropout", "Accuracy",
-           "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "BatchNormalization",
+           "Convolution2D", "Convolution", "MaxPooling2D", "AvgPooling2D", "LRN2D", "BatchNormalization", "RGB",
            "Autoencoder", "RBM",
            "Parameter", "set_param_field"] + _recurrent_all + message.__all__

@@ -161,3 +161,18 @@ def test_set_overrides_job_fields_for_one_run_without_editing_the_file(in_tmp):
         assert r.returncode == 2 and all(w in r.stderr for w in words), r.stderr
     r = singa_run("-set", "train_steps=1", "-exec", "x.py", cwd=in_tmp)
     assert r.returncode == 2 and "-set applies to a job.conf run" in r.stderr
+
+
+def test_set_replaces_a_repeated_field_then_adds_to_it():
+    from singa.__main__ import _set_field
+    from singa.proto import parse_job_conf
+    job = parse_job_conf('name: "j" checkpoint_path: "a/step6000-worker0" checkpoint_path: "b/step6000-worker0" '
+                         'gpu: 0 neuralnet { }')
+    replaced = set()
+    _set_field(job, "checkpoint_path=a/step8-worker0", replaced)
+    assert list(job.checkpoint_path) == ["a/step8-worker0"]
+    _set_field(job, "checkpoint_path=b/step8-worker0", replaced)
+    assert list(job.checkpoint_path) == ["a/step8-worker0", "b/step8-worker0"]
+    assert list(job.gpu) == [0]         # untouched fields stay
+    _set_field(job, "gpu=1", replaced)
+    assert list(job.gpu) == [1]

@@ -186,22 +186,22 @@ def test_results_take_every_field_in_the_constructor():
 
 
 def test_every_unimplemented_layer_is_named_at_once_before_the_device(tmp_path):
-    # SINGA v0.1's input layers and a v0.3 LMDB input in one conf that also names a GPU: one error
+    # an LMDB input (the one built-in type not implemented) and two unknown user types in one conf that also names a GPU: one error
     # lists every gap (a train and a test layer of one name once), the missing GPU does not hide them
     job = parse_job_conf("""name: "gaps" train_steps: 1 gpu: 0
     updater { type: kSGD learning_rate { type: kFixed base_lr: 0.1 } }
     cluster { workspace: "%s" }
     neuralnet {
-      layer { name: "data" type: kShardData include: kTrain }
-      layer { name: "data" type: kShardData include: kTest }
+      layer { name: "data" type: kLMDBData include: kTrain }
+      layer { name: "data" type: kLMDBData include: kTest }
       layer { name: "mnist" type: kMnist srclayers: "data" }
-      layer { name: "bm" type: kLMDBData srclayers: "mnist" }
-      layer { name: "u" user_type: "kNoSuchLayer" srclayers: "bm" }
+      layer { name: "v" user_type: "kAlsoMissing" srclayers: "mnist" }
+      layer { name: "u" user_type: "kNoSuchLayer" srclayers: "v" }
       layer { name: "loss" type: kSoftmaxLoss srclayers: "u" srclayers: "data" }
     }""" % (tmp_path / "ws"))
     with pytest.raises(ConfigError) as e:
         Driver(verbose=False, comm=None).train(job)
     msg = str(e.value)
-    assert msg.startswith("the net has 4 layer(s) of type(s) this engine does not implement: 'data' (kShardData), "
-                          "'mnist' (kMnist), 'bm' (kLMDBData), 'u' (user_type 'kNoSuchLayer')"), msg
+    assert msg.startswith("the net has 3 layer(s) of type(s) this engine does not implement: 'data' (kLMDBData), "
+                          "'v' (user_type 'kAlsoMissing'), 'u' (user_type 'kNoSuchLayer')"), msg
     assert "device" not in msg and "help: change those layers" in msg

@@ -17,7 +17,7 @@ STAR_NAMES = [
     "InverseProto", "InverseTProto", "JobProto", "LRGenProto", "LRN2D", "LRNProto", "LabelInput", "Layer",
     "LayerGroupProto", "LayerProto", "LayerType", "LinearProto", "Loss", "MaxPooling2D", "Message", "MnistProto",
     "Model", "Nesterov", "NetProto", "OneHot", "OnehotProto", "ParamGenProto", "ParamProto", "ParamType",
-    "Parameter", "Phase", "PoolingProto", "RBM", "RBMProto", "RELU", "RGBImageProto", "RMSProp", "RMSPropProto",
+    "Parameter", "Phase", "PoolingProto", "RBM", "RBMProto", "RELU", "RGB", "RGBImageProto", "RMSProp", "RMSPropProto",
     "RNNDummyProto", "RNNLM", "RNNLabel", "ReLUProto", "SGD", "SIGMOID", "STANH", "Sequential", "SliceProto",
     "SoftmaxLossProto", "SoftmaxProto", "SplitProto", "StepProto", "Store", "StoreProto", "TANH", "UniformProto",
     "UnrollConnType", "Updater", "UpdaterProto", "UpdaterType", "UserLossRNNLM", "enumActivationType",

@@ -32,7 +32,7 @@ from singa.errors import DataError, SingaError
 from singa.io.idx import read_mnist
 from singa.io.atomic import write_bytes_atomic
 from singa.io.kvfile import KVFileWriter
-from singa.io.record import encode_pixel_records, encode_record
+from singa.io.record import encode_pixel_records, encode_record, encode_shard_record
 
 CIFAR_TRAIN = ["data_batch_%d.bin" % i for i in range(1, 6)]
 CIFAR_TEST = "test_batch.bin"
@@ -40,8 +40,10 @@ CIFAR_SHAPE = (3, 32, 32)
 CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
-def _write_records(out, keys_fmt, pixels, labels, shape, start=0, writer=None):
+def _write_records(out, keys_fmt, pixels, labels, shape, start=0, writer=None, shard=False):
     recs = encode_pixel_records(pixels, labels, shape)
+    if shard:
+        recs = [encode_shard_record(r) for r in recs]
     own = writer is None
     w = writer or KVFileWriter(out)
     try:
@@ -63,6 +65,22 @@ def convert_idx_to_kvfile(images, labels, out):
         raise DataError("Invalid value for the images file %s. Expected 3 dimensions (count, rows, cols). "
                         "Received: %d" % (images, imgs.ndim))
     return _write_records(out, "%08d", imgs, labs, imgs.shape[1:])
+
+
+def _shard(folder):
+    """A v0.1 DataShard folder's file (created)."""
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, "shard.dat")
+
+
+def convert_idx_to_shard(images, labels, out):
+    """SINGA v0.1's create_shard for MNIST: the folder ``out`` with shard.dat, keys '%08d', each a
+    Record{image: {shape [rows, cols], label, pixel}}; returns the record count."""
+    imgs, labs = read_mnist(images, labels)
+    if imgs.ndim != 3:
+        raise DataError("Invalid value for the images file %s. Expected 3 dimensions (count, rows, cols). "
+                        "Received: %d" % (images, imgs.ndim))
+    return _write_records(_shard(out), "%08d", imgs, labs, imgs.shape[1:], shard=True)
 
 
 def _read_cifar_file(path):
@@ -113,6 +131,27 @@ def convert_cifar10(src, out):
     with KVFileWriter(os.path.join(out, "image_mean.bin")) as w:
         w.insert("mean", encode_record(shape=CIFAR_SHAPE, data=(total / n).astype(numpy.float32)))
     return {"train_data.bin": n, "test_data.bin": ntest, "image_mean.bin": 1}
+
+
+def convert_cifar10_shards(src, out):
+    """SINGA v0.1's CIFAR-10 create_shard: ``out``/cifar10_train_shard and cifar10_test_shard
+    (shard.dat, keys '%05d', Records of 3x32x32 pixels) and ``out``/image_mean.bin, the mean image
+    as one serialized record (a binary SingleLabelImageRecord, not a shard); returns the counts."""
+    src = _cifar_folder(os.fspath(src))
+    batches = [_read_cifar_file(os.path.join(src, f)) for f in CIFAR_TRAIN]
+    test = _read_cifar_file(os.path.join(src, CIFAR_TEST))
+    total = numpy.zeros(CIFAR_RECORD - 1, dtype=numpy.float64)
+    n = 0
+    with KVFileWriter(_shard(os.path.join(out, "cifar10_train_shard"))) as w:
+        for pixels, labels in batches:
+            _write_records(None, "%05d", pixels, labels, CIFAR_SHAPE, start=n, writer=w, shard=True)
+            total += pixels.sum(axis=0, dtype=numpy.float64)
+            n += len(labels)
+    ntest = _write_records(_shard(os.path.join(out, "cifar10_test_shard")), "%05d", test[0], test[1], CIFAR_SHAPE,
+                           shard=True)
+    write_bytes_atomic(os.path.join(out, "image_mean.bin"),
+                       encode_record(shape=CIFAR_SHAPE, data=(total / n).astype(numpy.float32)))
+    return {"cifar10_train_shard": n, "cifar10_test_shard": ntest, "image_mean.bin": 1}
 
 
 # Padding characters for -vocab_size: single-byte control characters no text here holds
@@ -181,6 +220,17 @@ def build_parser():
                                    "train_data.bin, test_data.bin (keys '%%05d') and image_mean.bin (key 'mean').")
     c.add_argument("src", metavar="INPUT_FOLDER", help="the cifar-10-batches-bin folder")
     c.add_argument("out", metavar="OUTPUT_FOLDER", help="where to write the three files, e.g. examples/cifar10")
+    ms = sub.add_parser("mnist-shard", help="MNIST idx files -> a v0.1 DataShard folder (kShardData)",
+                        description="SINGA v0.1's create_shard: OUT_FOLDER/shard.dat, keys '%%08d', each a "
+                                    "Record{image: {shape [rows, cols], label, pixel}}.")
+    ms.add_argument("images", metavar="IMAGES_IDX")
+    ms.add_argument("labels", metavar="LABELS_IDX")
+    ms.add_argument("out", metavar="OUT_FOLDER", help="e.g. examples/mnist/mnist_train_shard")
+    cs = sub.add_parser("cifar10-shard", help="CIFAR-10 binary batches -> v0.1 DataShard folders and image_mean.bin",
+                        description="SINGA v0.1's CIFAR-10 create_shard: cifar10_train_shard/ and cifar10_test_shard/ "
+                                    "(keys '%%05d') and image_mean.bin (one serialized record) in OUTPUT_FOLDER.")
+    cs.add_argument("src", metavar="INPUT_FOLDER", help="the cifar-10-batches-bin folder")
+    cs.add_argument("out", metavar="OUTPUT_FOLDER", help="e.g. examples/cifar10")
     _text_parsers(sub)
     return p
 
@@ -239,6 +289,12 @@ def main(argv=None):
         if args.dataset == "mnist":
             n = convert_idx_to_kvfile(args.images, args.labels, args.out)
             print("wrote %d records to %s" % (n, args.out))
+        elif args.dataset == "mnist-shard":
+            n = convert_idx_to_shard(args.images, args.labels, args.out)
+            print("wrote %d records to %s" % (n, os.path.join(args.out, "shard.dat")))
+        elif args.dataset == "cifar10-shard":
+            for name, n in convert_cifar10_shards(args.src, args.out).items():
+                print("wrote %d record(s) to %s" % (n, os.path.join(args.out, name)))
         elif args.dataset in ("fortunes", "char-rnn", "rnnlm"):
             _run_text(args)
         else:

@@ -298,6 +298,37 @@ def decode_batch(values, shape, source="<records>"):
     return numpy.asarray(mat, dtype=numpy.float32), labels
 
 
+def encode_shard_record(image):
+    """A v0.1 DataShard value: ``Record{type: kSingleLabelImage, image}`` around the serialized
+    RecordProto ``image`` (v0.1's SingleLabelImageRecord, wire-identical)."""
+    image = bytes(image)
+    return b"\x08\x00" + b"\x2a" + varint(len(image)) + image
+
+
+def shard_image(value, source="<shard>", index=0):
+    """The RecordProto bytes of a v0.1 DataShard value: a ``Record`` (type 1, user_type 2, image 5)
+    gives its ``image``; a value without field 5 is taken as a RecordProto itself (v0.3 tools wrote
+    those into shards)."""
+    value = bytes(value)
+    try:
+        for fnum, wt, _, v in iter_fields(value, 0, len(value)):
+            if fnum == 5 and wt == 2:
+                return value[v[0]:v[1]]
+    except ValueError as e:
+        raise DataError("record #%d of %s is not a valid Record (%s).\nhelp: the shard is corrupt; re-create it"
+                        % (index, source, e)) from None
+    return value
+
+
+def load_shard_file(path, count=None):
+    """(values (N, count), labels int32) of every record of a v0.1 DataShard (the kvfile layout)."""
+    from singa.io.kvfile import KVFileReader
+    with KVFileReader(path) as r:
+        keys, values = r.read_all()
+        source = r.path
+    return decode_records([shard_image(v, source, i) for i, v in enumerate(values)], count, source, keys=keys)
+
+
 def load_record_file(path, count=None, strict=True):
     """(values (N, count) uint8 or float32, labels int32) of every record in a kvfile of RecordProtos."""
     from singa.io.kvfile import KVFileReader

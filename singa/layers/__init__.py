@@ -14,6 +14,7 @@ from singa.layers import connection  # noqa: F401
 from singa.layers import batchnorm  # noqa: F401
 from singa.layers import preprocess  # noqa: F401
 from singa.layers import output  # noqa: F401
+from singa.layers import legacy  # noqa: F401
 from singa.layers import rnnlm  # noqa: F401
 
 # The data layers live in their own module; import it when present, but let a real error inside

@@ -145,6 +145,9 @@ def load_store(path, backend, count, kind="record", separator=",", has_label=Tru
 def _load(path, backend, count, kind, separator, has_label):
     if kind == "record":
         values, labels = load_record_file(path, count)
+    elif kind == "shard":
+        from singa.io.record import load_shard_file
+        values, labels = load_shard_file(path, count)
     elif backend == "textfile":
         values, labels = read_csv_file(path, count, has_label, separator)
     else:   # CSV lines stored as kvfile values

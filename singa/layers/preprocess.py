@@ -18,7 +18,7 @@ It passes no gradient to its source (it reads a data layer).
 import numpy
 
 from singa.errors import ConfigError, invalid
-from singa.layers.base import Layer, register, scratch
+from singa.layers.base import Layer, register, scratch, type_name
 from singa.proto import job_pb2
 
 
@@ -27,7 +27,7 @@ class ImagePreprocessLayer(Layer):
     grad_free = True
 
     def _where(self):
-        return "layer '%s' (kImagePreprocess)" % self.name
+        return "layer '%s' (%s)" % (self.name, type_name(self.conf.type))
 
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)

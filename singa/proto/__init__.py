@@ -165,8 +165,9 @@ def enum_name(enum_type, value):
 
 def is_input_layer(lp):
     """Whether LayerProto ``lp`` is a data (input) layer: a built-in input type (numbers 100-199 of
-    SINGA's LayerType) or the user type 'kData'."""
-    return 100 <= lp.type < 200 or lp.user_type == "kData"
+    SINGA's LayerType) or the user type 'kData', without sources (v0.1's parsers kLabel, kMnist and
+    kRGBImage share the numbers but read a data layer)."""
+    return (100 <= lp.type < 200 or lp.user_type == "kData") and not len(lp.srclayers)
 
 
 def enum_value(enum_type, key, what):
