@@ -20,6 +20,12 @@ from singa import layers  # noqa: E402
 from singa.testing import check_layer_gradients  # noqa: E402
 from singa.utils.helptext import plain  # noqa: E402
 from examples.datasets.choose import CHOICES, mnist_like  # noqa: E402
+from singa.proto import import_pb2  # noqa: E402
+
+# The layer's own job.conf settings, `[prelu_conf] { channel_shared: true }`: examples/prelu.proto
+# (which imports SINGA's job.proto), compiled by protoc into prelu_pb2.py; import_pb2 loads it
+# against singa's job_pb2, so the extension joins LayerProto and a job.conf using it parses.
+prelu_pb2 = import_pb2(os.path.join(os.path.dirname(os.path.abspath(__file__)), "prelu_pb2.py"))
 
 
 # -- 1. the engine side -------------------------------------------------------------------------
@@ -30,7 +36,9 @@ class PReLULayer(layers.Layer):
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         self.out_shape = tuple(src_shapes[0])
-        self.slope = self.make_param(0, self.out_shape[1:], "slope")
+        # a job.conf's `[prelu_conf] { channel_shared: true }`: one slope for all features
+        self.shared = self.conf.Extensions[prelu_pb2.prelu_conf].channel_shared
+        self.slope = self.make_param(0, (1,) if self.shared else self.out_shape[1:], "slope")
         return self.out_shape
 
     def forward(self, flag, srcs):
@@ -40,7 +48,8 @@ class PReLULayer(layers.Layer):
 
     def backward(self, flag, srcs, grad):
         xp, x = self.xp, srcs[0].data
-        self.slope.grad[...] = (grad * xp.minimum(x, 0)).sum(axis=0)      # dL/da
+        da = (grad * xp.minimum(x, 0)).sum(axis=0)                         # dL/da
+        self.slope.grad[...] = da.sum().reshape(1) if self.shared else da
         if srcs[0].is_data:                                                # a data layer needs no gradient
             return [None]
         return [grad * xp.where(x > 0, self.dtype.type(1), self.slope.data)]

@@ -1,6 +1,6 @@
 """``singa-run`` / ``python -m singa``: SINGA's launcher.
 
-    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu] [-set FIELD=VALUE ...] [-show-net]
+    singa-run -conf job.conf [-resume] [-test] [-seed N] [-cpu] [-set FIELD=VALUE ...] [-show-net] [-module M ...]
                                                            run a job configuration
     singa-run -exec script.py [ARGS...]                    run a user script (as SINGA's -exec did)
     singa-run -conf cluster.conf -exec script.py [ARGS...] the script on the cluster's processes
@@ -21,6 +21,11 @@ passed to every process (-singa_conf F, -singa_job N, -host H) are accepted and 
            print the training net that runs, as job.conf text, and exit: the layers after the phase
            filter, unrolling (``unroll_len``) and partitioning (``partition_dim: 1`` in a group of
            ``nworkers_per_group`` workers: the ``name@k`` copies, kSplit/kSlice/kConcate, bridges)
+    -module M
+           import M before the conf is read (repeatable), so the layers, updaters, learning-rate and
+           param generators and workers it registers exist (SINGA's Driver::Register*): a module
+           or package name, a .py file, a protoc-made *_pb2.py, or a .proto file that imports
+           "job.proto" (compiled with grpc_tools.protoc; its extensions then parse in job.conf)
     -set FIELD=VALUE
            one JobProto field for this run, the file unchanged (repeatable), e.g. fewer steps:
            ``-set train_steps=200 -set disp_freq=20``; nested fields by dots:
@@ -86,6 +91,7 @@ class _Options:
         self.resume = self.test = self.cpu = self.show_net = False
         self.seed = 0
         self.settings = []        # -set FIELD=VALUE, in order
+        self.modules = []         # -module M: user extensions imported before the conf is read
         self.rest = []            # the script's arguments
 
 
@@ -102,7 +108,7 @@ def _parse(argv):
                 return "-exec needs a script path, e.g. `singa-run -exec examples/mnist_mlp.py`"
             o.script, o.rest = argv[i + 1], argv[i + 2:]
             break
-        if a in ("-conf", "-singa_conf", "-singa_job", "-host", "-seed", "-set"):
+        if a in ("-conf", "-singa_conf", "-singa_job", "-host", "-seed", "-set", "-module"):
             if i + 1 >= len(argv):
                 return "%s needs a value" % a
             v = argv[i + 1]
@@ -115,6 +121,8 @@ def _parse(argv):
                     return "Invalid value for `-seed`. Expected an integer. Received: %r" % v
             elif a == "-set":
                 o.settings.append(v)
+            elif a == "-module":
+                o.modules.append(v)
             i += 2
             continue
         if a in ("-resume", "-test", "-cpu", "-show-net"):
@@ -143,6 +151,12 @@ def main(argv=None):
         return _fail(str(e))
     if code is not None:
         return code
+    if o.modules:
+        from singa.registry import import_modules
+        try:
+            import_modules(o.modules)
+        except SingaError as e:
+            return _fail(str(e))
     if o.script is not None:
         return _run_script(o)
     if o.conf is None:

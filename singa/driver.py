@@ -56,6 +56,15 @@ def _restart_checkpoint(ws):
     return None
 
 
+def user_worker(job):
+    """The worker class a job registered from Python names (``train_one_batch { user_alg: ... }``, or
+    an ``alg`` value registered with singa.register_worker), else None."""
+    from singa import registry
+    alg = job.train_one_batch
+    return registry.workers.user(alg) or (registry.workers.enum(alg.alg)
+                                          if alg.alg not in (job_pb2.kBP, job_pb2.kCD, job_pb2.kBPTT) else None)
+
+
 class Driver:
     """``argv``: the script's command line, as SINGA's Driver::Init read it: ``-resume`` there
     resumes training from the workspace's latest checkpoint (``python mnist_rbm1.py -resume``)."""
@@ -84,6 +93,11 @@ class Driver:
         if self.verbose:
             self.progress.print(msg)
 
+    def warn(self, msg):
+        """A warning, once per run, on rank 0's stderr (shown even when not verbose)."""
+        if self.rank == 0:
+            print("warning: " + msg, file=sys.stderr, flush=True)
+
     # -- building ---------------------------------------------------------------
     def _check_job(self, job, training):
         if not job.HasField("neuralnet") or not job.neuralnet.layer:
@@ -93,6 +107,9 @@ class Driver:
         phases = ([job_pb2.kTrain] + ([job_pb2.kTest] if job.test_steps > 0 else [])
                   + ([job_pb2.kVal] if job.validate_steps > 0 else [])) if training else [job_pb2.kTest]
         check_types([lp for ph in phases for lp in layers_in_phase(job.neuralnet, ph)])
+        from singa.conf_checks import inert_fields
+        for msg in inert_fields(job):
+            self.warn(msg)
         if not job.cluster.workspace:
             raise ConfigError("Invalid value for `cluster.workspace`. Expected a directory for checkpoints. "
                               "Received: ''.\nhelp: Cluster(workspace='path') or `cluster { workspace: \"path\" }`")
@@ -103,11 +120,12 @@ class Driver:
         self.ps = not topo.synchronous or topo.separate
         if training:
             alg = job.train_one_batch.alg
-            if alg not in (job_pb2.kBP, job_pb2.kCD, job_pb2.kBPTT):
+            if user_worker(job) is None and alg not in (job_pb2.kBP, job_pb2.kCD, job_pb2.kBPTT):
                 name = enum_name(job_pb2.AlgType, alg)
                 raise ConfigError("Invalid value for `train_one_batch.alg`. Expected kBP (back-propagation), kCD "
                                   "(contrastive divergence, for RBMs) or kBPTT (back-propagation through time, for "
-                                  "unrolled nets). Received: %s.\nhelp: set `train_one_batch { alg: kBP }` or "
+                                  "unrolled nets), or a worker registered with @singa.register_worker and named by "
+                                  "`user_alg`. Received: %s.\nhelp: set `train_one_batch { alg: kBP }` or "
                                   "fit(alg='bp')" % name)
             if job.train_steps <= 0:
                 raise ConfigError("Invalid value for `train_steps`. Expected a positive number of steps. "
@@ -314,7 +332,15 @@ class Driver:
             else:
                 part, slices, slice_ids = worker_slices(topo, self.comm is not None, self.ps, B, g, ids)
             wstub = param_servers.worker_stub(s.stub, g, net, group_comm) if s.stub is not None else None
-            if self.partitions > 1:
+            user = user_worker(job)
+            if user is not None:
+                if self.partitions > 1:
+                    raise ConfigError("a user worker (%s) cannot train a net split among a group's workers.\nhelp: "
+                                      "one worker per group" % user.__name__)
+                worker = user(net, s.updater, s.test_net if k == 0 else None, s.val_net if k == 0 else None,
+                              comm=group_comm if self.ps else self.comm, slices=slices, slice_ids=slice_ids,
+                              batch=B, ps=wstub)
+            elif self.partitions > 1:
                 worker = PartitionWorker(net, s.updater, s.test_net, s.val_net, comm=self.comm,
                                          device_nets=self._device_nets(job, s, net))
             elif job.train_one_batch.alg == job_pb2.kCD:

@@ -214,6 +214,22 @@ class Param:
                                            "" if self.owner is None else ", share_from=%r" % self.owner.name)
 
 
+_BUILTIN_INITS = (job_pb2.kConstant, job_pb2.kGaussian, job_pb2.kUniform, job_pb2.kGaussianSqrtFanIn,
+                  job_pb2.kUniformSqrtFanIn, job_pb2.kUniformSqrtFanInOut)
+
+
+def _user_values(fn, gen, shape, rng, name, dtype):
+    """A registered param generator's values: ``fn(init proto, shape, rng)``, checked."""
+    v = numpy.asarray(fn(gen, tuple(shape), rng), dtype=numpy.float64)
+    if v.shape != tuple(shape):
+        raise ConfigError("the param generator %r for param '%s' returned shape %s; the param has %s.\nhelp: return "
+                          "an array of the `shape` it is given" % (gen.user_type or gen.type, name, v.shape, tuple(shape)))
+    if not numpy.isfinite(v).all():
+        raise ConfigError("the param generator %r for param '%s' returned NaN or infinite values"
+                          % (gen.user_type or gen.type, name))
+    return v.astype(dtype)
+
+
 def fill(gen, shape, rng, name="?", dtype=numpy.float32):
     """Values of a ParamGenProto ``gen`` for ``shape``, drawn from Generator ``rng`` (host array)."""
     if gen is None:
@@ -221,6 +237,11 @@ def fill(gen, shape, rng, name="?", dtype=numpy.float32):
             "param '%s' has no `init` and was not loaded from a checkpoint.\nhelp: give it an init, e.g. "
             "`init { type: kUniform low: -0.05 high: 0.05 }`, or list a checkpoint that holds it in "
             "`checkpoint_path`" % name)
+    from singa import registry
+    user = registry.param_generators.user(gen) or (registry.param_generators.enum(gen.type)
+                                                   if gen.type not in _BUILTIN_INITS else None)
+    if user is not None:
+        return _user_values(user, gen, shape, rng, name, dtype)
     check_init(gen, "param '%s'" % name)
     t = gen.type
     fan_ok = len(shape) == 2

@@ -221,18 +221,29 @@ class ActivationLayer(NeuronLayer):
 
 @register(job_pb2.kSoftmax, job_pb2.kCudnnSoftmax)
 class SoftmaxLayer(Layer):
-    """Row-wise softmax over the flattened non-batch dims. No backward, as in SINGA."""
+    """Softmax over the flattened non-batch dims of each instance, or, with
+    ``softmax_conf.num_softmax_per_instance: n``, over each of its n equal consecutive parts (SINGA's
+    count_per_softmax). No backward, as in SINGA."""
 
     def setup(self, src_shapes):
         self.expect_srcs(src_shapes, 1)
         self.out_shape = tuple(src_shapes[0])
+        n = int(self.conf.softmax_conf.num_softmax_per_instance)
+        dim = int(numpy.prod(self.out_shape[1:]))
+        if n < 1 or dim % n:
+            raise invalid("softmax_conf.num_softmax_per_instance of layer '%s'" % self.name,
+                          "a positive divisor of the %d values per instance" % dim, n,
+                          hint="e.g. 2 for two softmaxes over %d values each" % (dim // 2) if dim % 2 == 0 else
+                          "leave it out (1: one softmax per instance)")
+        self.parts = n
         return self.out_shape
 
     def forward(self, flag, srcs):
         x = srcs[0].data
         y = scratch(self, "y", x.shape)
-        col = scratch(self, "col", (x.shape[0], 1))
-        softmax_rows(self.xp, flat2d(x), flat2d(y), col)
+        rows = x.shape[0] * self.parts
+        col = scratch(self, "col", (rows, 1))
+        softmax_rows(self.xp, x.reshape(rows, -1), y.reshape(rows, -1), col)
         self.data = y
         return y
 

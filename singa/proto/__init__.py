@@ -37,6 +37,92 @@ def _import_rnnlm_pb2():
 
 rnnlm_pb2 = _import_rnnlm_pb2()
 
+
+def import_pb2(source):
+    """Import a protoc-made ``*_pb2`` module of a user's ``.proto`` that says ``import "job.proto"``
+    (or ``common.proto``, ``rnnlm.proto``): protoc writes ``import job_pb2``, which here is this
+    package's job_pb2 for the length of the import (as rnnlm_pb2 is loaded), so the extensions it
+    declares (``extend singa.LayerProto { optional MyConf my_conf = 1001; }``) join the same pool and
+    a job.conf's ``[my_conf] { ... }`` parses. ``source``: a file path or a module name. Returns
+    the module."""
+    import importlib
+    import importlib.util
+    path = os.fspath(source)
+    if path.endswith(".py") or os.path.isfile(path + ".py"):
+        path = path if path.endswith(".py") else path + ".py"
+        if not os.path.isfile(path):
+            raise ConfigError("%s: no such file.\nhelp: give the *_pb2.py that protoc made from your .proto, or "
+                              "the .proto itself" % path)
+    else:
+        path = None
+    saved = {name: sys.modules.get(name) for name in ("job_pb2", "common_pb2", "rnnlm_pb2")}
+    sys.modules.update(job_pb2=job_pb2, common_pb2=common_pb2, rnnlm_pb2=rnnlm_pb2)
+    try:
+        if path is None:
+            return importlib.import_module(source)
+        name = os.path.splitext(os.path.basename(path))[0]
+        loaded = sys.modules.get(name)
+        if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") == os.path.abspath(path):
+            return loaded           # its descriptors are in the pool already
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            sys.modules.pop(name, None)
+            raise ConfigError("%s cannot be loaded: %s: %s.\nhelp: regenerate it with this protobuf's protoc "
+                              "(python -m grpc_tools.protoc), or pass the .proto file itself" % (
+                                  path, type(e).__name__, e)) from e
+        return module
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+
+
+def load_proto(path):
+    """Compile a user's ``.proto`` (which may ``import "job.proto"``: this package's folder is on the
+    include path) with grpc_tools.protoc into the cache (``$SINGA_CACHE/protos/<hash>``, made once
+    per content) and import it with ``import_pb2``; returns the module."""
+    import hashlib
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError("%s cannot be read (%s).\nhelp: the path is relative to the working directory %s"
+                          % (path, e.strerror, os.getcwd())) from None
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        raise ConfigError("compiling %s needs grpc_tools (pip install grpcio-tools).\nhelp: or compile it yourself, "
+                          "`protoc -I %s --python_out=. %s`, and pass the *_pb2.py" % (
+                              path, os.path.dirname(os.path.abspath(__file__)), path)) from None
+    from singa.datasets._idx import cache_root
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.join(cache_root(), "protos", hashlib.sha1(text + path.encode()).hexdigest()[:16])
+    stem = os.path.splitext(os.path.basename(path))[0]
+    target = os.path.join(out, stem + "_pb2.py")
+    if not os.path.isfile(target):
+        os.makedirs(out, exist_ok=True)
+        import contextlib
+        import io
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = protoc.main(["protoc", "-I", os.path.dirname(os.path.abspath(path)), "-I", here,
+                              "--python_out=" + out, os.path.abspath(path)])
+        if rc != 0 or not os.path.isfile(target):
+            raise ConfigError("protoc could not compile %s:\n%s\nhelp: a user .proto imports \"job.proto\" and "
+                              "extends singa.LayerProto with field numbers 1001-1100 (JobProto, UpdaterProto, "
+                              "ParamProto, LRGenProto, ParamGenProto: 101-200)" % (path, err.getvalue().strip()))
+    return import_pb2(target)
+
 JobProto = job_pb2.JobProto
 LayerProto = job_pb2.LayerProto
 ParamProto = job_pb2.ParamProto

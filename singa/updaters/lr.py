@@ -243,11 +243,11 @@ def create_lr_generator(proto, name="updater.learning_rate"):
     """The LRGenerator for an LRGenProto; ``name`` is the field path used in error messages."""
     if not isinstance(proto, job_pb2.LRGenProto):
         raise invalid(name, "a singa.proto.job_pb2.LRGenProto", type(proto).__name__)
-    cls = LR_GENERATORS.get(proto.type)
+    from singa import registry
+    cls = registry.lr_generators.user(proto) or LR_GENERATORS.get(proto.type) or registry.lr_generators.enum(proto.type)
     if cls is None:
         hint = ("set it explicitly, e.g. `learning_rate { type: kFixed base_lr: 0.01 }` "
                 "(the default kUserChange means a user-registered generator")
-        if proto.user_type:
-            hint += "; user generators such as %r are not supported" % proto.user_type
+        hint += ", given as `user_type` with @singa.register_lr_generator"
         raise invalid("%s.type" % name, "one of " + _CHANGE_METHODS, _change_method(proto.type), hint + ")")
     return cls(proto, name)

@@ -319,12 +319,12 @@ def create_updater(proto, name="updater"):
     """The Updater for an UpdaterProto (job.conf's ``updater { ... }``)."""
     if not isinstance(proto, job_pb2.UpdaterProto):
         raise invalid(name, "a singa.proto.job_pb2.UpdaterProto", type(proto).__name__)
-    cls = UPDATERS.get(proto.type)
+    from singa import registry
+    cls = registry.updaters.user(proto) or UPDATERS.get(proto.type) or registry.updaters.enum(proto.type)
     if cls is None:
         received = enum_name(job_pb2.UpdaterType, proto.type)
         hint = ("set it explicitly, e.g. `updater { type: kSGD learning_rate { type: kFixed base_lr: 0.01 } }` "
                 "(the default kUserUpdater means a user-registered updater")
-        if proto.user_type:
-            hint += "; user updaters such as %r are not supported" % proto.user_type
+        hint += ", given as `user_type` with @singa.register_updater"
         raise invalid(name + ".type", "one of " + _UPDATER_TYPES, received, hint + ")")
     return cls(proto, name)
