@@ -67,6 +67,9 @@ TABLE = (
            "a folder holding fortune files (Debian's package fortunes), the text for char-rnn and rnnlm"),
     Switch("SINGA_CACHE", "path", "$XDG_CACHE_HOME/singa or ~/.cache/singa", "data", "singa/datasets/_idx.py, singa/datasets/cifar10.py",
            "where converted data sets are kept"),
+    Switch("SINGA_STORE_MB", "int", "a quarter of the memory, at most 4096", "data", "singa/io/stream.py",
+           "a record file larger than this many MiB is streamed from disk (decoded ahead on a thread), not "
+           "loaded into memory"),
     # -- scripts
     Switch("SINGA_REINSTALL", "script", "0", "scripts", "run.sh", "1: reinstall singa into .venv"),
     Switch("SINGA_FUZZ_SECONDS", "script", "3 (slow runs: 120)", "scripts", "tests/fuzz/test_fuzz.py",

@@ -265,3 +265,12 @@ def test_api_rgb_builds_kRGBImage_and_trains(tmp_path):
     r = m.fit(x, y, epochs=5, batch_size=16, verbose=0)
     (_, test), = m.evaluate(x, y, batch_size=16).test.items()
     assert test["acc"] > 0.9, test
+
+
+def test_rgb_image_reads_a_v03_kvfile_mean_too(tmp_path):
+    mean = numpy.arange(48, dtype=numpy.float32).reshape(3, 4, 4)
+    with KVFileWriter(str(tmp_path / "image_mean.bin")) as w:
+        w.insert("mean", encode_record(shape=[3, 4, 4], data=mean.ravel()))
+    x = numpy.full((2, 3, 4, 4), 100, numpy.float32)
+    _, y = parse("kRGBImage", Source("data", x), 'rgbimage_conf { meanfile: "%s" }' % (tmp_path / "image_mean.bin"))
+    numpy.testing.assert_allclose(y, x - mean)

@@ -227,7 +227,12 @@ class RecordInputLayer(DataLayer):
                     "a batch of %d instances of %d values each cannot be held; use a smaller `batchsize` "
                     "(e.g. 64) and check `shape` (one instance, without the batch)" % (bs, count))
         self.batchsize, self.shape, self.count = bs, shape, count
-        self.store = load_store(sc.path, backend, count, self.kind, sc.separator, sc.has_label)
+        self._stream = self._streams(sc, backend)
+        if self._stream:
+            from singa.io.stream import StreamingStore
+            self.store = StreamingStore(kv.resolve_path(sc.path), count)
+        else:
+            self.store = load_store(sc.path, backend, count, self.kind, sc.separator, sc.has_label)
         n = len(self.store)
 
         dt = self.dtype
@@ -250,9 +255,10 @@ class RecordInputLayer(DataLayer):
                               hint="e.g. std_value: 127.5 with mean_value: 127.5 maps pixels to [-1, 1]")
             std = dt.type(sc.std_value)
 
-        # where batches are cut from: the device when the store fits there, else the host
-        values, labels = self.store.values, self.store.labels
-        on_device = self.xp is not numpy and values.nbytes <= self.device_limit
+        # where batches are cut from: the device when the store fits there, else the host (a
+        # streamed store: each batch as it is read)
+        values, labels = (None, None) if self._stream else (self.store.values, self.store.labels)
+        on_device = self.xp is not numpy and values is not None and values.nbytes <= self.device_limit
         if on_device:
             values = self.backend.asarray(values, dtype=values.dtype)
             labels = None if labels is None else self.backend.asarray(labels, dtype=numpy.int32)
@@ -270,9 +276,28 @@ class RecordInputLayer(DataLayer):
                                   % (self.name, sc.random_skip))
             skip = int(self.rng.integers(0, sc.random_skip, endpoint=True))
         self.skipped = skip
-        self.pos = skip % n
+        self._pos = skip % n
+        self.part, self.stride = None, bs
         self.read_part(0, bs, bs)
         return self.out_shape
+
+    def _streams(self, sc, backend):
+        """Whether the store is read from disk batch by batch (a record file over the memory budget)."""
+        if self.kind != "record" or backend != "kvfile" or str(sc.path).startswith(MEMORY_PREFIX):
+            return False
+        from singa.io.stream import memory_budget
+        return os.path.getsize(kv.resolve_path(sc.path)) > memory_budget()
+
+    @property
+    def pos(self):
+        """The first record of the next whole batch (checkpointed for an exact resume)."""
+        return self._pos
+
+    @pos.setter
+    def pos(self, value):
+        self._pos = int(value) % len(self.store)
+        if self._stream and self.part is not None:
+            self.store.start(self._pos, self.part[0], self.part[1], self.stride)
 
     def read_part(self, lo, hi, stride):
         """Read only rows [lo, hi) of each batch, and step ``stride`` records from one batch to
@@ -285,11 +310,13 @@ class RecordInputLayer(DataLayer):
             raise ValueError("read_part(%r, %r, %r): expected 0 <= lo < hi <= batchsize (%d) and stride >= 1"
                              % (lo, hi, stride, bs))
         self.part, self.stride = (int(lo), int(hi)), int(stride)
+        if self._stream:
+            self.store.start(self._pos, lo, hi, stride)
         rows = hi - lo
         self.out_shape = (rows,) + self.shape
         self.data = self.xp.empty(self.out_shape, dtype=self.dtype)
         self._out2d = self.data.reshape(rows, self.count)
-        self.aux = None if self._labels is None else self.xp.empty((rows,), dtype=numpy.int32)
+        self.aux = None if self._labels is None and not self._stream else self.xp.empty((rows,), dtype=numpy.int32)
 
     # -- running --------------------------------------------------------------------
     def _fill(self, dst, src):
@@ -306,6 +333,13 @@ class RecordInputLayer(DataLayer):
     def forward(self, flag, srcs):
         n = len(self.store)
         out, lab = self._out2d, self.aux
+        if self._stream:        # the reader thread's next batch (the same rows the in-memory path cuts)
+            vals, labels = self.store.next()
+            self._fill(out, vals)
+            if lab is not None:
+                lab[...] = labels if self.xp is numpy else self.xp.asarray(labels)
+            self._pos = (self._pos + self.stride) % n
+            return self.data
         rows = out.shape[0]
         pos, filled = (self.pos + self.part[0]) % n, 0
         while filled < rows:    # wraps to the first record as often as needed (SINGA's SeekToFirst)
@@ -318,7 +352,7 @@ class RecordInputLayer(DataLayer):
             pos += take
             if pos == n:
                 pos = 0
-        self.pos = (self.pos + self.stride) % n
+        self._pos = (self._pos + self.stride) % n
         return self.data
 
 

@@ -12,8 +12,8 @@ and the parser layers kLabel, kMnist and kRGBImage turn its records into labels 
 * kMnist: (B, 1, s, s) = pixel / norm_a − norm_b (``mnist_conf``; the elastic-distortion fields
   are not read, as in v0.3). The records must be s x s images.
 * kRGBImage (``rgbimage_conf``): the mean image of ``meanfile`` subtracted (a serialized
-  RecordProto, v0.1's SingleLabelImageRecord; a Caffe ``.binaryproto`` BlobProto when the name
-  says so), then kImagePreprocess's crop and mirror, then ``scale`` (0: none, as v0.3). FIX: v0.3
+  RecordProto, v0.1's SingleLabelImageRecord, or a kvfile holding one, as v0.3's tools wrote it; a
+  Caffe ``.binaryproto`` BlobProto when the name says so), then kImagePreprocess's crop and mirror, then ``scale`` (0: none, as v0.3). FIX: v0.3
   subtracted a crop-sized mean from the uncropped values, drew crop offsets from the channel count,
   overflowed in test with a crop, and mirrored with a channel-count coin; here the mean is the
   whole image's, offsets are uniform in 0..H−crop, the test crop is the top-left one, and a mirror
@@ -150,7 +150,16 @@ def read_mean_image(path, count, where):
             raise DataError("%s is not a Caffe BlobProto (%s)" % (path, e)) from None
         mean = numpy.concatenate(values) if values else numpy.zeros(0, numpy.float32)
     else:
-        mean = record_values(parse_record(raw, path, 0)).astype(numpy.float32)
+        mean = None
+        try:        # v0.3's tools write the mean as a kvfile record: read that too
+            with kv.KVFileReader(path) as r:
+                first = r.read()
+            if first is not None:
+                mean = record_values(parse_record(first[1], path, 0)).astype(numpy.float32)
+        except DataError:
+            mean = None
+        if mean is None:
+            mean = record_values(parse_record(raw, path, 0)).astype(numpy.float32)
     if mean.size != count:
         raise DataError("rgbimage_conf.meanfile %s of %s holds %d values; the images have %d.\nhelp: use the mean "
                         "made with this data set" % (path, where, mean.size, count))
