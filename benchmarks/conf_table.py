@@ -11,7 +11,7 @@ as v0.1 shards, the same images written as CIFAR-10 binary batches (28x28 padded
 AlexNet (whose conf reads /data/dataset/imagenet/...) a file of seeded 3x256x256 records whose
 brightness follows the label, its paths and batch replaced in a copy of the conf (the only confs
 changed beyond -set). Each stage of the RBM chains loads the checkpoint the stage before wrote
-(-set checkpoint_path). Convs that name a GPU run with -cpu.
+(-set checkpoint_path). Confs that name a GPU run with -cpu.
 """
 import argparse
 import os
@@ -105,8 +105,8 @@ def runs(work):
         ("rnnlm-job.conf", c("rnnlm-job.conf"), short(3000, 500, test)),
         # the conf's base_lr 0.01 is for batch 256 on ImageNet: at batch 16 on these records it diverges, in
         # PyTorch too (the same net, init and SGD: NaN by step 26), so the short run takes 0.001
-        ("alexnet-job.conf", os.path.join(work, "alexnet-job.conf"), short(30, 5, test + [ALEX_LR])),
-        ("alexnet-cudnn.conf", os.path.join(work, "alexnet-cudnn.conf"), ["-cpu"] + short(30, 5, test + [ALEX_LR])),
+        ("alexnet-job.conf", os.path.join(work, "alexnet-job.conf"), short(30, 5, test + [ALEX_LR, "test_steps=2"])),
+        ("alexnet-cudnn.conf", os.path.join(work, "alexnet-cudnn.conf"), ["-cpu"] + short(30, 5, test + [ALEX_LR, "test_steps=2"])),
         ("v0.1/mnist-job.conf", v("mnist-job.conf"), short(100, 20, test)),
         ("v0.1/mnist-conv.conf", v("mnist-conv.conf"), short(300, 50, test)),
         ("v0.1/cifar10-job.conf", v("cifar10-job.conf"), short(200, 40, test)),

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.test_datasets import needs_fashion
 from tests.test_text_data import needs_fortunes
@@ -80,3 +82,19 @@ def test_rnnlm_example_prints_loss_and_ppl(in_tmp):
     assert re.search(r"rnnlm: \d+ words in 100 classes", r.stdout)
     assert re.search(r"Final training metrics: .*loss = [\d.]+.*ppl = [\d.]+", r.stdout)
     assert re.search(r"Final validation metrics: .*ppl = [\d.]+", r.stdout)
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist") or
+                    not os.path.isfile("/usr/share/games/fortunes/computers"),
+                    reason="Debian's dataset-fashion-mnist and fortunes are needed")
+def test_conf_table_runs_a_conf(tmp_path):
+    """benchmarks/conf_table.py makes its data and runs one conf (every conf: docs/singa-v0.md)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "conf_table.py"), "--workdir",
+                        str(tmp_path), "--cifar-images", "500", "--only", "v0.1/mnist-conv"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = [l for l in r.stdout.splitlines() if l.startswith("| v0.1/mnist-conv.conf")]
+    assert len(row) == 1 and "FAILED" not in row[0] and "NOT FALLING" not in row[0], r.stdout
