@@ -61,7 +61,7 @@ def user_worker(job):
     an ``alg`` value registered with singa.register_worker), else None."""
     from singa import registry
     alg = job.train_one_batch
-    return registry.workers.user(alg) or (registry.workers.enum(alg.alg)
+    return registry.workers.user(alg, "train_one_batch") or (registry.workers.enum(alg.alg)
                                           if alg.alg not in (job_pb2.kBP, job_pb2.kCD, job_pb2.kBPTT) else None)
 
 

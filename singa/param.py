@@ -238,7 +238,7 @@ def fill(gen, shape, rng, name="?", dtype=numpy.float32):
             "`init { type: kUniform low: -0.05 high: 0.05 }`, or list a checkpoint that holds it in "
             "`checkpoint_path`" % name)
     from singa import registry
-    user = registry.param_generators.user(gen) or (registry.param_generators.enum(gen.type)
+    user = registry.param_generators.user(gen, "param '%s'" % name) or (registry.param_generators.enum(gen.type)
                                                    if gen.type not in _BUILTIN_INITS else None)
     if user is not None:
         return _user_values(user, gen, shape, rng, name, dtype)

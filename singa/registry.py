@@ -48,18 +48,20 @@ class Registry:
             return obj
         return deco
 
-    def user(self, proto):
+    def user(self, proto, where=None):
         """The registered class a proto names by its user field, None when the field is absent; a
-        ConfigError naming ``where`` when nobody registered that name."""
+        ConfigError naming the field (under ``where``, its proto's path) when nobody registered it."""
         if not proto.HasField(self.user_field):
             return None
         name = getattr(proto, self.user_field)
         obj = self.by_user.get(name)
         if obj is None:
             known = ", ".join(repr(t) for t in sorted(self.by_user)) or "none so far"
-            raise ConfigError("Invalid value for `%s`. Expected a user %s type registered from Python (registered: "
+            field = "`%s`" % self.user_field if where is None else (
+                "`%s` of %s" % (self.user_field, where) if " " in where else "`%s.%s`" % (where, self.user_field))
+            raise ConfigError("Invalid value for %s. Expected a user %s type registered from Python (registered: "
                               "%s). Received: %r\nhelp: import the module that registers it before the job is "
-                              "built (singa-run -module PKG), e.g. %s" % (self.user_field, self.kind, known, name,
+                              "built (singa-run -module PKG), e.g. %s" % (field, self.kind, known, name,
                                                                            self.example))
         return obj
 

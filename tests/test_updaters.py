@@ -378,7 +378,7 @@ def _raises(fn, *needles):
 
 @pytest.mark.parametrize("text,needles", [
     ("", ["`updater.type`", "kUserUpdater", "kSGD", "help:"]),
-    ("user_type: 'mine'", ["`updater.type`", "'mine'", "not supported"]),
+    ("user_type: 'mine'", ["`updater.user_type`", "'mine'", "registered from Python", "-module"]),
     ("type: kSGD", ["`updater.learning_rate.type`", "kUserChange", "help:"]),
     ("type: kRMSProp " + LR_FIXED, ["`updater.rmsprop_conf.rho`", "rmsprop_conf { rho: 0.9 }"]),
     ("type: kRMSProp rmsprop_conf { rho: 1.5 } " + LR_FIXED, ["`updater.rmsprop_conf.rho`", "[0, 1]", "1.5"]),
@@ -396,7 +396,7 @@ def test_updater_config_errors(text, needles):
 
 @pytest.mark.parametrize("text,needles", [
     ("base_lr: 0.1", ["`updater.learning_rate.type`", "kUserChange", "kFixed", "help:"]),
-    ("user_type: 'cosine'", ["'cosine'", "not supported"]),
+    ("user_type: 'cosine'", ["`updater.learning_rate.user_type`", "'cosine'", "registered from Python"]),
     ("type: kStep", ["`updater.learning_rate.step_conf`", "change_freq"]),
     ("type: kLinear", ["`updater.learning_rate.linear_conf`"]),
     ("type: kExponential", ["`updater.learning_rate.exponential_conf`"]),

@@ -244,7 +244,7 @@ def create_lr_generator(proto, name="updater.learning_rate"):
     if not isinstance(proto, job_pb2.LRGenProto):
         raise invalid(name, "a singa.proto.job_pb2.LRGenProto", type(proto).__name__)
     from singa import registry
-    cls = registry.lr_generators.user(proto) or LR_GENERATORS.get(proto.type) or registry.lr_generators.enum(proto.type)
+    cls = registry.lr_generators.user(proto, name) or LR_GENERATORS.get(proto.type) or registry.lr_generators.enum(proto.type)
     if cls is None:
         hint = ("set it explicitly, e.g. `learning_rate { type: kFixed base_lr: 0.01 }` "
                 "(the default kUserChange means a user-registered generator")

@@ -320,7 +320,7 @@ def create_updater(proto, name="updater"):
     if not isinstance(proto, job_pb2.UpdaterProto):
         raise invalid(name, "a singa.proto.job_pb2.UpdaterProto", type(proto).__name__)
     from singa import registry
-    cls = registry.updaters.user(proto) or UPDATERS.get(proto.type) or registry.updaters.enum(proto.type)
+    cls = registry.updaters.user(proto, name) or UPDATERS.get(proto.type) or registry.updaters.enum(proto.type)
     if cls is None:
         received = enum_name(job_pb2.UpdaterType, proto.type)
         hint = ("set it explicitly, e.g. `updater { type: kSGD learning_rate { type: kFixed base_lr: 0.01 } }` "
