@@ -19,12 +19,11 @@ build, 4 steps).
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-from benchmarks.common import start, steady_rate, stepper, torch_step, train_net  # noqa: E402
+from benchmarks.common import peak_memory, start, steady_rate, stepper, torch_step, train_net  # noqa: E402
 
 CONF = os.path.join(ROOT, "examples", "singa-v0", "alexnet-job.conf")
 SIDE, CROP = 256, 227
@@ -123,21 +122,6 @@ def make_step(side, batch, workdir, n):
     return singa_step(batch, workdir, n) if side == "singa" else torch_train_step(batch, workdir, n)
 
 
-def peak_memory(side, batch, threads, workdir, n):
-    """VmHWM of a fresh process that builds one side and runs 4 steps (the singa side never imports torch)."""
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "if %r == 'torch':\n    import torch; torch.set_num_threads(%d)\n"
-            "from benchmarks import bench_alexnet as b\n"
-            "s = b.make_step(%r, %d, %r, %d)\nfor _ in range(4): s()\n"
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
-            % (ROOT, side, threads, side, batch, workdir, n))
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200, env=env)
-    if r.returncode != 0:
-        return "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
-    return "%.0f MiB" % (int(r.stdout.split()[-1]) / 1024)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=16)
@@ -170,7 +154,8 @@ def main(argv=None):
         print("singa / PyTorch: %.2fx" % (med["singa"] / med["torch"]))
     if not args.no_memory:
         for s in sides:
-            print("peak memory %-6s %s" % (s, peak_memory(s, args.batch, args.threads, args.workdir, args.records)))
+            mem = peak_memory("bench_alexnet", s, args.threads, (args.batch, args.workdir, args.records), 4)
+            print("peak memory %-6s %s" % (s, mem))
     return med
 
 

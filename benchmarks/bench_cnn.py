@@ -27,12 +27,12 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+from benchmarks.common import peak_memory as common_peak_memory  # noqa: E402
 from benchmarks.common import start, steady_rate, stepper, torch_step, train_net  # noqa: E402
 
 # (name, in channels, in size, filters) of the convolutions (all k5 p2 s1) and the dense layer.
@@ -221,20 +221,9 @@ def torch_conv_step(batch):
 # -- memory (each side in its own process) --------------------------------------------------
 
 def peak_memory(side, batch, threads, workdir, full):
-    """VmHWM (peak resident set) of a fresh process that builds one side and runs 5 steps. Not
-    ru_maxrss: Linux carries that over from the parent across exec. The singa side never imports
-    torch (threads are set through the environment)."""
-    code = ("import os, sys; sys.path.insert(0, %r)\n"
-            "if %r == 'torch':\n    import torch; torch.set_num_threads(%d)\n"
-            "from benchmarks import bench_cnn as b\n"
-            "s = b.make_step(%r, %d, %r, %r)\nfor _ in range(5): s()\n"
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
-            % (ROOT, side, threads, side, batch, workdir, full))
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
-    if r.returncode != 0:
-        return "failed: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"
-    return "%.0f MiB" % (int(r.stdout.split()[-1]) / 1024)
+    """Peak resident memory of one side building the net and running 5 steps, in a process of its
+    own (benchmarks.common.peak_memory)."""
+    return common_peak_memory("bench_cnn", side, threads, (batch, workdir, full), 5)
 
 
 def make_step(side, batch, workdir, full):

@@ -115,6 +115,27 @@ def torch_step(model, opt, xt, yt, batch):
     return step
 
 
+def peak_memory(module, side, threads, make_args, steps):
+    """VmHWM (peak resident set) of a fresh process that runs ``steps`` steps of
+    ``benchmarks.<module>.make_step(side, *make_args)``. Not ru_maxrss: Linux carries that over
+    from the parent across exec. A side other than 'torch' never imports torch (threads are set
+    through the environment)."""
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "if %r == 'torch':\n    import torch; torch.set_num_threads(%d)\n"
+            "from benchmarks import %s as b\n"
+            "s = b.make_step(%r, *%r)\nfor _ in range(%d): s()\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+            % (root, side, threads, module, side, tuple(make_args), steps))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1200, env=env)
+    if r.returncode != 0:
+        return "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    return "%.0f MiB" % (int(r.stdout.split()[-1]) / 1024)
+
+
 def mpi_launch(script, args_list, n, **extra_env):
     """Run ``python script args_list`` on ``n`` MPI processes (one process without mpiexec when n is
     1), one BLAS thread each and no replicas; returns the JSON of its last output line."""

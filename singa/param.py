@@ -178,6 +178,23 @@ class Param:
             return self.grad, 1.0, 0.0, keep
         return s.target, s.alpha, s.beta, s.done
 
+    def write_grad(self, g):
+        """This step's gradient ``g`` of the whole param into its sink (``target = alpha * g + beta *
+        target``); ``g`` None: a zero gradient."""
+        target, alpha, beta, done = self.grad_sink()
+        if g is None:
+            if beta == 0.0:
+                target[...] = 0
+            elif beta != 1.0:
+                target *= beta
+        elif beta == 0.0:
+            target[...] = g if alpha == 1.0 else alpha * g
+        else:
+            if beta != 1.0:
+                target *= beta
+            target += g if alpha == 1.0 else alpha * g
+        done()
+
     grad_scale = 1.0      # a feature-split param's 1/n (NeuralNet._whole_param)
 
     def owner_grad(self):

@@ -87,10 +87,9 @@ def import_modules(names):
     package name, a ``.py`` file, a protoc-made ``*_pb2.py`` or a ``.proto`` file (see
     singa.proto.load_proto / import_pb2). An import error names the module and keeps its cause."""
     import importlib
-    import importlib.util
     import os
     import sys
-    from singa.proto import import_pb2, load_proto
+    from singa.proto import import_pb2, load_file_module, load_proto
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())     # a module beside the job.conf, as `python -m` finds it
     for name in names:
@@ -104,14 +103,7 @@ def import_modules(names):
             if name.endswith(".py"):
                 if not os.path.isfile(name):
                     raise ImportError("no such file")
-                mod = os.path.splitext(os.path.basename(name))[0]
-                folder = os.path.dirname(os.path.abspath(name))
-                if folder not in sys.path:
-                    sys.path.insert(0, folder)
-                spec = importlib.util.spec_from_file_location(mod, os.path.abspath(name))
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[mod] = module
-                spec.loader.exec_module(module)
+                load_file_module(name)
             else:
                 importlib.import_module(name)
         except ImportError as e:

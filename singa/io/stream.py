@@ -11,15 +11,13 @@ not with the same numbers.
 """
 import os
 import queue
-import struct
 import threading
 
 import numpy
 
 from singa.errors import DataError
-from singa.io.kvfile import FIX_HINT
+from singa.io.kvfile import _LEN, FIX_HINT
 
-_LEN = struct.Struct("<Q")
 PREFETCH = 4                # decoded batches kept ready
 _CHUNK = 1 << 24            # bytes read at a time while scanning headers
 

@@ -32,23 +32,6 @@ RUNNING_AVERAGE_FACTOR = 0.1
 ROLES = ("scale", "bias", "running mean", "running inverse std")
 
 
-def _write(p, value):
-    """``value`` (None: zeros) as param ``p``'s gradient, through its sink."""
-    target, alpha, beta, done = p.grad_sink()
-    if value is None:
-        if beta == 0.0:
-            target[...] = 0
-        elif beta != 1.0:
-            target *= beta
-    elif beta == 0.0:
-        target[...] = value if alpha == 1.0 else alpha * value
-    else:
-        if beta != 1.0:
-            target *= beta
-        target += value if alpha == 1.0 else alpha * value
-    done()
-
-
 @register(job_pb2.kBM, job_pb2.kCudnnBM)
 class BMLayer(Layer):
     def _where(self):
@@ -157,10 +140,10 @@ class BMLayer(Layer):
         dbeta = self._sums(g)
         dgamma = self._dots(g, xc) * inv           # the sum of g times x̂ = (x − μ) inv
         shape = self.gamma.data.shape
-        _write(self.gamma, dgamma.reshape(shape))
-        _write(self.beta, dbeta.reshape(shape))
-        _write(self.mean, None)
-        _write(self.invstd, None)
+        self.gamma.write_grad(dgamma.reshape(shape))
+        self.beta.write_grad(dbeta.reshape(shape))
+        self.mean.write_grad(None)
+        self.invstd.write_grad(None)
         # dx = a (g − Σg / m − x̂ Σ(g x̂) / m), a = γ inv: a g − (x − μ) (a inv Σ(g x̂) / m) − a Σg / m
         t = scratch(self, "t", (N, C * L))
         xp.multiply(xc, self._rows(a * inv * dgamma / m), out=t)

@@ -66,13 +66,7 @@ def _check_range(layer, what, values, n, field, hint):
 
 def _to_sink(param, g):
     """Write gradient ``g`` into the param's sink (target = alpha * g + beta * target)."""
-    target, alpha, beta, done = param.grad_sink()
-    if beta == 0.0:
-        target[...] = g if alpha == 1.0 else alpha * g
-    else:
-        target *= beta
-        target += alpha * g
-    done()
+    param.write_grad(g)
 
 
 @register("kData")

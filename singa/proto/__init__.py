@@ -9,6 +9,7 @@ The ``*_pb2`` modules are generated from the ``.proto`` files beside them with
 It is imported here, so its extensions are registered before any job.conf is parsed and rnnlm's
 ``[data_conf] {...}`` fields read with parse_job_conf/read_job_conf like any other field.
 """
+import contextlib
 import os
 import sys
 
@@ -18,24 +19,45 @@ from singa.errors import ConfigError
 from singa.proto import common_pb2, job_pb2, singa_pb2
 
 
-def _import_rnnlm_pb2():
-    """rnnlm_pb2 as protoc wrote it, which imports its dependencies top-level (``import job_pb2``,
-    because rnnlm.proto says ``import "job.proto"``): those names point at this package's modules only
-    while it is imported, so a user's own top-level ``job_pb2`` is neither shadowed nor replaced."""
-    saved = {name: sys.modules.get(name) for name in ("job_pb2", "common_pb2")}
-    sys.modules.update(job_pb2=job_pb2, common_pb2=common_pb2)
+@contextlib.contextmanager
+def _as_top_level(**modules):
+    """protoc's modules import their dependencies top-level (``import job_pb2``, for a .proto that
+    says ``import "job.proto"``): within this block those names are this package's modules, and
+    afterwards whatever they were, so a user's own top-level ``job_pb2`` is neither shadowed nor
+    replaced."""
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
     try:
-        from singa.proto import rnnlm_pb2 as module
+        yield
     finally:
         for name, old in saved.items():
             if old is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = old
+
+
+def load_file_module(path):
+    """Import the Python file ``path`` as the module named by its stem (its folder on sys.path, so
+    its own imports resolve); the module stays in sys.modules. Returns the module."""
+    import importlib.util
+    name = os.path.splitext(os.path.basename(path))[0]
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
 
 
-rnnlm_pb2 = _import_rnnlm_pb2()
+with _as_top_level(job_pb2=job_pb2, common_pb2=common_pb2):
+    from singa.proto import rnnlm_pb2
 
 
 def import_pb2(source):
@@ -46,7 +68,6 @@ def import_pb2(source):
     a job.conf's ``[my_conf] { ... }`` parses. ``source``: a file path or a module name. Returns
     the module."""
     import importlib
-    import importlib.util
     path = os.fspath(source)
     if path.endswith(".py") or os.path.isfile(path + ".py"):
         path = path if path.endswith(".py") else path + ".py"
@@ -55,35 +76,18 @@ def import_pb2(source):
                               "the .proto itself" % path)
     else:
         path = None
-    saved = {name: sys.modules.get(name) for name in ("job_pb2", "common_pb2", "rnnlm_pb2")}
-    sys.modules.update(job_pb2=job_pb2, common_pb2=common_pb2, rnnlm_pb2=rnnlm_pb2)
-    try:
+    with _as_top_level(job_pb2=job_pb2, common_pb2=common_pb2, rnnlm_pb2=rnnlm_pb2):
         if path is None:
             return importlib.import_module(source)
-        name = os.path.splitext(os.path.basename(path))[0]
-        loaded = sys.modules.get(name)
+        loaded = sys.modules.get(os.path.splitext(os.path.basename(path))[0])
         if loaded is not None and os.path.abspath(getattr(loaded, "__file__", "") or "") == os.path.abspath(path):
             return loaded           # its descriptors are in the pool already
-        folder = os.path.dirname(os.path.abspath(path))
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            return load_file_module(path)
         except Exception as e:
-            sys.modules.pop(name, None)
             raise ConfigError("%s cannot be loaded: %s: %s.\nhelp: regenerate it with this protobuf's protoc "
                               "(python -m grpc_tools.protoc), or pass the .proto file itself" % (
                                   path, type(e).__name__, e)) from e
-        return module
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
 
 
 def load_proto(path):
